@@ -1,0 +1,151 @@
+"""Losses for the two heads, and class weights against imbalance.
+
+Through a softmax, d(CE)/d(logits) = p - y. Each option here reshapes that signal:
+class weights scale it per true class, label smoothing moves y off the corners so p - y
+stops pushing logits to infinity, and the focal term (1 - p_t)**gamma shrinks it for
+examples that are already right. The sigmoid versions act the same way per label.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def class_weights(counts: Sequence[float], scheme: str = "inverse", beta: float = 0.999) -> np.ndarray:
+    """Per-class weights normalised to mean 1.
+
+    ``inverse``: 1/n_c. ``effective``: (1 - beta) / (1 - beta**n_c) (Cui et al. 2019), which
+    saturates for big classes instead of punishing them without bound. ``none``: ones.
+    """
+    n = np.maximum(np.asarray(counts, dtype=np.float64), 1.0)
+    if scheme == "none":
+        w = np.ones_like(n)
+    elif scheme == "inverse":
+        w = 1.0 / n
+    elif scheme == "effective":
+        w = (1.0 - beta) / (1.0 - np.power(beta, n))
+    else:
+        raise ValueError(f"unknown class-weight scheme {scheme!r}")
+    return w * len(w) / w.sum()
+
+
+def _soft_targets(target: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """Class indices become one-hot rows; probability rows (soft labels) pass through."""
+    if target.dtype in (torch.int64, torch.int32):
+        return F.one_hot(target, n_classes).to(torch.float32)
+    return target.to(torch.float32)
+
+
+def softmax_cross_entropy(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    label_smoothing: float = 0.0,
+) -> torch.Tensor:
+    """Cross-entropy against hard or soft targets, with optional class weights and smoothing.
+
+    A sample's weight is the weight of its (expected) true class, normalised by the weight sum
+    as torch's weighted CE does, so weights change the balance, not the loss scale.
+    """
+    k = logits.shape[-1]
+    y = _soft_targets(target, k)
+    if label_smoothing > 0:
+        y = y * (1.0 - label_smoothing) + label_smoothing / k
+    per_sample = -(y * F.log_softmax(logits.float(), dim=-1)).sum(-1)
+    if weight is None:
+        return per_sample.mean()
+    w = (_soft_targets(target, k) * weight).sum(-1)
+    return (w * per_sample).sum() / w.sum().clamp_min(1e-12)
+
+
+def softmax_focal_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    gamma: float = 2.0,
+    weight: torch.Tensor | None = None,
+    label_smoothing: float = 0.0,
+) -> torch.Tensor:
+    """Focal loss (Lin et al. 2017): CE scaled by (1 - p_t)**gamma, soft targets allowed."""
+    k = logits.shape[-1]
+    y = _soft_targets(target, k)
+    if label_smoothing > 0:
+        y = y * (1.0 - label_smoothing) + label_smoothing / k
+    logp = F.log_softmax(logits.float(), dim=-1)
+    focal = (1.0 - logp.exp()).pow(gamma)
+    per_sample = -(y * focal * logp).sum(-1)
+    if weight is None:
+        return per_sample.mean()
+    w = (_soft_targets(target, k) * weight).sum(-1)
+    return (w * per_sample).sum() / w.sum().clamp_min(1e-12)
+
+
+def sigmoid_bce(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    pos_weight: torch.Tensor | None = None,
+    label_smoothing: float = 0.0,
+) -> torch.Tensor:
+    """Independent binary cross-entropy per label; pos_weight up-weights rare positives."""
+    y = target.float()
+    if label_smoothing > 0:
+        y = y * (1.0 - label_smoothing) + 0.5 * label_smoothing
+    return F.binary_cross_entropy_with_logits(logits.float(), y, pos_weight=pos_weight)
+
+
+def sigmoid_focal_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    gamma: float = 2.0,
+    pos_weight: torch.Tensor | None = None,
+    label_smoothing: float = 0.0,
+) -> torch.Tensor:
+    """Binary focal loss per label: BCE scaled by (1 - p_t)**gamma."""
+    y = target.float()
+    if label_smoothing > 0:
+        y = y * (1.0 - label_smoothing) + 0.5 * label_smoothing
+    x = logits.float()
+    bce = F.binary_cross_entropy_with_logits(x, y, pos_weight=pos_weight, reduction="none")
+    p = torch.sigmoid(x)
+    p_t = p * y + (1 - p) * (1 - y)
+    return ((1 - p_t).pow(gamma) * bce).mean()
+
+
+def pos_weights(positives: np.ndarray, n: int, cap: float = 50.0) -> np.ndarray:
+    """negatives/positives per label, capped so a near-empty label cannot dominate."""
+    pos = np.maximum(np.asarray(positives, dtype=np.float64), 1.0)
+    return np.minimum((n - pos) / pos, cap)
+
+
+def make_loss(kind: str, cfg: dict, target_counts: np.ndarray, n_train: int) -> LossFn:
+    """Build the configured loss. ``target_counts``: per-class (or per-label positive) counts."""
+    name = cfg.get("type", "cross_entropy")
+    smoothing = float(cfg.get("label_smoothing", 0.0))
+    gamma = float(cfg.get("gamma", 2.0))
+    if kind == "multiclass":
+        scheme = cfg.get("class_weights", "none")
+        w = None
+        if scheme != "none":
+            w = torch.tensor(class_weights(target_counts, scheme, cfg.get("beta", 0.999)), dtype=torch.float32)
+        if name == "cross_entropy":
+            return lambda x, y: softmax_cross_entropy(x, y, _on(w, x), smoothing)
+        if name == "focal":
+            return lambda x, y: softmax_focal_loss(x, y, gamma, _on(w, x), smoothing)
+    else:
+        pw = None
+        if cfg.get("pos_weight", True):
+            pw = torch.tensor(pos_weights(target_counts, n_train, cfg.get("pos_weight_cap", 50.0)), dtype=torch.float32)
+        if name in ("bce", "cross_entropy"):
+            return lambda x, y: sigmoid_bce(x, y, _on(pw, x), smoothing)
+        if name == "focal":
+            return lambda x, y: sigmoid_focal_loss(x, y, gamma, _on(pw, x), smoothing)
+    raise ValueError(f"loss {name!r} is not available for {kind} tasks")
+
+
+def _on(t: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
+    return None if t is None else t.to(like.device)
