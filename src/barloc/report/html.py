@@ -1,0 +1,640 @@
+"""Render ``results/report/index.html``: one self-contained page for lab analysts.
+
+The page reads the per-task artifacts described in ``docs/artifacts.md`` and embeds
+everything it shows (CSS, a little vanilla JS, PNG images as data URIs), so it can be
+mailed or opened offline and makes no network requests.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
+
+from barloc.errors import InputError
+from barloc.report import plots
+
+HERE = Path(__file__).resolve().parent
+TEMPLATE = "template.html.j2"
+STYLESHEET = "style.css"
+
+#: Rows of calls.tsv rendered per task; the rest stay in the TSV.
+MAX_CALL_ROWS = 5000
+
+#: Plain-language wording per known task; unknown tasks get the generic entry.
+TASK_WORDS: dict[str, dict[str, str]] = {
+    "fish_origin": {
+        "title": "Fish origin",
+        "blurb": "Ocean basin of origin of tuna from their DNA barcodes.",
+        "nouns": "barcodes",
+        "held_out": "held-out test barcodes from projects the model never saw",
+        "thing": "basin",
+        "things": "basins",
+        "true": "True basin",
+        "pred": "Predicted basin",
+    },
+    "localization": {
+        "title": "Protein localization",
+        "blurb": "Subcellular location(s) of proteins from their amino-acid sequence.",
+        "nouns": "proteins",
+        "held_out": "held-out test proteins from partitions the model never saw",
+        "thing": "location",
+        "things": "locations",
+        "true": "True location",
+        "pred": "Predicted location",
+    },
+}
+_GENERIC_WORDS = {
+    "title": "",
+    "blurb": "",
+    "nouns": "samples",
+    "held_out": "held-out test samples from groups the model never saw",
+    "thing": "class",
+    "things": "classes",
+    "true": "True class",
+    "pred": "Predicted class",
+}
+
+#: Metric keys of metrics.json in display order: (key, label, higher is better).
+METRIC_LABELS: dict[str, tuple[str, bool]] = {
+    "accuracy": ("Accuracy", True),
+    "balanced_accuracy": ("Balanced accuracy", True),
+    "exact_match": ("Exact-match accuracy", True),
+    "jaccard": ("Jaccard index", True),
+    "micro_f1": ("Micro F1", True),
+    "macro_f1": ("Macro F1", True),
+    "nll": ("Log loss (NLL)", False),
+    "ece": ("Calibration error (ECE)", False),
+    "brier": ("Brier score", False),
+}
+METRIC_COLUMNS = [
+    ("uncalibrated", "Uncalibrated"),
+    ("calibrated", "Calibrated"),
+    ("prior_corrected", "Prior-corrected"),
+]
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def _finite(x: Any) -> bool:
+    try:
+        return x is not None and math.isfinite(float(x))
+    except (TypeError, ValueError):
+        return False
+
+
+def fmt_pct(x: Any, digits: int = 0) -> str:
+    """0.713 -> '71%'; None/NaN -> '–'."""
+    if not _finite(x):
+        return "–"
+    return f"{float(x) * 100:.{digits}f}%"
+
+
+def fmt_num(x: Any, digits: int = 3) -> str:
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, int):
+        return f"{x:,}"
+    if not _finite(x):
+        return "–" if x is None or isinstance(x, float) else str(x)
+    return f"{float(x):.{digits}f}"
+
+
+def fmt_int(x: Any) -> str:
+    if not _finite(x):
+        return "–"
+    return f"{int(round(float(x))):,}"
+
+
+def fmt_seconds(x: Any) -> str:
+    """4521.3 -> '1 h 15 min'; 73 -> '1 min 13 s'."""
+    if not _finite(x):
+        return "–"
+    s = float(x)
+    if s < 60:
+        return f"{s:.0f} s" if s >= 10 else f"{s:.1f} s"
+    m, sec = divmod(int(round(s)), 60)
+    if m < 60:
+        return f"{m} min {sec} s"
+    h, m = divmod(m, 60)
+    return f"{h} h {m} min"
+
+
+def shorten(value: Any, n: int = 12) -> str:
+    text = "" if value is None else str(value)
+    return text if len(text) <= n else text[:n] + "…"
+
+
+_FRACTION_IN_PARENS = re.compile(r"\((\d*\.?\d+(?:[eE][-+]?\d+)?)\)")
+
+
+def _alternatives_pct(text: str) -> str:
+    """'Pacific (0.12); Indian (0.05)' -> 'Pacific (12%); Indian (5%)' (other text as is)."""
+
+    def repl(m: re.Match) -> str:
+        v = float(m.group(1))
+        return f"({fmt_pct(v)})" if 0.0 <= v <= 1.0 else m.group(0)
+
+    return _FRACTION_IN_PARENS.sub(repl, text)
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return _finite(value) and float(value) != 0.0
+    return str(value).strip().lower() in {"true", "1", "yes", "y", "t"}
+
+
+def _title_of(name: str) -> str:
+    words = TASK_WORDS.get(name, {})
+    return words.get("title") or name.replace("_", " ").capitalize()
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _read_json(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        with path.open(encoding="utf-8") as fh:
+            data = json.load(fh)
+    except json.JSONDecodeError as exc:
+        raise InputError(path, f"not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(data, dict):
+        raise InputError(path, "expected a JSON object")
+    return data
+
+
+def _read_tsv(path: Path) -> pd.DataFrame | None:
+    """A TSV as strings (no NA guessing), or None when the file is absent."""
+    if not path.is_file():
+        return None
+    try:
+        return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+
+
+def _numeric(df: pd.DataFrame, col: str) -> list[float]:
+    return pd.to_numeric(df[col].replace("", np.nan), errors="coerce").astype(float).tolist()
+
+
+def _record_counts(path: Path, kind: str | None, classes: list[str]) -> dict | None:
+    """Counts per role and per reference label from records.parquet (two columns only)."""
+    if not path.is_file():
+        return None
+    import pyarrow.parquet as pq
+
+    names = set(pq.read_schema(path).names)
+    cols = [c for c in ("role", "label") if c in names]
+    if not cols:
+        return None
+    df = pd.read_parquet(path, columns=cols)
+    n = len(df)
+    roles = df["role"].astype("string").fillna("(none)") if "role" in df else pd.Series(["reference"] * n)
+    role_counts = {str(k): int(v) for k, v in roles.value_counts().sort_index().items()}
+    out: dict[str, Any] = {"total": n, "roles": role_counts, "labels": [], "unlabelled": 0}
+    if "label" not in df:
+        return out
+    ref = df.loc[(roles == "reference").to_numpy(), "label"].astype("string")
+    labelled = ref.dropna()
+    labelled = labelled[labelled.str.strip() != ""]
+    out["unlabelled"] = int(len(ref) - len(labelled))
+    if kind == "multilabel":
+        exploded = labelled.str.split(";").explode().str.strip()
+        counts = exploded[exploded != ""].value_counts()
+    else:
+        counts = labelled.value_counts()
+    denom = len(labelled)
+    order = list(dict.fromkeys(classes)) + sorted(str(c) for c in counts.index if c not in classes)
+    for c in order:
+        k = int(counts.get(c, 0))
+        out["labels"].append({"label": str(c), "count": k, "share": k / denom if denom else None,
+                              "known": c in classes})
+    out["n_labelled"] = int(len(labelled))
+    return out
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def _calls_section(df: pd.DataFrame | None, kind: str, classes: list[str], path: Path) -> dict:
+    if df is None:
+        return {"state": "missing", "file": str(path)}
+    if df.empty or "id" not in df.columns:
+        return {"state": "empty", "n": 0, "rows": []}
+    n = len(df)
+    shown = df.iloc[:MAX_CALL_ROWS]
+    prob = _numeric(shown, "probability") if "probability" in shown else [float("nan")] * len(shown)
+    pcols = {c: _numeric(shown, f"p::{c}") for c in classes if f"p::{c}" in shown}
+    uncertain_all = [_truthy(v) for v in df["uncertain"]] if "uncertain" in df else [False] * n
+    rows = []
+    for i in range(len(shown)):
+        call = str(shown["call"].iat[i]) if "call" in shown else ""
+        parts = []
+        labels = [s.strip() for s in call.split(";") if s.strip()] if kind == "multilabel" else ([call] if call else [])
+        for lab in labels:
+            p = pcols.get(lab, [None] * (i + 1))[i]
+            if kind != "multilabel":
+                p = None  # the probability column already shows it
+            parts.append({"label": lab, "p": fmt_pct(p) if _finite(p) else None})
+        alt = str(shown["alternatives"].iat[i]) if "alternatives" in shown else ""
+        rows.append({
+            "id": str(shown["id"].iat[i]),
+            "call": call,
+            "parts": parts,
+            "prob": prob[i],
+            "prob_text": fmt_pct(prob[i], 1),
+            "prob_sort": f"{prob[i]:.6f}" if _finite(prob[i]) else "-1",
+            "alternatives": _alternatives_pct(alt),
+            "uncertain": uncertain_all[i],
+        })
+    return {
+        "state": "ok",
+        "n": n,
+        "rows": rows,
+        "truncated": n > MAX_CALL_ROWS,
+        "max_rows": MAX_CALL_ROWS,
+        "n_uncertain": int(sum(uncertain_all)),
+    }
+
+
+def _pick_reliability_bin(r: Mapping | None, target: float = 0.8) -> tuple[float, float] | None:
+    """(confidence, accuracy) of the populated bin whose confidence is nearest ``target``."""
+    if not r:
+        return None
+    conf = r.get("confidence") or []
+    acc = r.get("accuracy") or []
+    count = r.get("count") or []
+    total = sum(c for c in count if _finite(c))
+    best = None
+    for c, a, k in zip(conf, acc, count):
+        if not (_finite(c) and _finite(a) and _finite(k)) or k <= 0:
+            continue
+        if total and k < max(5, 0.01 * total):
+            continue
+        d = abs(float(c) - target)
+        if best is None or d < best[0]:
+            best = (d, float(c), float(a))
+    return None if best is None else (best[1], best[2])
+
+
+def _plain_sentence(kind: str, words: dict, metrics: dict, reliability_after: Mapping | None) -> str:
+    n = metrics.get("n_test")
+    m = metrics.get("calibrated") or metrics.get("uncalibrated") or {}
+    n_text = f"{int(n):,} " if _finite(n) else ""
+    pick = _pick_reliability_bin(reliability_after)
+    ece = m.get("ece")
+    if kind == "multilabel":
+        first = (
+            f"On {n_text}{words['held_out']}, the calibrated model gets the exact set of "
+            f"{words['things']} right for {fmt_pct(m.get('exact_match'))}"
+        )
+        extra = []
+        if _finite(m.get("jaccard")):
+            extra.append(f"on average {fmt_pct(m.get('jaccard'))} overlap between called and true {words['things']}")
+        if _finite(m.get("micro_f1")):
+            extra.append(f"micro F1 {float(m['micro_f1']):.2f}")
+        first += f" ({'; '.join(extra)})" if extra else ""
+        if pick:
+            second = (
+                f"when it gives a {words['thing']} {pick[0] * 100:.0f}%, that {words['thing']} is "
+                f"present about {pick[1] * 100:.0f}% of the time"
+            )
+        else:
+            second = ""
+    else:
+        first = (
+            f"On {n_text}{words['held_out']}, the calibrated model calls the right "
+            f"{words['thing']} for {fmt_pct(m.get('accuracy'))}"
+        )
+        if _finite(m.get("balanced_accuracy")):
+            first += f" (balanced accuracy {float(m['balanced_accuracy']):.2f})"
+        second = (
+            f"when it says {pick[0] * 100:.0f}% it is right about {pick[1] * 100:.0f}% of the time"
+            if pick
+            else ""
+        )
+    ece_text = f"ECE {float(ece):.2f}" if _finite(ece) else ""
+    if second:
+        return f"{first}; {second}" + (f" ({ece_text})." if ece_text else ".")
+    return first + (f" (calibration error: {ece_text})." if ece_text else ".")
+
+
+def _metrics_section(metrics: dict | None, kind: str, classes: list[str], words: dict,
+                     calibration: dict | None, path: Path) -> dict:
+    if metrics is None:
+        return {"state": "missing", "file": str(path)}
+    present = [(k, label) for k, label in METRIC_COLUMNS if isinstance(metrics.get(k), Mapping)]
+    keys: list[str] = []
+    for k, _ in present:
+        for key in metrics[k]:
+            if key not in keys:
+                keys.append(key)
+    ordered = [k for k in METRIC_LABELS if k in keys] + [k for k in keys if k not in METRIC_LABELS]
+    rows = []
+    for key in ordered:
+        label, higher = METRIC_LABELS.get(key, (key.replace("_", " ").capitalize(), None))
+        rows.append({
+            "label": label,
+            "key": key,
+            "better": {True: "higher", False: "lower"}.get(higher, ""),
+            "values": [fmt_num(metrics[k].get(key)) for k, _ in present],
+        })
+    rel_after = ((calibration or {}).get("reliability") or {}).get("after")
+    out: dict[str, Any] = {
+        "state": "ok",
+        "columns": [label for _, label in present],
+        "rows": rows,
+        "sentence": _plain_sentence(kind, words, metrics, rel_after),
+        "n_test": metrics.get("n_test"),
+        "chart": None,
+        "chart_alt": "",
+        "per_class": None,
+    }
+    per_class = metrics.get("per_class") or {}
+    if per_class:
+        pc_keys: list[str] = []
+        for v in per_class.values():
+            for key in v or {}:
+                if key not in pc_keys:
+                    pc_keys.append(key)
+        out["per_class"] = {
+            "columns": pc_keys,
+            "rows": [
+                {"label": c, "values": [fmt_int(v.get(k)) if k == "support" else fmt_num(v.get(k)) for k in pc_keys]}
+                for c, v in per_class.items()
+            ],
+        }
+    if kind == "multilabel":
+        labels = [c for c in (classes or list(per_class)) if c in per_class]
+        if labels and any("mcc" in (per_class[c] or {}) for c in labels):
+            out["chart"] = plots.mcc_png(labels, [per_class[c].get("mcc") for c in labels])
+            out["chart_kind"] = "mcc"
+            out["chart_alt"] = "Matthews correlation coefficient per location on the test set"
+    else:
+        conf = metrics.get("confusion") or {}
+        if conf.get("matrix"):
+            cls = conf.get("classes") or classes
+            out["chart"] = plots.confusion_png(conf["matrix"], cls, true_label=words["true"], pred_label=words["pred"])
+            out["chart_kind"] = "confusion"
+            out["chart_alt"] = "Confusion matrix on the test set: rows are the true class, columns the prediction"
+    return out
+
+
+def _calibration_section(cal: dict | None, kind: str, classes: list[str], path: Path) -> dict:
+    if cal is None:
+        return {"state": "missing", "file": str(path)}
+    temp = cal.get("temperature")
+    if isinstance(temp, list):
+        names = cal.get("classes") or classes
+        temps = [{"label": lab, "t": fmt_num(t, 2)} for lab, t in zip(names, temp)]
+        caption_t = "Fitted temperature per label: " + ", ".join(f"{d['label']} {d['t']}" for d in temps) + "."
+    elif _finite(temp):
+        temps = [{"label": "all classes", "t": fmt_num(temp, 2)}]
+        caption_t = f"Fitted temperature T = {float(temp):.2f}"
+        caption_t += (" (T > 1 softens over-confident probabilities)." if float(temp) > 1
+                      else " (T < 1 sharpens under-confident probabilities)." if float(temp) < 1 else ".")
+    else:
+        temps, caption_t = [], "No temperature recorded."
+    rel = cal.get("reliability") or {}
+    image = None
+    if rel.get("before") or rel.get("after"):
+        multilabel = kind == "multilabel"
+        image = plots.reliability_png(
+            rel.get("before") or {},
+            rel.get("after") or {},
+            "Test split" + (" (all sample-label pairs)" if multilabel else ""),
+            ylabel="Observed frequency of the label (%)" if multilabel else "Observed accuracy (%)",
+        )
+    val = cal.get("val") or {}
+    val_rows = [
+        {"label": "Log loss (NLL)", "before": fmt_num(val.get("nll_before")), "after": fmt_num(val.get("nll_after"))},
+        {"label": "Calibration error (ECE)", "before": fmt_num(val.get("ece_before")),
+         "after": fmt_num(val.get("ece_after"))},
+    ] if val else []
+    thresholds = cal.get("thresholds")
+    return {
+        "state": "ok",
+        "image": image,
+        "caption": caption_t,
+        "temps": temps,
+        "val_rows": val_rows,
+        "thresholds": (
+            [{"label": lab, "t": fmt_pct(t)} for lab, t in zip(cal.get("classes") or classes, thresholds)]
+            if isinstance(thresholds, list) else None
+        ),
+    }
+
+
+def _priors_section(pri: dict | None, kind: str, classes: list[str], path: Path) -> dict:
+    if pri is None:
+        return {"state": "missing", "file": str(path)}
+    method = str(pri.get("method") or "none")
+    names = pri.get("classes") or classes
+    train = pri.get("train_priors") or []
+    query = pri.get("query_priors") or []
+    out: dict[str, Any] = {
+        "state": "ok",
+        "method": method,
+        "image": None,
+        "converged": pri.get("converged"),
+        "iterations": pri.get("iterations"),
+        "n_query": pri.get("n_query"),
+        "test_rows": [],
+        "rows": [],
+        "shift_sentence": "",
+    }
+    if method == "none" or not query or len(query) != len(names):
+        out["state"] = "none"
+        return out
+    lo, hi = pri.get("ci_low"), pri.get("ci_high")
+    have_ci = isinstance(lo, list) and isinstance(hi, list) and len(lo) == len(hi) == len(names)
+    out["image"] = plots.priors_png(
+        names, train, query, lo if have_ci else None, hi if have_ci else None,
+        ylabel="Share of samples (%)" if kind != "multilabel" else "Share with the location (%)",
+    )
+    for i, c in enumerate(names):
+        out["rows"].append({
+            "label": c,
+            "train": fmt_pct(train[i] if i < len(train) else None, 1),
+            "query": fmt_pct(query[i], 1),
+            "ci": f"{fmt_pct(lo[i], 1)} – {fmt_pct(hi[i], 1)}" if have_ci else "–",
+        })
+    diffs = [(abs(float(q) - float(t)), c, t, q, i) for i, (c, t, q) in enumerate(zip(names, train, query))
+             if _finite(t) and _finite(q)]
+    if diffs:
+        d, c, t, q, i = max(diffs)
+        ci = f" (95% interval {fmt_pct(lo[i])}–{fmt_pct(hi[i])})" if have_ci else ""
+        out["shift_sentence"] = (
+            f"The biggest difference from the training data is {c}: {fmt_pct(t)} of training "
+            f"samples versus an estimated {fmt_pct(q)} of the query samples{ci}."
+        )
+    test = pri.get("test") or {}
+    tp, ep = test.get("true_priors") or [], test.get("estimated_priors") or []
+    if tp and ep:
+        for c, t, e in zip(names, tp, ep):
+            diff = (float(e) - float(t)) * 100 if _finite(t) and _finite(e) else None
+            out["test_rows"].append({
+                "label": c, "true": fmt_pct(t, 1), "est": fmt_pct(e, 1),
+                "diff": f"{diff:+.1f} pts" if diff is not None else "–",
+            })
+    return out
+
+
+def _training_section(model: dict | None, history: pd.DataFrame | None, path: Path) -> dict:
+    if history is None:
+        return {"state": "missing", "file": str(path)}
+    if history.empty:
+        return {"state": "empty"}
+    df = pd.DataFrame({c: _numeric(history, c) for c in history.columns})
+    key = str((model or {}).get("val_metric") or "metric")
+    label = METRIC_LABELS.get(key, (key.replace("_", " "), None))[0]
+    metric = label[:1].lower() + label[1:]
+    best = None
+    if "val_loss" in df and df["val_loss"].notna().any():
+        i = int(df["val_loss"].idxmin())
+        best = {"epoch": fmt_int(df["epoch"].iat[i]) if "epoch" in df else str(i + 1),
+                "val_loss": fmt_num(df["val_loss"].iat[i])}
+    return {"state": "ok", "image": plots.curves_png(df, metric_name=metric), "n_epochs": len(df),
+            "metric": metric, "best": best}
+
+
+def _task_context(name: str, task_dir: Path) -> dict:
+    task_dir = Path(task_dir)
+    model = _read_json(task_dir / "model.json")
+    calibration = _read_json(task_dir / "calibration.json")
+    priors = _read_json(task_dir / "priors.json")
+    metrics = _read_json(task_dir / "metrics.json")
+    kind = next((d.get("kind") for d in (model, metrics, calibration, priors) if d and d.get("kind")), "multiclass")
+    classes = next((list(d["classes"]) for d in (model, metrics, calibration, priors) if d and d.get("classes")), [])
+    words = {**_GENERIC_WORDS, **TASK_WORDS.get(name, {})}
+    calls_df = _read_tsv(task_dir / "calls.tsv")
+    history = _read_tsv(task_dir / "history.tsv")
+    model = model or {}
+    return {
+        "name": name,
+        "anchor": f"task-{name}",
+        "title": _title_of(name),
+        "blurb": words.get("blurb", ""),
+        "words": words,
+        "kind": kind,
+        "classes": classes,
+        "n_classes": len(classes),
+        "model": {
+            "present": bool(model),
+            "device": model.get("device") or "–",
+            "epochs": fmt_int(model.get("epochs")),
+            "train_time": fmt_seconds(model.get("train_seconds")),
+        },
+        "calls": _calls_section(calls_df, kind, classes, task_dir / "calls.tsv"),
+        "metrics": _metrics_section(metrics, kind, classes, words, calibration, task_dir / "metrics.json"),
+        "calibration": _calibration_section(calibration, kind, classes, task_dir / "calibration.json"),
+        "priors": _priors_section(priors, kind, classes, task_dir / "priors.json"),
+        "training": _training_section(model, history, task_dir / "history.tsv"),
+        "data": _record_counts(task_dir / "records.parquet", kind, classes),
+    }
+
+
+def _summary_context(run_info: Mapping, tasks: list[dict]) -> dict:
+    inputs = []
+    for item in run_info.get("inputs") or []:
+        sha = item.get("sha256")
+        inputs.append({
+            "task": item.get("task", ""),
+            "path": str(item.get("path", "")),
+            "records": fmt_int(item.get("records")),
+            "sha_short": shorten(sha, 12) if sha else "–",
+            "sha": sha or "",
+        })
+    commit = run_info.get("git_commit")
+    cfg = run_info.get("config_hash")
+    return {
+        "date": str(run_info.get("date") or "–"),
+        "version": str(run_info.get("version") or "–"),
+        "commit_short": shorten(commit, 10) if commit else "not recorded (not a git checkout)",
+        "commit": commit or "",
+        "config_short": shorten(cfg, 12) if cfg else "–",
+        "config": cfg or "",
+        "device": str(run_info.get("device") or "–"),
+        "inputs": inputs,
+        "tasks": [
+            {"name": t["name"], "title": t["title"], "anchor": t["anchor"], "kind": t["kind"],
+             "n_classes": t["n_classes"], **t["model"],
+             "n_query": t["calls"].get("n", 0) if t["calls"]["state"] != "missing" else None,
+             "n_uncertain": t["calls"].get("n_uncertain")}
+            for t in tasks
+        ],
+    }
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(str(HERE)),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["pct"] = fmt_pct
+    env.filters["num"] = fmt_num
+    env.filters["int"] = fmt_int
+    return env
+
+
+def render_report(task_dirs: Mapping[str, Path], run_info: Mapping) -> str:
+    """The report's HTML as a string (see :func:`build_report`)."""
+    tasks = [_task_context(name, Path(d)) for name, d in task_dirs.items()]
+    css = (HERE / STYLESHEET).read_text(encoding="utf-8")
+    if "</style" in css.lower():
+        raise InputError(HERE / STYLESHEET, "the stylesheet must not contain '</style'")
+    template = _environment().get_template(TEMPLATE)
+    return template.render(
+        css=Markup(css),
+        run=_summary_context(run_info, tasks),
+        tasks=tasks,
+    )
+
+
+def build_report(task_dirs: Mapping[str, Path], out_html: Path, run_info: dict) -> None:
+    """Write the self-contained HTML report for ``task_dirs`` (task name -> results/{task})
+    to ``out_html``.
+
+    ``run_info`` holds ``date``, ``version``, ``git_commit`` (may be None), ``config_hash``,
+    ``inputs`` (dicts with ``task``, ``path``, ``records``, ``sha256``) and ``device``.
+    Missing optional artifacts are stated on the page instead of failing. The page is
+    rendered to a temporary file beside ``out_html`` and moved into place atomically.
+    """
+    html = render_report(task_dirs, run_info)
+    out_html = Path(out_html)
+    out_html.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out_html.parent, prefix=f".{out_html.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(html)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out_html)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
