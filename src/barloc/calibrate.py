@@ -107,3 +107,93 @@ def multilabel_reliability(probs: np.ndarray, Y: np.ndarray, n_bins: int = 15, a
 def brier(probs: np.ndarray, onehot: np.ndarray) -> float:
     """Mean over samples of the squared error summed over classes (or labels)."""
     return float(((probs - onehot) ** 2).sum(axis=1).mean())
+
+
+def _nll_grad_softmax(theta: np.ndarray, z: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    """NLL of softmax(z / T + b) and its gradient in (log T, b)."""
+    t = np.exp(theta[0])
+    b = theta[1:]
+    s = z / t + b
+    lp = log_softmax(s, axis=1)
+    n = len(y)
+    p = np.exp(lp)
+    g = p.copy()
+    g[np.arange(n), y] -= 1.0  # dNLL/ds = p - y
+    g /= n
+    d_logt = float((g * (-z / t)).sum())
+    return float(-lp[np.arange(n), y].mean()), np.concatenate([[d_logt], g.sum(axis=0)])
+
+
+def fit_bcts(logits: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    """Bias-corrected temperature scaling (Alexandari et al. 2020): softmax(z/T + b).
+
+    The biases absorb a systematic prior offset (from class weights, focal loss or a skewed
+    training set), which a single temperature cannot, and which EM prior estimation needs gone.
+    """
+    from scipy.optimize import minimize
+
+    z = np.asarray(logits, dtype=np.float64)
+    k = z.shape[1]
+    if len(y) == 0:
+        return 1.0, np.zeros(k)
+    t0 = fit_temperature(z, y)
+    res = minimize(_nll_grad_softmax, np.concatenate([[np.log(t0)], np.zeros(k)]), args=(z, y),
+                   jac=True, method="L-BFGS-B",
+                   bounds=[LOG_T_BOUNDS] + [(-20.0, 20.0)] * k)
+    b = res.x[1:] - res.x[1:].mean()  # softmax ignores a common shift
+    return float(np.exp(res.x[0])), b
+
+
+def fit_platt(logits: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-label temperature and bias for sigmoid heads: sigmoid(z_j / T_j + b_j)."""
+    from scipy.optimize import minimize
+
+    z = np.asarray(logits, dtype=np.float64)
+    k = z.shape[1]
+    T, B = np.ones(k), np.zeros(k)
+    for j in range(k):
+        y = np.asarray(Y[:, j], dtype=np.float64)
+        if len(y) == 0:
+            continue
+
+        def f(theta, zj=z[:, j], y=y):
+            t, b = np.exp(theta[0]), theta[1]
+            s = zj / t + b
+            g = (expit(s) - y) / len(y)  # dNLL/ds = p - y
+            return float(-(y * log_expit(s) + (1 - y) * log_expit(-s)).mean()), np.array([float((g * -zj / t).sum()), float(g.sum())])
+
+        res = minimize(f, np.zeros(2), jac=True, method="L-BFGS-B", bounds=[LOG_T_BOUNDS, (-20.0, 20.0)])
+        T[j], B[j] = np.exp(res.x[0]), res.x[1]
+    return T, B
+
+
+def apply(logits: np.ndarray, kind: str, calib: dict | None = None) -> np.ndarray:
+    """Calibrated probabilities: (z + offset) / T + bias through softmax or per-label sigmoid.
+
+    ``calib`` is a calibration.json dict; None gives the raw model probabilities.
+    """
+    z = np.asarray(logits, dtype=np.float64)
+    if calib:
+        z = (z + np.asarray(calib.get("offset", 0.0))) / np.asarray(calib["temperature"]) + np.asarray(calib.get("bias", 0.0))
+    return softmax(z, axis=1) if kind == "multiclass" else expit(z)
+
+
+def weighting_offset(kind: str, loss: dict, train_counts: np.ndarray, n_train: int) -> np.ndarray:
+    """Logit offset that undoes the loss's class weighting.
+
+    Weighted CE is minimised by p_w(y|x) proportional to w_y p(y|x), so subtracting log w_y
+    gives back posteriors under the training priors; BCE with pos_weight multiplies the
+    posterior odds by pos_weight, so log(pos_weight) comes off each sigmoid logit. Without
+    this, EM prior estimation would start from the wrong priors.
+    """
+    from barloc.losses import class_weights, pos_weights
+
+    counts = np.asarray(train_counts, dtype=np.float64)
+    if kind == "multiclass":
+        scheme = loss.get("class_weights", "none")
+        if scheme == "none":
+            return np.zeros(len(counts))
+        return -np.log(class_weights(counts, scheme, loss.get("beta", 0.999)))
+    if not loss.get("pos_weight", True):
+        return np.zeros(len(counts))
+    return -np.log(np.maximum(pos_weights(counts, n_train, loss.get("pos_weight_cap", 50.0)), 1e-12))

@@ -37,10 +37,14 @@ class EMResult:
 
 
 def em_priors(
-    probs: np.ndarray, train_priors: np.ndarray, tol: float = 1e-6, max_iter: int = 1000
+    probs: np.ndarray, train_priors: np.ndarray, tol: float = 1e-6, max_iter: int = 1000,
+    strength: float = 0.0,
 ) -> EMResult:
     """Saerens-Latinne-Decaestecker EM. ``probs`` are calibrated posteriors under train priors.
 
+    ``strength`` > 0 makes it MAP-EM with a Dirichlet prior of that many pseudo-samples at the
+    training priors: with a weak classifier the likelihood of the priors is flat and plain EM
+    drifts to the simplex's corners, which the pseudo-samples prevent.
     Converged means the largest prior change in an iteration fell below ``tol``.
     """
     probs = np.asarray(probs, dtype=np.float64)
@@ -52,7 +56,7 @@ def em_priors(
     post = probs
     for it in range(1, max_iter + 1):
         post = reweight(probs, train, priors)
-        new = post.mean(axis=0)
+        new = (post.sum(axis=0) + strength * train) / (len(post) + strength)
         delta = float(np.abs(new - priors).max())
         priors = new
         if delta < tol:
@@ -66,12 +70,12 @@ def binary_columns(p: np.ndarray) -> list[np.ndarray]:
 
 
 def em_priors_multilabel(
-    probs: np.ndarray, train_rates: np.ndarray, tol: float = 1e-6, max_iter: int = 1000
+    probs: np.ndarray, train_rates: np.ndarray, tol: float = 1e-6, max_iter: int = 1000, strength: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray, int, bool]:
     """EM per label on binary posteriors. Returns (rates, corrected probs, max iters, all converged)."""
     rates, cols, iters, ok = [], [], 0, True
     for j, pj in enumerate(binary_columns(probs)):
-        r = em_priors(pj, np.array([1 - train_rates[j], train_rates[j]]), tol, max_iter)
+        r = em_priors(pj, np.array([1 - train_rates[j], train_rates[j]]), tol, max_iter, strength)
         rates.append(r.priors[1])
         cols.append(r.posteriors[:, 1])
         iters, ok = max(iters, r.iterations), ok and r.converged
@@ -97,6 +101,7 @@ def bootstrap_priors(
     tol: float = 1e-6,
     max_iter: int = 1000,
     level: float = 0.95,
+    strength: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Percentile bootstrap interval of the EM priors, resampling query samples."""
     k = len(train_priors)
@@ -107,8 +112,8 @@ def bootstrap_priors(
     for b in range(n_boot):
         sample = probs[rng.integers(0, len(probs), len(probs))]
         if multilabel:
-            draws[b] = em_priors_multilabel(sample, train_priors, tol, max_iter)[0]
+            draws[b] = em_priors_multilabel(sample, train_priors, tol, max_iter, strength)[0]
         else:
-            draws[b] = em_priors(sample, train_priors, tol, max_iter).priors
+            draws[b] = em_priors(sample, train_priors, tol, max_iter, strength).priors
     a = (1 - level) / 2
     return np.quantile(draws, a, axis=0), np.quantile(draws, 1 - a, axis=0)

@@ -1,0 +1,137 @@
+"""The LightningDataModule: encodes sequences once and serves length-bucketed batches."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from barloc.encode import kmer_profile, tokenize
+
+
+def targets_for(labels: Sequence[str | None], classes: list[str], kind: str) -> np.ndarray:
+    """Class indices (multiclass) or a 0/1 matrix (multilabel; labels joined by ';')."""
+    index = {c: i for i, c in enumerate(classes)}
+    if kind == "multiclass":
+        return np.array([index[lab] if lab is not None else -1 for lab in labels], dtype=np.int64)
+    Y = np.zeros((len(labels), len(classes)), dtype=np.float32)
+    for r, lab in enumerate(labels):
+        for part in (lab or "").split(";"):
+            if part:
+                Y[r, index[part]] = 1.0
+    return Y
+
+
+class EncodedDataset(Dataset):
+    """Either k-mer feature rows or token arrays, plus optional targets."""
+
+    def __init__(self, seqs: Sequence[str], encoder: dict, alphabet: str, targets: np.ndarray | None = None) -> None:
+        self.kmer = encoder.get("type") == "kmer"
+        if self.kmer:
+            self.features = torch.from_numpy(kmer_profile(list(seqs), encoder.get("k", 6)))
+            self.lengths = np.ones(len(seqs), dtype=np.int64)
+        else:
+            self.tokens = [torch.from_numpy(t) for t in tokenize(seqs, alphabet, encoder.get("max_len"))]
+            self.lengths = np.array([len(t) for t in self.tokens], dtype=np.int64)
+        self.targets = None if targets is None else torch.from_numpy(targets)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __getitem__(self, i: int) -> dict:
+        item = {"index": i}
+        if self.kmer:
+            item["features"] = self.features[i]
+        else:
+            item["tokens"] = self.tokens[i]
+        if self.targets is not None:
+            item["target"] = self.targets[i]
+        return item
+
+
+def collate(items: list[dict]) -> dict:
+    batch = {"index": torch.tensor([it["index"] for it in items])}
+    if "features" in items[0]:
+        batch["features"] = torch.stack([it["features"] for it in items])
+    else:
+        batch["tokens"] = torch.nn.utils.rnn.pad_sequence([it["tokens"] for it in items], batch_first=True)
+    if "target" in items[0]:
+        batch["target"] = torch.stack([it["target"] for it in items])
+    return batch
+
+
+class BucketBatchSampler(Sampler[list[int]]):
+    """Batches of similar length, so little of each batch is padding.
+
+    Training: shuffle, sort within pools of 50 batches, then shuffle the batches.
+    Inference: plain length order (outputs are put back in place by their ``index``).
+    """
+
+    def __init__(self, lengths: np.ndarray, batch_size: int, shuffle: bool, seed: int = 0) -> None:
+        self.lengths = np.asarray(lengths)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.epoch = 0
+
+    def __iter__(self) -> Iterator[list[int]]:
+        n, bs = len(self.lengths), self.batch_size
+        if not self.shuffle:
+            order = np.argsort(self.lengths, kind="stable")
+            yield from (order[i : i + bs].tolist() for i in range(0, n, bs))
+            return
+        rng = np.random.default_rng(self.seed + self.epoch)
+        self.epoch += 1
+        perm = rng.permutation(n)
+        pool = bs * 50
+        batches = []
+        for s in range(0, n, pool):
+            chunk = perm[s : s + pool]
+            chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
+            batches += [chunk[i : i + bs].tolist() for i in range(0, len(chunk), bs)]
+        for b in rng.permutation(len(batches)):
+            yield batches[b]
+
+    def __len__(self) -> int:
+        return (len(self.lengths) + self.batch_size - 1) // self.batch_size
+
+
+class SequenceDataModule(L.LightningDataModule):
+    """Owns the train/val datasets; ``loader`` serves any other set for prediction."""
+
+    def __init__(
+        self,
+        train: EncodedDataset,
+        val: EncodedDataset,
+        batch_size: int = 64,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.train_set, self.val_set = train, val
+        self.batch_size, self.seed = batch_size, seed
+
+    def train_dataloader(self) -> DataLoader:
+        return loader(self.train_set, self.batch_size, shuffle=True, seed=self.seed)
+
+    def val_dataloader(self) -> DataLoader:
+        return loader(self.val_set, self.batch_size)
+
+
+def loader(ds: EncodedDataset, batch_size: int, shuffle: bool = False, seed: int = 0) -> DataLoader:
+    sampler = BucketBatchSampler(ds.lengths, batch_size, shuffle, seed)
+    return DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=0)
+
+
+def predict_logits(model: torch.nn.Module, ds: EncodedDataset, batch_size: int, device: str = "cpu") -> np.ndarray:
+    """Logits in dataset order (the loader runs in length order for speed)."""
+    out = np.zeros((len(ds), model.head.out_features), dtype=np.float32)
+    model.eval().to(device)
+    with torch.inference_mode():
+        for batch in loader(ds, batch_size):
+            idx = batch.pop("index").numpy()
+            batch = {k: v.to(device) for k, v in batch.items()}
+            out[idx] = model(batch).float().cpu().numpy()
+    return out

@@ -1,0 +1,86 @@
+"""The LightningModule: an encoder, a linear head and the configured loss.
+
+One class serves both tasks; ``kind`` picks the head's link. A softmax head makes classes
+compete (one origin per fish); sigmoid heads score each location on its own, because a
+protein can sit in the nucleus and the cytoplasm at once.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+
+from barloc.losses import make_loss
+from barloc.metrics import multiclass_metrics
+from barloc.models.encoders import build_encoder
+
+
+class SequenceClassifier(L.LightningModule):
+    def __init__(
+        self,
+        kind: str,
+        n_classes: int,
+        alphabet: str,
+        encoder: dict,
+        loss: dict,
+        optim: dict,
+        target_counts: list[float],
+        n_train: int,
+        n_features: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.kind = kind
+        self.encoder = build_encoder(encoder, alphabet, n_features)
+        self.head = nn.Linear(self.encoder.out_dim, n_classes)
+        self.loss_fn = make_loss(kind, loss, np.asarray(target_counts), n_train)
+        self._val_logits: list[torch.Tensor] = []
+        self._val_targets: list[torch.Tensor] = []
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        return self.head(self.encoder(batch))
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss = self.loss_fn(self(batch), batch["target"])
+        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(batch["target"]))
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        logits = self(batch)
+        loss = self.loss_fn(logits, batch["target"])
+        self.log("val_loss", loss, on_epoch=True, prog_bar=True, batch_size=len(batch["target"]))
+        self._val_logits.append(logits.detach().float().cpu())
+        self._val_targets.append(batch["target"].detach().cpu())
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_logits:
+            return
+        logits = torch.cat(self._val_logits).numpy()
+        target = torch.cat(self._val_targets).numpy()
+        self._val_logits.clear()
+        self._val_targets.clear()
+        self.log("val_metric", _val_metric(self.kind, logits, target), prog_bar=True)
+
+    def predict_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        return self(batch).float()
+
+    def configure_optimizers(self):
+        opt = self.hparams.optim
+        return torch.optim.AdamW(self.parameters(), lr=opt.get("lr", 1e-3), weight_decay=opt.get("weight_decay", 1e-4))
+
+
+def _val_metric(kind: str, logits: np.ndarray, target: np.ndarray) -> float:
+    """Balanced accuracy (multiclass) or micro-F1 at 0.5 (multilabel) for early-stopping logs."""
+    if kind == "multiclass":
+        y = target if target.ndim == 1 else target.argmax(axis=1)
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return multiclass_metrics(probs / probs.sum(axis=1, keepdims=True), y)["balanced_accuracy"]
+    pred = logits > 0
+    y = target > 0.5
+    tp = (pred & y).sum()
+    return float(2 * tp / max(pred.sum() + y.sum(), 1))
+
+
+VAL_METRIC_NAME = {"multiclass": "balanced_accuracy", "multilabel": "micro_f1@0.5"}

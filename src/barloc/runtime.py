@@ -1,0 +1,108 @@
+"""Plumbing shared by every step: atomic writes, logging, and turning user errors into exit 2."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from barloc.errors import InputError
+
+log = logging.getLogger("barloc")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temp path beside ``path``; rename it into place only if the block succeeds.
+
+    A crash mid-write then leaves no file that Snakemake could mistake for a finished output.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_json(obj: Any, path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, allow_nan=True, default=_jsonable) + "\n")
+
+
+def _jsonable(x: Any) -> Any:
+    if hasattr(x, "tolist"):
+        return x.tolist()
+    if isinstance(x, Path):
+        return str(x)
+    raise TypeError(f"not JSON serialisable: {type(x)}")
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def setup_logging(logfile: str | Path | None = None, debug: bool = False) -> None:
+    """Log to stderr and, under Snakemake, to the rule's log file."""
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if logfile:
+        Path(logfile).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(logfile, mode="w"))
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=handlers,
+        force=True,
+    )
+
+
+def run_step(smk: Any, step: Callable[..., None]) -> None:
+    """Entry point for workflow/scripts: log to the rule's log, call the step with the rule's
+    inputs, outputs, params and threads, and exit 2 with one line on a user mistake."""
+    setup_logging(smk.log[0] if smk.log else None)
+    import torch
+
+    torch.set_num_threads(max(1, int(smk.threads)))
+    try:
+        step(inputs=smk.input, outputs=smk.output, params=smk.params, threads=smk.threads)
+    except InputError as err:
+        log.error("%s", err)
+        print(f"barloc: error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+def versions() -> dict[str, str]:
+    import lightning
+    import numpy
+    import pandas
+    import torch
+
+    import barloc
+
+    return {
+        "barloc": barloc.__version__,
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "lightning": lightning.__version__,
+        "numpy": numpy.__version__,
+        "pandas": pandas.__version__,
+    }

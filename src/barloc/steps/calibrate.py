@@ -1,0 +1,75 @@
+"""calibrate: undo the loss's class weighting, fit temperature(s) on val, and for sigmoid
+heads pick each label's MCC-optimal threshold."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from barloc import calibrate as cal
+from barloc.data import targets_for
+from barloc.metrics import mcc_thresholds
+from barloc.runtime import read_json, write_json
+from barloc.steps.predict import read_logits
+
+
+def split_arrays(df, logits: np.ndarray, meta: dict, split: str) -> tuple[np.ndarray, np.ndarray]:
+    m = (df["split"] == split).to_numpy()
+    return logits[m], targets_for(df.loc[m, "label"].tolist(), meta["classes"], meta["kind"])
+
+
+def reliability_of(kind: str, probs: np.ndarray, y: np.ndarray, bins: int) -> dict:
+    if kind == "multiclass":
+        return cal.multiclass_reliability(probs, y, bins)
+    return cal.multilabel_reliability(probs, y, bins)
+
+
+def nll_of(kind: str, probs: np.ndarray, y: np.ndarray) -> float:
+    p = np.clip(probs, 1e-12, 1 - 1e-12)
+    if kind == "multiclass":
+        return float(-np.log(p[np.arange(len(y)), y]).mean())
+    return float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())
+
+
+def fit(kind: str, method: str, z: np.ndarray, y: np.ndarray, offset: np.ndarray) -> dict:
+    """Calibration parameters for (z + offset) / T + bias."""
+    zo = z + offset
+    out: dict = {"method": method, "offset": offset}
+    if kind == "multiclass" and method == "temperature":
+        out["temperature"] = cal.fit_temperature(zo, y)
+    elif kind == "multiclass":
+        out["temperature"], out["bias"] = cal.fit_bcts(zo, y)
+    elif method == "temperature":
+        out["temperature"] = cal.fit_label_temperatures(zo, y)
+    else:
+        out["temperature"], out["bias"] = cal.fit_platt(zo, y)
+    return out
+
+
+def run(inputs, outputs, params, threads: int = 1) -> None:
+    meta = read_json(inputs.meta)
+    ccfg = params.cfg.get("calibration", {})
+    kind, bins = meta["kind"], int(ccfg.get("ece_bins", 15))
+    df, logits = read_logits(inputs.logits, meta["classes"])
+    zv, yv = split_arrays(df, logits, meta, "val")
+    zt, yt = split_arrays(df, logits, meta, "test")
+    offset = cal.weighting_offset(kind, meta["loss"], np.asarray(meta["train_counts"]), meta["n_train"])
+    params_ = fit(kind, ccfg.get("method", "temperature"), zv, yv, offset)
+    raw_v, cal_v = cal.apply(zv, kind), cal.apply(zv, kind, params_)
+    out = {
+        "kind": kind,
+        "classes": meta["classes"],
+        **params_,
+        "val": {
+            "nll_before": nll_of(kind, raw_v, yv),
+            "nll_after": nll_of(kind, cal_v, yv),
+            "ece_before": cal.ece_from_bins(reliability_of(kind, raw_v, yv, bins)),
+            "ece_after": cal.ece_from_bins(reliability_of(kind, cal_v, yv, bins)),
+        },
+        "reliability": {
+            "before": reliability_of(kind, cal.apply(zt, kind), yt, bins),
+            "after": reliability_of(kind, cal.apply(zt, kind, params_), yt, bins),
+        },
+    }
+    if kind == "multilabel":
+        out["thresholds"] = mcc_thresholds(cal_v, yv)
+    write_json(out, outputs.calibration)

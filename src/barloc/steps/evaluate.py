@@ -1,0 +1,39 @@
+"""evaluate: test-set metrics before calibration, after it, and after prior correction."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from barloc import metrics
+from barloc.runtime import read_json, write_json
+from barloc.calibrate import apply
+from barloc.steps.calibrate import split_arrays
+from barloc.steps.predict import read_logits
+from barloc.steps.prior_shift import correct
+
+
+def run(inputs, outputs, params, threads: int = 1) -> None:
+    meta, calib = read_json(inputs.meta), read_json(inputs.calibration)
+    cfg = params.cfg
+    kind, classes = meta["kind"], meta["classes"]
+    bins = int(cfg.get("calibration", {}).get("ece_bins", 15))
+    df, logits = read_logits(inputs.logits, classes)
+    zt, yt = split_arrays(df, logits, meta, "test")
+    raw, cal = apply(zt, kind), apply(zt, kind, calib)
+    # Prior correction estimated on the test split itself, as it would be on a query set.
+    pcfg = {**cfg.get("prior_shift", {}), "bootstrap": 0}
+    shifted, _ = correct(kind, cal, np.asarray(meta["train_priors"]), pcfg, classes, int(params.seed))
+    out = {"task": params.task, "kind": kind, "classes": classes, "n_test": int(len(zt))}
+    if kind == "multiclass":
+        for name, p in (("uncalibrated", raw), ("calibrated", cal), ("prior_corrected", shifted)):
+            out[name] = metrics.multiclass_metrics(p, yt, bins)
+        out["per_class"] = metrics.per_class_multiclass(cal, yt, classes)
+        out["confusion"] = {"classes": classes, "matrix": metrics.confusion(cal, yt)}
+    else:
+        # Thresholds were tuned on calibrated val probabilities; raw probabilities use 0.5.
+        thr = np.asarray(calib["thresholds"])
+        out["uncalibrated"] = metrics.multilabel_metrics(raw, yt, np.full(len(classes), 0.5), bins)
+        out["calibrated"] = metrics.multilabel_metrics(cal, yt, thr, bins)
+        out["prior_corrected"] = metrics.multilabel_metrics(shifted, yt, thr, bins)
+        out["per_class"] = metrics.per_label_mcc(cal, yt, thr, classes)
+    write_json(out, outputs.metrics)

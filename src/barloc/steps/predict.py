@@ -1,0 +1,38 @@
+"""predict: logits for the val, test and query records."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from barloc.data import EncodedDataset, predict_logits
+from barloc.modelio import load_model
+from barloc.runtime import atomic_path
+
+LOGIT = "logit::"
+
+
+def logits_frame(ids, split, labels, logits: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    df = pd.DataFrame({"id": list(ids), "split": list(split), "label": list(labels)})
+    return pd.concat([df, pd.DataFrame(logits, columns=[LOGIT + c for c in classes])], axis=1)
+
+
+def read_logits(path, classes: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
+    """The frame and its (n, classes) logit matrix, in ``classes`` order."""
+    df = pd.read_parquet(path)
+    return df, df[[LOGIT + c for c in classes]].to_numpy(dtype=np.float64)
+
+
+def run(inputs, outputs, params, threads: int = 1) -> None:
+    model, meta = load_model(inputs.model, inputs.meta)
+    records = pd.read_parquet(inputs.records, columns=["id", "sequence", "label", "role"])
+    splits = pd.read_csv(inputs.splits, sep="\t", dtype=str)
+    data = records.merge(splits, on="id", how="left")
+    data.loc[data["role"] == "query", "split"] = "query"
+    data = data[data["split"].isin(["val", "test", "query"])].reset_index(drop=True)
+    ds = EncodedDataset(data["sequence"].tolist(), meta["encoder"], meta["alphabet"])
+    batch_size = int(params.cfg.get("train", {}).get("batch_size", 64)) * 2
+    logits = predict_logits(model, ds, batch_size)
+    out = logits_frame(data["id"], data["split"], data["label"], logits, meta["classes"])
+    with atomic_path(outputs.logits) as tmp:
+        out.to_parquet(tmp, index=False)

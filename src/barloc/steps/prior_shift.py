@@ -1,0 +1,113 @@
+"""prior_shift: correct query probabilities for the query set's class priors; write calls."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from barloc import shift
+from barloc.errors import InputError
+from barloc.metrics import predict_multilabel
+from barloc.runtime import atomic_path, read_json, write_json
+from barloc.calibrate import apply
+from barloc.steps.calibrate import split_arrays
+from barloc.steps.predict import read_logits
+
+log = logging.getLogger(__name__)
+
+
+def target_vector(target: dict, classes: list[str], kind: str) -> np.ndarray:
+    """Configured priors as a vector: multiclass must name every class and sum to 1."""
+    unknown = set(target) - set(classes)
+    if unknown:
+        raise InputError(None, f"prior_shift.target_priors names unknown classes {sorted(unknown)}")
+    if kind == "multiclass":
+        missing = set(classes) - set(target)
+        if missing:
+            raise InputError(None, f"prior_shift.target_priors lacks classes {sorted(missing)}")
+        v = np.array([float(target[c]) for c in classes])
+        return v / v.sum()
+    return np.array([float(target.get(c, np.nan)) for c in classes])
+
+
+def correct(kind: str, probs: np.ndarray, train: np.ndarray, pcfg: dict, classes: list[str], seed: int) -> tuple[np.ndarray, dict]:
+    """Corrected probabilities and the prior estimate for one set of unlabelled samples."""
+    method = pcfg.get("method", "em")
+    tol, max_iter = float(pcfg.get("tol", 1e-6)), int(pcfg.get("max_iter", 1000))
+    strength = float(pcfg.get("prior_strength", 0.0))
+    info: dict = {"method": method, "n_query": int(len(probs))}
+    if method == "none" or len(probs) == 0:
+        return probs, {**info, "query_priors": None}
+    if method == "known":
+        target = target_vector(pcfg.get("target_priors", {}), classes, kind)
+        if kind == "multilabel":
+            target = np.where(np.isnan(target), train, target)
+            return shift.reweight_multilabel(probs, train, target), {**info, "query_priors": target}
+        return shift.reweight(probs, train, target), {**info, "query_priors": target}
+    if kind == "multiclass":
+        res = shift.em_priors(probs, train, tol, max_iter, strength)
+        est, corrected, iters, ok = res.priors, res.posteriors, res.iterations, res.converged
+    else:
+        est, corrected, iters, ok = shift.em_priors_multilabel(probs, train, tol, max_iter, strength)
+    lo, hi = shift.bootstrap_priors(
+        probs, train, kind == "multilabel", int(pcfg.get("bootstrap", 200)), seed, tol, max_iter, strength=strength
+    )
+    if not ok:
+        log.warning("EM did not converge in %d iterations; priors are the last estimate", max_iter)
+    return corrected, {**info, "query_priors": est, "ci_low": lo, "ci_high": hi, "converged": ok, "iterations": iters}
+
+
+def calls_table(ids, probs: np.ndarray, classes: list[str], kind: str, threshold: float, label_thresholds=None) -> pd.DataFrame:
+    """One row a sample: the call, its probability, the runners-up and the uncertain flag."""
+    order = np.argsort(-probs, axis=1)
+    rows = []
+    for i, sid in enumerate(ids):
+        p = probs[i]
+        if kind == "multiclass":
+            top = order[i, 0]
+            called = [top]
+            uncertain = bool(p[top] < threshold)
+            rest = order[i, 1:3]
+        else:
+            pred = predict_multilabel(p[None, :], label_thresholds)[0]
+            called = [j for j in order[i] if pred[j]]
+            uncertain = not bool((p >= label_thresholds).any())
+            rest = [j for j in order[i] if not pred[j]][:2]
+        rows.append({
+            "id": sid,
+            "call": ";".join(classes[j] for j in called),
+            "probability": round(float(p[order[i, 0]]), 6),
+            "alternatives": "; ".join(f"{classes[j]} ({p[j]:.2f})" for j in rest),
+            "uncertain": uncertain,
+            **{f"p::{c}": round(float(p[j]), 6) for j, c in enumerate(classes)},
+        })
+    cols = ["id", "call", "probability", "alternatives", "uncertain"] + [f"p::{c}" for c in classes]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def run(inputs, outputs, params, threads: int = 1) -> None:
+    meta, calib = read_json(inputs.meta), read_json(inputs.calibration)
+    cfg, seed = params.cfg, int(params.seed)
+    kind, classes = meta["kind"], meta["classes"]
+    pcfg = cfg.get("prior_shift", {})
+    train = np.asarray(meta["train_priors"], dtype=np.float64)
+    df, logits = read_logits(inputs.logits, classes)
+    q = (df["split"] == "query").to_numpy()
+    corrected, info = correct(kind, apply(logits[q], kind, calib), train, pcfg, classes, seed)
+
+    # The same estimate on the labelled test split shows how far to trust it.
+    zt, yt = split_arrays(df, logits, meta, "test")
+    true = np.bincount(yt, minlength=len(classes)) / max(len(yt), 1) if kind == "multiclass" else yt.mean(axis=0)
+    _, test_info = correct(kind, apply(zt, kind, calib), train, {**pcfg, "bootstrap": 0}, classes, seed)
+    priors = {
+        "kind": kind, "classes": classes, "train_priors": train, **info,
+        "test": {"true_priors": true, "estimated_priors": test_info.get("query_priors")},
+    }
+    thresholds = np.asarray(calib.get("thresholds", [0.5] * len(classes)))
+    calls = calls_table(df.loc[q, "id"].tolist(), corrected, classes, kind, float(cfg.get("uncertain_below", 0.6)), thresholds)
+    log.info("%d query calls, %d uncertain", len(calls), int(calls["uncertain"].sum()))
+    write_json(priors, outputs.priors)
+    with atomic_path(outputs.calls) as tmp:
+        calls.to_csv(tmp, sep="\t", index=False)
