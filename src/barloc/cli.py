@@ -1,0 +1,189 @@
+"""Command line: `barloc <command> ...`. Input problems end as one `barloc: error:` line, exit 2.
+
+Add a command by writing `add_arguments(parser)` and `handler(args) -> int` and registering
+them in COMMANDS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from barloc import __version__
+from barloc.errors import InputError
+
+EXIT_INPUT_ERROR = 2
+_TOP_LABELS = 15
+_TOP_GROUPS = 5
+
+
+@dataclass(frozen=True)
+class Command:
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    handler: Callable[[argparse.Namespace], int]
+
+
+class _Collect(logging.Handler):
+    """Keeps warnings from the readers so `validate` can print them in its summary."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+# --- validate ---------------------------------------------------------------------------
+
+
+def _add_validate(parser: argparse.ArgumentParser) -> None:
+    from barloc.io import FORMATS
+
+    parser.add_argument("file", help="BOLD TSV, FASTA/FASTQ (plain or gzip) or DeepLoc CSV")
+    parser.add_argument("--format", choices=FORMATS, help="default: guessed from the content")
+    parser.add_argument(
+        "--labels",
+        metavar="SHEET",
+        help="TSV/CSV sheet of id -> label (and group); overrides labels in the file",
+    )
+    parser.add_argument(
+        "--alphabet",
+        choices=("dna", "protein"),
+        help="default: dna for bold, protein for deeploc, else guessed from the first records",
+    )
+    parser.add_argument(
+        "--markers",
+        default="COI-5P",
+        help="BOLD markers to keep, comma-separated, or 'all' (default: COI-5P)",
+    )
+
+
+def _parse_markers(text: str) -> list[str] | None:
+    if text.strip().lower() == "all":
+        return None
+    return [m.strip() for m in text.split(",") if m.strip()]
+
+
+def _label_counts(labels: pd.Series) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for label in labels.dropna():
+        counts.update(str(label).split(";"))
+    return counts
+
+
+def _run_validate(args: argparse.Namespace) -> int:
+    from barloc.io import detect_format, read_table
+    from barloc.io.fasta import guess_alphabet
+
+    collect = _Collect()
+    pkg_log = logging.getLogger("barloc")
+    pkg_log.addHandler(collect)
+    try:
+        fmt = args.format or detect_format(args.file)
+        alphabet = args.alphabet or {"bold": "dna", "deeploc": "protein"}.get(fmt)
+        if alphabet is None:
+            alphabet = guess_alphabet(args.file, fmt)
+        df = read_table(
+            args.file, fmt, alphabet, labels=args.labels, markers=_parse_markers(args.markers)
+        )
+    finally:
+        pkg_log.removeHandler(collect)
+
+    warnings = list(collect.messages)
+    n = len(df)
+    labelled = int(df["label"].notna().sum())
+    counts = _label_counts(df["label"])
+    multilabel = bool(df["label"].dropna().astype(str).str.contains(";").any())
+    groups = df["group"].dropna()
+    lengths = df["sequence"].str.len()
+
+    out = [
+        f"file:             {args.file}",
+        f"format:           {fmt}"
+        + (f" (BOLD v{df['bold_version'].iloc[0]})" if fmt == "bold" else ""),
+        f"alphabet:         {alphabet}",
+        f"records:          {n}",
+        f"labelled records: {labelled} ({100 * labelled / n:.1f}%)"
+        + (" (multi-label)" if multilabel else ""),
+    ]
+    if counts:
+        out.append(f"labels:           {len(counts)} classes")
+        for label, count in counts.most_common(_TOP_LABELS):
+            out.append(f"  {label:<30} {count}")
+        if len(counts) > _TOP_LABELS:
+            out.append(f"  ... and {len(counts) - _TOP_LABELS} more")
+        rare = [label for label, c in counts.items() if c < 5]
+        if rare:
+            warnings.append(
+                f"{len(rare)} label(s) have fewer than 5 records: {', '.join(sorted(rare)[:5])}"
+            )
+    else:
+        warnings.append("no record has a label: this file can only be used as query samples")
+    if len(groups):
+        top = ", ".join(f"{g} ({c})" for g, c in groups.value_counts().head(_TOP_GROUPS).items())
+        out.append(f"groups:           {groups.nunique()} (largest: {top})")
+        if groups.nunique() == 1:
+            warnings.append("all records are in one group: grouped splits are impossible")
+    else:
+        out.append("groups:           none")
+    out.append(
+        f"sequence length:  min {int(lengths.min())}, median {int(lengths.median())}, "
+        f"max {int(lengths.max())}"
+    )
+    out.append(f"warnings:         {len(warnings) or 'none'}")
+    out.extend(f"  - {w}" for w in warnings)
+    print("\n".join(out))
+    return 0
+
+
+COMMANDS: dict[str, Command] = {
+    "validate": Command(
+        help="check an input file and summarise its records, labels and groups",
+        add_arguments=_add_validate,
+        handler=_run_validate,
+    ),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="barloc",
+        description="Calibrated DNA-barcode origin and protein-localization classifiers.",
+    )
+    parser.add_argument("--version", action="version", version=f"barloc {__version__}")
+    parser.add_argument("--debug", action="store_true", help="log details and show tracebacks")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, command in COMMANDS.items():
+        command.add_arguments(sub.add_parser(name, help=command.help, description=command.help))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; the return value is the process exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version and usage errors
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    if args.debug:
+        logging.basicConfig(level=logging.DEBUG, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return COMMANDS[args.command].handler(args)
+    except InputError as exc:
+        if args.debug:
+            raise
+        message = " ".join(str(exc).split())  # exactly one line, whatever the file held
+        print(f"barloc: error: {message}", file=sys.stderr)
+        return EXIT_INPUT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())
