@@ -51,3 +51,39 @@ def test_ece_zero_when_calibrated_and_large_when_not():
 def test_brier():
     p = np.array([[1.0, 0.0], [0.5, 0.5]])
     assert cal.brier(p, np.array([[1, 0], [1, 0]])) == pytest.approx(0.25)
+
+
+def test_bcts_removes_a_prior_offset_that_temperature_cannot():
+    z, y = sample_logits(scale=1.0, seed=4)
+    shifted = z + np.array([2.0, 0.0, -1.0, 0.5])  # e.g. what class weights leave behind
+    T, b = cal.fit_bcts(shifted, y)
+    assert abs(T - 1) < 0.15
+    np.testing.assert_allclose(b - b.mean(), -(np.array([2.0, 0, -1, 0.5]) - 0.375), atol=0.2)
+    calib = {"temperature": T, "bias": b}
+    nll_bcts = -np.log(cal.apply(shifted, "multiclass", calib)[np.arange(len(y)), y]).mean()
+    assert nll_bcts < cal.softmax_nll(shifted, y, cal.fit_temperature(shifted, y)) - 0.02
+
+
+def test_platt_per_label():
+    rng = np.random.default_rng(6)
+    z = rng.normal(0, 2, (6000, 2))
+    Y = (rng.random((6000, 2)) < cal.sigmoid_probs(z)).astype(float)
+    T, b = cal.fit_platt(z * np.array([1.0, 2.0]) + np.array([0.0, 1.5]), Y)
+    np.testing.assert_allclose(T, [1.0, 2.0], atol=0.25)
+    np.testing.assert_allclose(b, [0.0, -0.75], atol=0.2)
+
+
+def test_weighting_offset_undoes_class_weights_and_pos_weight():
+    from barloc.losses import class_weights, pos_weights
+
+    counts = np.array([80.0, 15.0, 5.0])
+    p = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
+    w = class_weights(counts, "inverse")
+    weighted_logits = np.log(p * w)  # what weighted CE converges to, up to a constant
+    off = cal.weighting_offset("multiclass", {"class_weights": "inverse"}, counts, 100)
+    np.testing.assert_allclose(cal.apply(weighted_logits, "multiclass", {"offset": off, "temperature": 1.0}), p)
+    q = np.array([[0.3, 0.05, 0.9]])
+    pw = pos_weights(counts, 100)
+    odds_w = np.log(q / (1 - q)) + np.log(pw)
+    off = cal.weighting_offset("multilabel", {"pos_weight": True}, counts, 100)
+    np.testing.assert_allclose(cal.apply(odds_w, "multilabel", {"offset": off, "temperature": np.ones(3)}), q)

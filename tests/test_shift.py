@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -64,3 +65,12 @@ def test_em_priors_are_a_distribution(k, n, seed):
     res = shift.em_priors(p, train, max_iter=200)
     assert np.isclose(res.priors.sum(), 1) and (res.priors >= 0).all()
     np.testing.assert_allclose(res.posteriors.sum(1), 1)
+
+
+def test_map_em_shrinks_towards_training_priors():
+    train = np.array([0.5, 0.5])
+    p, _ = label_shift_sample(200, train, np.array([0.9, 0.1]), sep=0.5)  # weak classifier
+    plain = shift.em_priors(p, train).priors
+    shrunk = shift.em_priors(p, train, strength=200).priors
+    assert abs(shrunk[0] - 0.5) < abs(plain[0] - 0.5)
+    assert shift.em_priors(p, train, strength=1e9).priors == pytest.approx(train, abs=1e-4)
