@@ -6,7 +6,6 @@ import logging
 
 import pandas as pd
 
-from barloc import geo
 from barloc.errors import InputError
 from barloc.io import read_table
 from barloc.runtime import atomic_path
@@ -25,6 +24,8 @@ def load_reference(cfg: dict, geo_table: str | None) -> pd.DataFrame:
     if cfg["format"] == "bold":
         target = cfg.get("label", "ocean_basin")
         if target == "ocean_basin":
+            from barloc import geo  # only BOLD geography needs the basin table
+
             basins = geo.assign_basins(df, geo.load_basin_table(geo_table), cfg.get("basin_level", "basin"))
             df["label"] = basins["basin"].astype(object).where(basins["basin"].notna(), None)
             df["label_rule"] = basins["basin_rule"]

@@ -1,0 +1,14 @@
+# barloc: calibrated fish-origin and protein-localization classifiers.
+# The logic lives in src/barloc; the rules in workflow/rules only wire files together.
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/model.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        all_outputs(),
+    default_target: True

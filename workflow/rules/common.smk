@@ -1,0 +1,40 @@
+from snakemake.utils import min_version, validate
+
+min_version("8.20")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, schema="../schemas/config.schema.yaml")
+
+TASKS = list(config["tasks"])
+SEED = config["seed"]
+
+
+wildcard_constraints:
+    task="|".join(TASKS),
+
+
+def task_cfg(wildcards):
+    return config["tasks"][wildcards.task]
+
+
+def task_inputs(wildcards):
+    """The user files a task reads: reference, optional labels sheet, optional query."""
+    cfg = config["tasks"][wildcards.task]
+    files = {"reference": cfg["reference"]}
+    for key in ("labels", "query"):
+        if cfg.get(key):
+            files[key] = cfg[key]
+    if cfg["format"] == "bold" and cfg.get("label", "ocean_basin") == "ocean_basin":
+        files["geo_table"] = config["geo_table"]
+    return files
+
+
+def all_outputs():
+    return ["results/report/index.html"] + expand(
+        "results/{task}/{name}",
+        task=TASKS,
+        name=["metrics.json", "calls.tsv", "priors.json"],
+    )

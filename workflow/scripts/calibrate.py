@@ -1,0 +1,6 @@
+"""Snakemake entry for the calibrate rule; the logic is barloc.steps.calibrate."""
+
+from barloc.runtime import run_step
+from barloc.steps.calibrate import run
+
+run_step(snakemake, run)  # noqa: F821 (snakemake is injected by the script directive)

@@ -1,0 +1,6 @@
+"""Snakemake entry for the ingest rule; the logic is barloc.steps.ingest."""
+
+from barloc.runtime import run_step
+from barloc.steps.ingest import run
+
+run_step(snakemake, run)  # noqa: F821 (snakemake is injected by the script directive)

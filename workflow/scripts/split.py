@@ -1,0 +1,6 @@
+"""Snakemake entry for the split rule; the logic is barloc.steps.split."""
+
+from barloc.runtime import run_step
+from barloc.steps.split import run
+
+run_step(snakemake, run)  # noqa: F821 (snakemake is injected by the script directive)
