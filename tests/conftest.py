@@ -9,7 +9,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
 BUNDLED_BOLD = REPO / "resources" / "barcodes" / "tuna_bold_v4.tsv"
-DEEPLOC_FULL = Path("/work/shared/data/protein/deeploc2_swissprot_train_val.csv.gz")
+DEEPLOC_FULL = REPO.parent / "shared" / "data" / "protein" / "deeploc2_swissprot_train_val.csv.gz"
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from barloc.io.deeploc import DEEPLOC_LOCATIONS, read_deeploc
 
 HEADER = "ACC,Kingdom,Partition,Membrane," + ",".join(DEEPLOC_LOCATIONS) + ",Sequence"
 SEQ = "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQ"
-FULL = Path("/work/shared/data/protein/deeploc2_swissprot_train_val.csv.gz")
+FULL = Path(__file__).resolve().parents[2] / "shared/data/protein/deeploc2_swissprot_train_val.csv.gz"
 
 # Counts of each location in the first 200 rows of the real file (46 rows have several).
 SAMPLE_COUNTS = {
