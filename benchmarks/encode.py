@@ -1,0 +1,65 @@
+"""k-mer profile encoding speed: barloc.encode.kmer_profile against scikit-learn's
+HashingVectorizer(analyzer="char"), the path q2-feature-classifier takes.
+
+Both encode the same barcodes (the bundled COI-5P sequences repeated to --n), single-threaded,
+in one run, and the ratio of their best-of-3 times is the figure (hardware cancels out).
+Target: barloc at least 5x faster.
+
+    python benchmarks/encode.py --n 100000 --k 7 --out benchmarks/results/encode.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+from sklearn.feature_extraction.text import HashingVectorizer  # noqa: E402
+
+from barloc.encode import kmer_profile  # noqa: E402
+from barloc.io.bold import read_bold  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def best_of(fn, repeats: int = 3) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=100_000)
+    ap.add_argument("--k", type=int, default=7)
+    ap.add_argument("--batch", type=int, default=10_000, help="barloc encodes in batches of this size")
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+
+    seqs = read_bold(REPO / "resources/barcodes/tuna_bold_v4.tsv")["sequence"].tolist()
+    seqs = (seqs * (args.n // len(seqs) + 1))[: args.n]
+    # q2-feature-classifier's classify-sklearn default hashes char 7-grams into 8192 features.
+    hv = HashingVectorizer(analyzer="char", ngram_range=(args.k, args.k), n_features=8192, alternate_sign=False, norm="l1")
+    t_sklearn = best_of(lambda: hv.transform(seqs))
+    t_barloc = best_of(lambda: [kmer_profile(seqs[i : i + args.batch], args.k) for i in range(0, len(seqs), args.batch)])
+    result = {
+        "n_sequences": len(seqs), "k": args.k, "mean_length": sum(map(len, seqs)) / len(seqs),
+        "seconds_barloc": round(t_barloc, 3), "seconds_sklearn_hashing": round(t_sklearn, 3),
+        "speedup": round(t_sklearn / t_barloc, 2), "target_speedup": 5.0,
+        "baseline": "sklearn HashingVectorizer(analyzer='char', ngram_range=(k, k))",
+    }
+    print(json.dumps(result, indent=2))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
