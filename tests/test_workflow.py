@@ -124,4 +124,5 @@ def test_config_typo_is_refused(tmp_path):
 
     wd = make_workdir(tmp_path, typo)
     res = snakemake(wd, "-n")
-    assert res.returncode != 0 and "encodr" in res.stderr
+    out = res.stdout + res.stderr
+    assert res.returncode != 0 and "tasks.fish_origin: unknown key 'encodr' (did you mean 'encoder'?)" in out

@@ -1,4 +1,10 @@
-from snakemake.utils import min_version, validate
+import sys
+from pathlib import Path
+
+from snakemake.utils import min_version
+
+from barloc.config import check_config
+from barloc.errors import InputError
 
 min_version("8.20")
 
@@ -6,7 +12,16 @@ min_version("8.20")
 configfile: "config/config.yaml"
 
 
-validate(config, schema="../schemas/config.schema.yaml")
+# Every key is checked against the JSON schema; a typo is named with a suggestion, and a
+# user's config mistake ends with that one message rather than a traceback.
+try:
+    check_config(
+        config,
+        Path(workflow.current_basedir) / "../schemas/config.schema.yaml",
+        "config/config.yaml",
+    )
+except InputError as err:
+    sys.exit(f"barloc: error: {err}")
 
 TASKS = list(config["tasks"])
 SEED = config["seed"]

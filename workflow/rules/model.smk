@@ -99,6 +99,7 @@ rule evaluate:
         logits="results/{task}/logits.parquet",
         meta="results/{task}/model.json",
         calibration="results/{task}/calibration.json",
+        priors="results/{task}/priors.json",
     output:
         metrics=report(
             "results/{task}/metrics.json",
@@ -109,7 +110,6 @@ rule evaluate:
     params:
         task="{task}",
         cfg=task_cfg,
-        seed=SEED,
     log:
         "results/logs/{task}/evaluate.log",
     conda:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from barloc import metrics
-from barloc.runtime import read_json, write_json
 from barloc.calibrate import apply
+from barloc.runtime import read_json, write_json
+from barloc.shift import reweight, reweight_multilabel
 from barloc.steps.calibrate import split_arrays
 from barloc.steps.predict import read_logits
-from barloc.steps.prior_shift import correct
 
 
 def run(inputs, outputs, params, threads: int = 1) -> None:
@@ -20,9 +20,16 @@ def run(inputs, outputs, params, threads: int = 1) -> None:
     df, logits = read_logits(inputs.logits, classes)
     zt, yt = split_arrays(df, logits, meta, "test")
     raw, cal = apply(zt, kind), apply(zt, kind, calib)
-    # Prior correction estimated on the test split itself, as it would be on a query set.
-    pcfg = {**cfg.get("prior_shift", {}), "bootstrap": 0}
-    shifted, _ = correct(kind, cal, np.asarray(meta["train_priors"]), pcfg, classes, int(params.seed))
+    # Prior correction with the priors EM estimated on the test split as if it were a query.
+    priors = read_json(inputs.priors)
+    est = priors["test"].get("estimated_priors")
+    train = np.asarray(meta["train_priors"])
+    if est is None:
+        shifted = cal
+    elif kind == "multiclass":
+        shifted = reweight(cal, train, np.asarray(est))
+    else:
+        shifted = reweight_multilabel(cal, train, np.asarray(est))
     out = {"task": params.task, "kind": kind, "classes": classes, "n_test": int(len(zt))}
     if kind == "multiclass":
         for name, p in (("uncalibrated", raw), ("calibrated", cal), ("prior_corrected", shifted)):

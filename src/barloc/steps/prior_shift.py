@@ -12,7 +12,7 @@ from barloc.errors import InputError
 from barloc.metrics import predict_multilabel
 from barloc.runtime import atomic_path, read_json, write_json
 from barloc.calibrate import apply
-from barloc.steps.calibrate import split_arrays
+from barloc.steps.calibrate import nll_of, split_arrays
 from barloc.steps.predict import read_logits
 
 log = logging.getLogger(__name__)
@@ -92,21 +92,36 @@ def run(inputs, outputs, params, threads: int = 1) -> None:
     cfg, seed = params.cfg, int(params.seed)
     kind, classes = meta["kind"], meta["classes"]
     pcfg = cfg.get("prior_shift", {})
+    method = pcfg.get("method", "em")
     train = np.asarray(meta["train_priors"], dtype=np.float64)
     df, logits = read_logits(inputs.logits, classes)
     q = (df["split"] == "query").to_numpy()
-    corrected, info = correct(kind, apply(logits[q], kind, calib), train, pcfg, classes, seed)
+    calibrated = apply(logits[q], kind, calib)
+    corrected, info = correct(kind, calibrated, train, pcfg, classes, seed)
 
-    # The same estimate on the labelled test split shows how far to trust it.
+    # Check the estimator where the truth is known: run it on the labelled test split as if
+    # it were a query. EM assumes p(x|y) is the same in training and query; when the test
+    # split shows the correction raising NLL, that assumption fails for this model and data,
+    # and the calls keep the calibrated probabilities.
     zt, yt = split_arrays(df, logits, meta, "test")
+    cal_t = apply(zt, kind, calib)
     true = np.bincount(yt, minlength=len(classes)) / max(len(yt), 1) if kind == "multiclass" else yt.mean(axis=0)
-    _, test_info = correct(kind, apply(zt, kind, calib), train, {**pcfg, "bootstrap": 0}, classes, seed)
-    priors = {
-        "kind": kind, "classes": classes, "train_priors": train, **info,
-        "test": {"true_priors": true, "estimated_priors": test_info.get("query_priors")},
-    }
+    test = {"true_priors": true, "estimated_priors": None, "nll_calibrated": nll_of(kind, cal_t, yt)}
+    applied, reason = method != "none", ""
+    if method == "em":
+        corr_t, test_info = correct(kind, cal_t, train, {**pcfg, "bootstrap": 0}, classes, seed)
+        test |= {"estimated_priors": test_info["query_priors"], "nll_corrected": nll_of(kind, corr_t, yt)}
+        if pcfg.get("check", True) and test["nll_corrected"] > test["nll_calibrated"]:
+            applied = False
+            reason = (f"on the labelled test split EM raised NLL from {test['nll_calibrated']:.3f} to "
+                      f"{test['nll_corrected']:.3f}, so the label-shift assumption does not hold well enough; "
+                      "calls use calibrated probabilities without prior correction")
+            log.warning("prior correction not applied: %s", reason)
+    priors = {"kind": kind, "classes": classes, "train_priors": train, **info,
+              "applied": applied, "reason": reason, "test": test}
     thresholds = np.asarray(calib.get("thresholds", [0.5] * len(classes)))
-    calls = calls_table(df.loc[q, "id"].tolist(), corrected, classes, kind, float(cfg.get("uncertain_below", 0.6)), thresholds)
+    probs = corrected if applied else calibrated
+    calls = calls_table(df.loc[q, "id"].tolist(), probs, classes, kind, float(cfg.get("uncertain_below", 0.6)), thresholds)
     log.info("%d query calls, %d uncertain", len(calls), int(calls["uncertain"].sum()))
     write_json(priors, outputs.priors)
     with atomic_path(outputs.calls) as tmp:

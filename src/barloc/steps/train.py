@@ -86,11 +86,15 @@ def run(inputs, outputs, params, threads: int = 1) -> None:
     dm = SequenceDataModule(sets["train"], sets["val"], int(tr.get("batch_size", 64)), seed)
     history = History()
     settings = trainer_settings(params.trainer)
+    # Early stopping on the validation metric by default: the weighted training loss on a
+    # validation set whose class mix differs (grouped splits) is a noisy guide.
+    monitor = tr.get("monitor", "val_metric")
+    mode = "min" if monitor == "val_loss" else "max"
     with tempfile.TemporaryDirectory() as ckdir:
-        best = ModelCheckpoint(dirpath=ckdir, monitor="val_loss", mode="min", save_top_k=1)
+        best = ModelCheckpoint(dirpath=ckdir, monitor=monitor, mode=mode, save_top_k=1, save_weights_only=True)
         trainer = L.Trainer(
             max_epochs=int(tr.get("max_epochs", 30)),
-            callbacks=[best, history, EarlyStopping("val_loss", patience=int(tr.get("patience", 5)))],
+            callbacks=[best, history, EarlyStopping(monitor, mode=mode, patience=int(tr.get("patience", 5)))],
             logger=False,
             deterministic=True,
             enable_progress_bar=sys.stderr.isatty(),
@@ -105,7 +109,8 @@ def run(inputs, outputs, params, threads: int = 1) -> None:
         model.load_state_dict(state)
     meta.update({
         "device": str(trainer.strategy.root_device), "precision": settings["precision"],
-        "epochs": trainer.current_epoch, "best_epoch": int(np.argmin([r["val_loss"] for r in history.rows])),
+        "epochs": trainer.current_epoch, "monitor": monitor,
+        "best_epoch": int((np.argmin if mode == "min" else np.argmax)([r[monitor] for r in history.rows])),
         "train_seconds": round(seconds, 2), "versions": versions(),
     })
     log.info("trained %d epochs in %.1f s on %s", meta["epochs"], seconds, meta["device"])
