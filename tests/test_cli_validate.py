@@ -25,9 +25,17 @@ def test_validate_bundled_bold(bundled_bold, capsys):
     out = capsys.readouterr().out
     assert "format:           bold (BOLD v4)" in out
     assert "records:          1580" in out
-    assert "labelled records: 0" in out
+    # Labelled from geography exactly as the workflow's ingest labels them.
+    assert "labelled records: 749 (47.4%)" in out
+    assert "coordinates 372" in out and "market 76" in out
     assert "ANGBF (268)" in out
-    assert "no record has a label" in out
+    assert "no record has a label" not in out
+
+
+def test_validate_bold_with_a_bold_column_as_label(bundled_bold, capsys):
+    assert main(["validate", str(bundled_bold), "--label", "species"]) == 0
+    out = capsys.readouterr().out
+    assert "Thunnus albacares" in out and "labelled by" not in out
 
 
 def test_validate_deeploc_sample(data_dir, capsys):

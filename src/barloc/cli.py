@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -64,6 +65,13 @@ def _add_validate(parser: argparse.ArgumentParser) -> None:
         default="COI-5P",
         help="BOLD markers to keep, comma-separated, or 'all' (default: COI-5P)",
     )
+    parser.add_argument(
+        "--label",
+        default="ocean_basin",
+        help="BOLD only: ocean_basin (from geography, as ingest does) or a BOLD column such as species",
+    )
+    parser.add_argument("--basin-level", choices=("basin", "subbasin"), default="basin")
+    parser.add_argument("--geo-table", help="country/province -> basin TSV (default: the bundled one)")
 
 
 def _parse_markers(text: str) -> list[str] | None:
@@ -80,8 +88,9 @@ def _label_counts(labels: pd.Series) -> Counter[str]:
 
 
 def _run_validate(args: argparse.Namespace) -> int:
-    from barloc.io import detect_format, read_table
+    from barloc.io import detect_format
     from barloc.io.fasta import guess_alphabet
+    from barloc.steps.ingest import load_reference
 
     collect = _Collect()
     pkg_log = logging.getLogger("barloc")
@@ -91,9 +100,14 @@ def _run_validate(args: argparse.Namespace) -> int:
         alphabet = args.alphabet or {"bold": "dna", "deeploc": "protein"}.get(fmt)
         if alphabet is None:
             alphabet = guess_alphabet(args.file, fmt)
-        df = read_table(
-            args.file, fmt, alphabet, labels=args.labels, markers=_parse_markers(args.markers)
-        )
+        # The same reading and labelling as the workflow's ingest step.
+        markers = _parse_markers(args.markers)
+        cfg = {
+            "reference": args.file, "format": fmt, "alphabet": alphabet, "labels": args.labels,
+            "markers": "all" if markers is None else markers, "label": args.label,
+            "basin_level": args.basin_level,
+        }
+        df = load_reference(cfg, args.geo_table)
     finally:
         pkg_log.removeHandler(collect)
 
@@ -114,6 +128,9 @@ def _run_validate(args: argparse.Namespace) -> int:
         f"labelled records: {labelled} ({100 * labelled / n:.1f}%)"
         + (" (multi-label)" if multilabel else ""),
     ]
+    if "label_rule" in df:
+        rules = df["label_rule"].value_counts()
+        out.append("labelled by:      " + ", ".join(f"{r} {c}" for r, c in rules.items()))
     if counts:
         out.append(f"labels:           {len(counts)} classes")
         for label, count in counts.most_common(_TOP_LABELS):
@@ -177,6 +194,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(level=logging.DEBUG, format="%(levelname)s %(name)s: %(message)s")
     try:
         return COMMANDS[args.command].handler(args)
+    except BrokenPipeError:  # `barloc validate ... | head` closed the pipe early: not an error
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (keeps Python's exit flush quiet)
+        return 0
     except InputError as exc:
         if args.debug:
             raise
