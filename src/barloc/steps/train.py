@@ -57,26 +57,26 @@ def trainer_settings(tcfg: dict) -> dict:
     }
 
 
-def run(inputs, outputs, params, threads: int = 1) -> None:
-    cfg, seed = params.cfg, int(params.seed)
+def fit(train: pd.DataFrame, val: pd.DataFrame, cfg: dict, trainer_cfg: dict, seed: int, task: str = "") -> tuple:
+    """Train on ``train`` (columns sequence, label), early-stopped on ``val``.
+
+    Returns (model with the best weights, meta dict for model.json, history rows). Shared by
+    the workflow's train step and the cross-validation benchmarks.
+    """
     kind, alphabet = cfg["kind"], cfg["alphabet"]
     enc, tr = dict(cfg.get("encoder", {})), cfg.get("train", {})
     L.seed_everything(seed, workers=True, verbose=False)
-
-    records = pd.read_parquet(inputs.records, columns=["id", "sequence", "label"])
-    splits = pd.read_csv(inputs.splits, sep="\t", dtype=str)
-    data = records.merge(splits, on="id")
-    classes = task_classes(data["label"], cfg)
-    sets = {}
-    for name in ("train", "val"):
-        part = data[data["split"] == name]
-        sets[name] = EncodedDataset(part["sequence"].tolist(), enc, alphabet, targets_for(part["label"].tolist(), classes, kind))
+    classes = task_classes(pd.concat([train["label"], val["label"]]), cfg)
+    sets = {
+        name: EncodedDataset(part["sequence"].tolist(), enc, alphabet, targets_for(part["label"].tolist(), classes, kind))
+        for name, part in (("train", train), ("val", val))
+    }
     y_train = sets["train"].targets.numpy()
     counts = np.bincount(y_train, minlength=len(classes)) if kind == "multiclass" else y_train.sum(axis=0)
     n_train = len(y_train)
 
     meta = {
-        "task": params.task, "kind": kind, "classes": classes, "alphabet": alphabet,
+        "task": task, "kind": kind, "classes": classes, "alphabet": alphabet,
         "encoder": enc, "loss": cfg.get("loss", {}), "optim": {k: tr[k] for k in ("lr", "weight_decay") if k in tr},
         "n_features": n_kmer_features(enc), "train_counts": counts.tolist(), "n_train": n_train,
         "train_priors": (counts / max(n_train, 1)).tolist(), "seed": seed,
@@ -85,7 +85,7 @@ def run(inputs, outputs, params, threads: int = 1) -> None:
     model = build_model(meta)
     dm = SequenceDataModule(sets["train"], sets["val"], int(tr.get("batch_size", 64)), seed)
     history = History()
-    settings = trainer_settings(params.trainer)
+    settings = trainer_settings(trainer_cfg)
     # Early stopping on the validation metric by default: the weighted training loss on a
     # validation set whose class mix differs (grouped splits) is a noisy guide.
     monitor = tr.get("monitor", "val_metric")
@@ -114,6 +114,16 @@ def run(inputs, outputs, params, threads: int = 1) -> None:
         "train_seconds": round(seconds, 2), "versions": versions(),
     })
     log.info("trained %d epochs in %.1f s on %s", meta["epochs"], seconds, meta["device"])
+    return model, meta, history.rows
+
+
+def run(inputs, outputs, params, threads: int = 1) -> None:
+    records = pd.read_parquet(inputs.records, columns=["id", "sequence", "label"])
+    splits = pd.read_csv(inputs.splits, sep="\t", dtype=str)
+    data = records.merge(splits, on="id")
+    model, meta, history = fit(
+        data[data["split"] == "train"], data[data["split"] == "val"], params.cfg, params.trainer, int(params.seed), params.task
+    )
     with atomic_path(outputs.history) as tmp:
-        pd.DataFrame(history.rows).to_csv(tmp, sep="\t", index=False)
+        pd.DataFrame(history).to_csv(tmp, sep="\t", index=False)
     save_model(model, meta, outputs.model, outputs.meta)
