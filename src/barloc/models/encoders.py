@@ -16,6 +16,9 @@ class KmerEncoder(nn.Module):
     def __init__(self, n_features: int, hidden: int = 256, dropout: float = 0.3) -> None:
         super().__init__()
         self.out_dim = hidden
+        # Profiles are frequencies (~1/n_features each); rescale so the average feature is 1,
+        # otherwise the first layer starts with near-zero activations and learns slowly.
+        self.scale = float(n_features)
         self.net = nn.Sequential(
             nn.Dropout(dropout / 2),
             nn.Linear(n_features, hidden),
@@ -25,7 +28,7 @@ class KmerEncoder(nn.Module):
         )
 
     def forward(self, batch: dict) -> torch.Tensor:
-        return self.net(batch["features"])
+        return self.net(batch["features"] * self.scale)
 
 
 class ConvEncoder(nn.Module):

@@ -1,0 +1,141 @@
+"""Fish origin from COI barcodes: barloc against barcode-classifier baselines, grouped 5-fold CV.
+
+Every method sees the same folds (whole BOLD projects per fold) of the bundled tuna export's
+COI-5P records with a basin label (Atlantic / Pacific / Indian / Mediterranean), and is scored
+on the pooled out-of-fold predictions.
+
+Baselines: q2-feature-classifier's recipe (char 7-mer hashing + multinomial naive Bayes), 6-mer
+logistic regression, and "each species' majority basin". Ablation: barloc's loss options.
+
+    python benchmarks/fish_origin.py --out benchmarks/results/fish_origin.json [--oof oof.parquet]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+from sklearn.feature_extraction.text import HashingVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.naive_bayes import MultinomialNB
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from barloc.calibrate import ece_from_bins, multiclass_reliability, softmax_probs
+from barloc.cv import assign_folds, out_of_fold
+from barloc.encode import kmer_profile
+from barloc.metrics import multiclass_metrics
+from barloc.steps.ingest import drop_rare_classes, load_reference
+
+REPO = Path(__file__).resolve().parents[1]
+N_FOLDS = 5
+
+
+def load_task(config: Path) -> tuple[pd.DataFrame, dict, dict]:
+    cfg = yaml.safe_load(config.read_text())
+    task = cfg["tasks"]["fish_origin"]
+    task = {**task, "reference": str(REPO / task["reference"])}
+    df = load_reference(task, str(REPO / cfg["geo_table"]))
+    df = drop_rare_classes(df, task["kind"], int(task.get("min_class_size", 10)))
+    labelled = df[df["label"].notna()].reset_index(drop=True)
+    trainer = {**cfg["trainer"], "accelerator": "cpu", "precision": "32-true"}
+    return labelled, task, trainer
+
+
+def scores(probs: np.ndarray, y: np.ndarray, raw: np.ndarray | None = None) -> dict:
+    m = multiclass_metrics(probs, y)
+    out = {k: round(m[k], 4) for k in ("balanced_accuracy", "macro_f1", "accuracy", "nll")}
+    out["ece_calibrated"] = round(m["ece"], 4)
+    if raw is not None:
+        out["ece_uncalibrated"] = round(ece_from_bins(multiclass_reliability(raw, y)), 4)
+    return out
+
+
+def barloc_scores(labelled, task, trainer, seed) -> tuple[dict, pd.DataFrame]:
+    oof, _ = out_of_fold(labelled, task, trainer, N_FOLDS, seed)
+    classes = [c.split("::", 1)[1] for c in oof.columns if c.startswith("prob::")]
+    y = oof["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
+    probs = oof[[f"prob::{c}" for c in classes]].to_numpy()
+    raw = softmax_probs(oof[[f"logit::{c}" for c in classes]].to_numpy())
+    return scores(probs, y, raw), oof
+
+
+def baseline_scores(labelled: pd.DataFrame, folds: np.ndarray, classes: list[str]) -> dict:
+    y = labelled["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
+    seqs = labelled["sequence"].tolist()
+    k = len(classes)
+    nb_x = HashingVectorizer(analyzer="char", ngram_range=(7, 7), n_features=8192, alternate_sign=False, norm=None).transform(seqs)
+    lr_x = kmer_profile(seqs, 6)
+    out = {}
+    for name in ("kmer_nb", "kmer_logreg", "species_majority"):
+        probs = np.zeros((len(y), k))
+        for f in range(N_FOLDS):
+            test, train = folds == f, folds != f
+            if name == "kmer_nb":
+                model = MultinomialNB(alpha=0.001).fit(nb_x[train], y[train])
+                probs[np.ix_(test, model.classes_)] = model.predict_proba(nb_x[test])
+            elif name == "kmer_logreg":
+                model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=3000)).fit(lr_x[train], y[train])
+                probs[np.ix_(test, model.classes_)] = model.predict_proba(lr_x[test])
+            else:
+                species = labelled["species"].fillna("")
+                table = pd.crosstab(species[train], y[train])
+                table = table.reindex(columns=range(k), fill_value=0) + 1e-3
+                prior = np.bincount(y[train], minlength=k) / train.sum()
+                rows = table.reindex(species[test]).to_numpy()
+                rows = np.where(np.isnan(rows), prior, rows)
+                probs[test] = rows / rows.sum(axis=1, keepdims=True)
+        probs = np.clip(probs, 1e-9, None)
+        out[name] = scores(probs / probs.sum(axis=1, keepdims=True), y)
+    return out
+
+
+ABLATION = {
+    "ce": {"type": "cross_entropy", "class_weights": "none"},
+    "weighted_ce": {"type": "cross_entropy", "class_weights": "inverse"},
+    "focal": {"type": "focal", "gamma": 2.0, "class_weights": "none"},
+    "label_smoothing": {"type": "cross_entropy", "class_weights": "inverse", "label_smoothing": 0.1},
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", type=Path, default=REPO / "config/config.yaml")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--oof", type=Path, help="also write barloc's pooled out-of-fold logits (parquet)")
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--no-ablation", action="store_true")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    t0 = time.perf_counter()
+
+    labelled, task, trainer = load_task(args.config)
+    folds = assign_folds(labelled, N_FOLDS, args.seed)
+    classes = sorted(labelled["label"].unique())
+    result: dict = {"n_records": len(labelled), "n_groups": int(labelled["group"].nunique()), "classes": classes,
+                    "class_counts": labelled["label"].value_counts().to_dict(), "n_folds": N_FOLDS,
+                    "encoder": task.get("encoder"), "loss": task.get("loss")}
+    result["barloc"], oof = barloc_scores(labelled, task, trainer, args.seed)
+    result["baselines"] = baseline_scores(labelled, folds, classes)
+    if not args.no_ablation:
+        result["ablation"] = {}
+        for name, loss in ABLATION.items():
+            variant = copy.deepcopy(task) | {"loss": loss}
+            result["ablation"][name] = barloc_scores(labelled, variant, trainer, args.seed)[0]
+    result["seconds"] = round(time.perf_counter() - t0, 1)
+    print(json.dumps(result, indent=2))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    if args.oof:
+        oof.to_parquet(args.oof, index=False)
+
+
+if __name__ == "__main__":
+    main()
