@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +30,25 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        # mkstemp makes the file private (0600); a finished output gets the usual
+        # umask-based mode, like any file the user's tools create.
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _read_umask() -> int:
+    # os.umask can only be read by setting it; done once, at import, before any threads.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
 
 
 def write_json(obj: Any, path: str | Path) -> None:
@@ -59,6 +74,37 @@ def sha256(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def input_checksums(paths: Iterable[str | Path | None]) -> dict[str, str]:
+    """path (as given) -> sha256 of its bytes, for every input file that is set."""
+    return {str(p): sha256(p) for p in paths if p}
+
+
+PARQUET_META_KEY = b"barloc"
+
+
+def write_parquet(df: Any, path: str | Path, meta: dict | None = None) -> None:
+    """Write ``df`` (no index) atomically, with ``meta`` as JSON under the parquet key-value
+    metadata key ``barloc`` (read it back with :func:`parquet_meta`)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    if meta is not None:
+        extra = {PARQUET_META_KEY: json.dumps(meta, sort_keys=True, default=_jsonable).encode()}
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **extra})
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+def parquet_meta(path: str | Path) -> dict:
+    """The ``barloc`` metadata dict of a parquet file written by :func:`write_parquet`
+    (empty when it has none)."""
+    import pyarrow.parquet as pq
+
+    raw = (pq.read_schema(path).metadata or {}).get(PARQUET_META_KEY)
+    return json.loads(raw) if raw else {}
 
 
 def setup_logging(logfile: str | Path | None = None, debug: bool = False) -> None:

@@ -6,9 +6,10 @@ import logging
 
 import pandas as pd
 
+from barloc.encode import clip_terminal
 from barloc.errors import InputError
 from barloc.io import read_table
-from barloc.runtime import atomic_path
+from barloc.runtime import input_checksums, versions, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +49,67 @@ def drop_rare_classes(df: pd.DataFrame, kind: str, min_size: int) -> pd.DataFram
     return df
 
 
+def limit_length(df: pd.DataFrame, cfg: dict, path) -> pd.DataFrame:
+    """Apply the task's ``max_length`` to the sequences read from ``path``.
+
+    ``on_long: clip`` (the default) keeps the first ``max_length`` bases of DNA (barcodes are
+    read 5' to 3') and both ends of a protein (targeting signals sit at the N- and
+    C-termini, see :func:`barloc.encode.clip_terminal`), logging how many were clipped;
+    ``on_long: refuse`` stops at the first over-long record.
+    """
+    max_length = cfg.get("max_length")
+    if max_length is None or df.empty:
+        return df
+    max_length = int(max_length)
+    lengths = df["sequence"].str.len()
+    long = lengths > max_length
+    if not long.any():
+        return df
+    unit = "bases" if cfg["alphabet"] == "dna" else "residues"
+    if cfg.get("on_long", "clip") == "refuse":
+        first = long.idxmax()
+        raise InputError(
+            path,
+            f"sequence is {lengths[first]:,} {unit} long, over max_length {max_length:,} "
+            f"({int(long.sum())} such record(s); set on_long: clip to clip them instead)",
+            record=str(df.at[first, "id"]),
+        )
+    if cfg["alphabet"] == "dna":
+        def clip(s: str) -> str:
+            return s[:max_length]
+        kept = f"the first {max_length} bases"
+    else:
+        def clip(s: str) -> str:
+            return clip_terminal(s, max_length)
+        kept = f"the first {(max_length + 1) // 2} and last {max_length // 2} residues"
+    df = df.copy()
+    df.loc[long, "sequence"] = df.loc[long, "sequence"].map(clip)
+    log.warning(
+        "%s: clipped %d of %d sequences longer than max_length %d (kept %s; longest was %d)",
+        path, int(long.sum()), len(df), max_length, kept, int(lengths.max()),
+    )
+    return df
+
+
+def task_inputs(cfg: dict, geo_table: str | None) -> list:
+    """The files whose bytes decide the record table, for the provenance checksums."""
+    files = [cfg["reference"], cfg.get("labels"), cfg.get("query")]
+    if cfg["format"] == "bold" and cfg.get("label", "ocean_basin") == "ocean_basin":
+        files.append(geo_table)
+    return files
+
+
 def run(inputs, outputs, params, threads: int = 1) -> None:
     cfg = params.cfg
-    ref = load_reference(cfg, getattr(params, "geo_table", None))
+    geo_table = getattr(params, "geo_table", None)
+    ref = load_reference(cfg, geo_table)
+    ref = limit_length(ref, cfg, cfg["reference"])
     ref = drop_rare_classes(ref, cfg["kind"], int(cfg.get("min_class_size", 10)))
     ref["role"] = "reference"
     parts = [ref]
     if cfg.get("query"):
         query = read_table(cfg["query"], cfg.get("query_format", "fasta"), cfg["alphabet"], markers=None)
+        query = limit_length(query, cfg, cfg["query"])
         query["label"] = None  # an analyst's query is never trained on, whatever it carries
         query["role"] = "query"
         overlap = ref["id"].isin(query["id"])
@@ -75,15 +129,17 @@ def run(inputs, outputs, params, threads: int = 1) -> None:
         usable["label"].str.split(";").explode().nunique(), (records["role"] == "query").sum(),
     )
     records["group"] = records["group"].astype(object).where(records["group"].notna(), None)
-    with atomic_path(outputs.records) as tmp:
-        _to_parquet(records, tmp)
+    # Provenance: which bytes this table came from (the train step copies it to model.json).
+    meta = {"task": getattr(params, "task", None), "inputs": input_checksums(task_inputs(cfg, geo_table)),
+            "versions": versions()}
+    _to_parquet(records, outputs.records, meta)
 
 
-def _to_parquet(df: pd.DataFrame, path) -> None:
+def _to_parquet(df: pd.DataFrame, path, meta: dict | None = None) -> None:
     # Mixed-type metadata columns (e.g. NaN in text) must not break the writer.
     out = df.copy()
     for col in out.columns:
         if out[col].dtype == object and col not in ("label", "group"):
             out[col] = out[col].map(lambda v: None if v is None or (isinstance(v, float) and pd.isna(v)) else str(v))
     out.attrs = {}
-    out.to_parquet(path, index=False)
+    write_parquet(out, path, meta)
