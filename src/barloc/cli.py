@@ -161,11 +161,72 @@ def _run_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- predict ----------------------------------------------------------------------------
+
+
+def _add_predict(parser: argparse.ArgumentParser) -> None:
+    from barloc.inference import DEFAULT_CHUNK, DEFAULT_UNCERTAIN_BELOW
+
+    parser.add_argument("--model", required=True, metavar="CKPT",
+                        help="results/{task}/model.ckpt; model.json and calibration.json must sit beside it")
+    parser.add_argument("--input", required=True, metavar="FILE", help="FASTA or FASTQ, plain or gzip, any size")
+    parser.add_argument("--out", required=True, metavar="TSV", help="calls table (same columns as the workflow's calls.tsv)")
+    parser.add_argument("--format", choices=("fasta", "fastq"), help="default: detected from the first record")
+    priors = parser.add_mutually_exclusive_group()
+    priors.add_argument("--priors", metavar="TSV",
+                        help="known query priors, a TSV with columns class and prior; corrects the probabilities to them")
+    priors.add_argument("--estimate-priors", action="store_true",
+                        help="estimate the query priors by EM over the whole input and correct to them "
+                             "(two passes; memory grows by 4 bytes per record and class)")
+    parser.add_argument("--prior-strength", type=float, default=0.0, metavar="N",
+                        help="with --estimate-priors: MAP-EM pseudo-samples at the training priors (default: 0, plain EM)")
+    parser.add_argument("--uncertain-below", type=float, default=None, metavar="P",
+                        help=f"multiclass: flag calls whose probability is below P (default: {DEFAULT_UNCERTAIN_BELOW}); "
+                             "multilabel models use their calibrated per-label thresholds")
+    parser.add_argument("--batch-size", type=int, default=128, metavar="N", help="sequences per forward pass (default: 128)")
+    parser.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK, metavar="N",
+                        help=f"records read, predicted and written at a time (default: {DEFAULT_CHUNK})")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"),
+                        help="where the model runs (default: cpu; auto: cuda when available)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from barloc import inference
+
+    if args.uncertain_below is not None and not 0.0 <= args.uncertain_below <= 1.0:
+        raise InputError(None, f"--uncertain-below must be between 0 and 1, not {args.uncertain_below}")
+    device = args.device
+    if device != "cpu":
+        import torch
+
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        elif not torch.cuda.is_available():
+            raise InputError(None, "--device cuda was given but no CUDA device is available")
+    if not args.debug:
+        logging.basicConfig(level=logging.WARNING, format="barloc: %(levelname)s: %(message)s")
+    result = inference.predict_file(
+        args.model, args.input, args.out,
+        fmt=args.format, priors=args.priors, estimate_priors=args.estimate_priors,
+        uncertain_below=args.uncertain_below, chunk_size=args.chunk_size, batch_size=args.batch_size,
+        prior_strength=args.prior_strength, device=device, progress=False if args.quiet else None,
+    )
+    if not args.quiet:
+        print(inference.summary(result, args.out), file=sys.stderr)
+    return 0
+
+
 COMMANDS: dict[str, Command] = {
     "validate": Command(
         help="check an input file and summarise its records, labels and groups",
         add_arguments=_add_validate,
         handler=_run_validate,
+    ),
+    "predict": Command(
+        help="calibrated calls for a FASTA/FASTQ file with a trained model, without Snakemake",
+        add_arguments=_add_predict,
+        handler=_run_predict,
     ),
 }
 

@@ -1,0 +1,357 @@
+"""Calls on new samples without Snakemake: the logic behind `barloc predict`.
+
+A trained task directory (``results/{task}/``) holds ``model.ckpt`` + ``model.json`` and
+``calibration.json``; this module loads them and writes the workflow's ``calls.tsv`` table
+(:func:`barloc.steps.prior_shift.calls_table`) for any FASTA/FASTQ file.
+
+Memory does not grow with the input: records are streamed in chunks, each chunk is encoded,
+predicted and written before the next is read. The one exception is ``estimate_priors``:
+EM needs every sample's probabilities at once, so the first pass keeps an (n, K) float32
+matrix (4 * n * K bytes: 100,000 barcodes x 4 basins = 1.6 MB), never the sequences.
+
+Every problem with the user's files is an :class:`~barloc.errors.InputError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+import pandas as pd
+
+from barloc import shift
+from barloc.calibrate import apply
+from barloc.errors import InputError
+from barloc.runtime import atomic_path, read_json
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CHUNK = 2000
+DEFAULT_UNCERTAIN_BELOW = 0.6
+
+
+@dataclass
+class Predictor:
+    """A loaded model with everything needed to turn sequences into calibrated probabilities."""
+
+    model: object
+    meta: dict
+    calibration: dict
+    task_dir: Path
+    priors_info: dict | None = field(default=None)
+
+    @property
+    def kind(self) -> str:
+        return self.meta["kind"]
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.meta["classes"])
+
+    @property
+    def train_priors(self) -> np.ndarray:
+        return np.asarray(self.meta["train_priors"], dtype=np.float64)
+
+    @property
+    def label_thresholds(self) -> np.ndarray:
+        return np.asarray(self.calibration.get("thresholds", [0.5] * len(self.classes)), dtype=np.float64)
+
+
+def _read_json_file(path: Path, what: str) -> dict:
+    if not path.is_file():
+        raise InputError(path, f"{what} not found (it is written next to model.ckpt by the workflow)")
+    try:
+        data = read_json(path)
+    except (ValueError, OSError) as exc:
+        raise InputError(path, f"cannot read {what}: {exc}") from None
+    if not isinstance(data, dict):
+        raise InputError(path, f"{what} is not a JSON object")
+    return data
+
+
+def load_predictor(model_path: str | Path) -> Predictor:
+    """Load ``model.ckpt`` (weights only) and the ``model.json`` and ``calibration.json`` beside it."""
+    from barloc.modelio import load_model
+
+    ckpt = Path(model_path)
+    if not ckpt.is_file():
+        raise InputError(ckpt, "model file not found")
+    meta_path = ckpt.with_suffix(".json")
+    cal_path = ckpt.parent / "calibration.json"
+    meta = _read_json_file(meta_path, "model.json")
+    calibration = _read_json_file(cal_path, "calibration.json")
+    missing = [k for k in ("kind", "classes", "alphabet", "encoder", "train_priors") if k not in meta]
+    if missing:
+        raise InputError(meta_path, f"model.json lacks {', '.join(missing)}")
+    if "temperature" not in calibration:
+        raise InputError(cal_path, "calibration.json has no temperature")
+    if list(calibration.get("classes", meta["classes"])) != list(meta["classes"]):
+        raise InputError(cal_path, "calibration.json is for other classes than model.json")
+    if calibration.get("kind", meta["kind"]) != meta["kind"]:
+        raise InputError(cal_path, f"calibration.json is for a {calibration['kind']} model, not {meta['kind']}")
+    try:
+        model, meta = load_model(ckpt, meta_path)
+    except (RuntimeError, OSError, KeyError, ValueError, EOFError) as exc:
+        # A torn file, a pickle that is not a plain state_dict, or weights for another model.
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(ckpt, f"cannot load the model weights ({first})") from None
+    priors_path = ckpt.parent / "priors.json"
+    priors_info = None
+    if priors_path.is_file():
+        with contextlib.suppress(ValueError, OSError):
+            priors_info = read_json(priors_path)
+    return Predictor(model, meta, calibration, ckpt.parent, priors_info)
+
+
+def read_priors_tsv(path: str | Path, classes: list[str], kind: str, train: np.ndarray) -> np.ndarray:
+    """Known query priors from a TSV with columns ``class`` and ``prior``.
+
+    Multiclass: every class must be named; the priors are normalised to sum to 1.
+    Multilabel: each value is P(label present) in [0, 1]; labels not named keep their
+    training rate.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(p, "priors file not found")
+    try:
+        df = pd.read_csv(p, sep="\t", dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise InputError(p, f"not a TSV file with columns class and prior ({exc})") from None
+    df.columns = [str(c).strip().lower() for c in df.columns]
+    if not {"class", "prior"} <= set(df.columns):
+        raise InputError(p, f"needs the columns class and prior (found: {', '.join(df.columns) or 'none'})")
+    values: dict[str, float] = {}
+    for i, (name, text) in enumerate(zip(df["class"].str.strip(), df["prior"].str.strip()), start=2):
+        try:
+            v = float(text)
+        except ValueError:
+            raise InputError(p, f"prior {text!r} of class {name!r} is not a number", line=i) from None
+        if not math.isfinite(v) or v < 0 or (kind == "multilabel" and v > 1):
+            limit = "between 0 and 1" if kind == "multilabel" else "a non-negative number"
+            raise InputError(p, f"prior of class {name!r} must be {limit}, not {text}", line=i)
+        if name in values:
+            raise InputError(p, f"class {name!r} is listed twice", line=i)
+        values[name] = v
+    unknown = [c for c in values if c not in classes]
+    if unknown:
+        raise InputError(p, f"names classes the model does not know: {', '.join(unknown)} "
+                            f"(the model's classes: {', '.join(classes)})")
+    if kind == "multilabel":
+        return np.array([values.get(c, train[j]) for j, c in enumerate(classes)], dtype=np.float64)
+    missing = [c for c in classes if c not in values]
+    if missing:
+        raise InputError(p, f"lacks the prior of {', '.join(missing)} (every class needs one)")
+    v = np.array([values[c] for c in classes], dtype=np.float64)
+    if v.sum() <= 0:
+        raise InputError(p, "priors sum to zero")
+    return v / v.sum()
+
+
+def correct_known(probs: np.ndarray, kind: str, train: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Known-prior correction of calibrated probabilities; row-wise, so it can run per chunk."""
+    if kind == "multilabel":
+        return shift.reweight_multilabel(probs, train, target)
+    return shift.reweight(probs, train, target)
+
+
+def check_alphabet(path: str | Path, fmt: str | None, alphabet: str) -> None:
+    """Refuse a file whose first records look like the other alphabet (DNA vs protein)."""
+    from barloc.io.fasta import guess_alphabet
+
+    found = guess_alphabet(path, fmt)
+    if found != alphabet:
+        raise InputError(
+            path, f"the sequences look like {found} but the model expects {alphabet} "
+                  f"(a {'DNA-barcode' if alphabet == 'dna' else 'protein'} model)")
+
+
+def iter_chunks(path: str | Path, alphabet: str, fmt: str | None, size: int) -> Iterator[tuple[list[str], list[str]]]:
+    """(ids, sequences) in chunks of at most ``size`` records, streamed from the file."""
+    from barloc.io.fasta import iter_sequences
+
+    ids: list[str] = []
+    seqs: list[str] = []
+    for rid, seq, _ in iter_sequences(path, alphabet, fmt):
+        ids.append(rid)
+        seqs.append(seq)
+        if len(ids) >= size:
+            yield ids, seqs
+            ids, seqs = [], []
+    if ids:
+        yield ids, seqs
+
+
+def calibrated_probs(pred: Predictor, seqs: list[str], batch_size: int, device: str = "cpu") -> np.ndarray:
+    """Calibrated probabilities of ``seqs``, exactly as the workflow's predict + calibrate steps."""
+    from barloc.data import EncodedDataset, predict_logits
+
+    ds = EncodedDataset(seqs, pred.meta["encoder"], pred.meta["alphabet"])
+    logits = predict_logits(pred.model, ds, batch_size, device)
+    return apply(logits, pred.kind, pred.calibration)
+
+
+class Progress:
+    """A one-line record counter on stderr, drawn only when stderr is a terminal."""
+
+    def __init__(self, label: str, total: int | None = None, stream: TextIO | None = None,
+                 enabled: bool | None = None, every: float = 0.2) -> None:
+        self.stream = stream or sys.stderr
+        self.enabled = self.stream.isatty() if enabled is None else enabled
+        self.label, self.total, self.every = label, total, every
+        self.count = 0
+        self.start = self._last = time.monotonic()
+
+    def update(self, n: int) -> None:
+        self.count += n
+        now = time.monotonic()
+        if self.enabled and now - self._last >= self.every:
+            self._last = now
+            self._draw(now)
+
+    def _draw(self, now: float) -> None:
+        rate = self.count / max(now - self.start, 1e-9)
+        if self.total:
+            done = min(self.count / self.total, 1.0)
+            bar = "#" * int(done * 30)
+            text = f"{self.label} [{bar:<30}] {self.count:,}/{self.total:,} records ({rate:,.0f}/s)"
+        else:
+            text = f"{self.label} {self.count:,} records ({rate:,.0f}/s)"
+        self.stream.write("\r" + text + "\x1b[K")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self._draw(time.monotonic())
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+@dataclass
+class PredictResult:
+    n: int
+    n_uncertain: int
+    method: str  # "none" | "known" | "em"
+    classes: list[str] = field(default_factory=list)
+    query_priors: np.ndarray | None = None
+    converged: bool | None = None
+
+
+def _writable_mode(tmp: Path) -> None:
+    """mkstemp makes 0600 files; give the calls table the user's usual permissions."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+
+
+def predict_file(
+    model_path: str | Path,
+    input_path: str | Path,
+    out_path: str | Path,
+    *,
+    fmt: str | None = None,
+    priors: str | Path | None = None,
+    estimate_priors: bool = False,
+    uncertain_below: float | None = None,
+    chunk_size: int = DEFAULT_CHUNK,
+    batch_size: int = 128,
+    prior_strength: float = 0.0,
+    device: str = "cpu",
+    progress: bool | None = None,
+    seed: int = 0,
+) -> PredictResult:
+    """Write ``calls.tsv`` for every record of ``input_path`` with the model at ``model_path``.
+
+    Without ``priors``/``estimate_priors`` the calls use calibrated probabilities. ``priors``
+    (TSV: class, prior) applies the known-prior correction; ``estimate_priors`` estimates the
+    query priors by EM over the whole input (two passes, O(n * K) floats of memory) and
+    corrects with them. The table is written to a temporary file that is renamed to
+    ``out_path`` only when every record succeeded.
+    """
+    from barloc.steps.prior_shift import calls_table, correct
+
+    if priors is not None and estimate_priors:
+        raise InputError(None, "give either --priors or --estimate-priors, not both")
+    if chunk_size < 1 or batch_size < 1:
+        raise InputError(None, "chunk and batch sizes must be at least 1")
+    pred = load_predictor(model_path)
+    kind, classes, train = pred.kind, pred.classes, pred.train_priors
+    threshold = DEFAULT_UNCERTAIN_BELOW if uncertain_below is None else float(uncertain_below)
+    target = read_priors_tsv(priors, classes, kind, train) if priors is not None else None
+    check_alphabet(input_path, fmt, pred.meta["alphabet"])
+
+    def chunks(label: str, total: int | None = None) -> Iterator[tuple[list[str], list[str]]]:
+        bar = Progress(label, total, enabled=progress)
+        for ids, seqs in iter_chunks(input_path, pred.meta["alphabet"], fmt, chunk_size):
+            yield ids, seqs
+            bar.update(len(ids))
+        bar.close()
+
+    result = PredictResult(0, 0, "none", classes)
+    em_probs: np.ndarray | None = None
+    if estimate_priors:
+        # Pass 1: calibrated probabilities of every record, kept as one float32 matrix.
+        parts = [calibrated_probs(pred, seqs, batch_size, device).astype(np.float32)
+                 for _, seqs in chunks("pass 1/2: predicting")]
+        if not parts:
+            raise InputError(input_path, "no records to classify")
+        all_probs = np.concatenate(parts)
+        del parts
+        pcfg = {"method": "em", "bootstrap": 0, "prior_strength": prior_strength}
+        em_probs, info = correct(kind, all_probs.astype(np.float64), train, pcfg, classes, seed)
+        del all_probs
+        result = PredictResult(0, 0, "em", classes, np.asarray(info["query_priors"]), bool(info.get("converged")))
+        if pred.priors_info and pred.priors_info.get("applied") is False and pred.priors_info.get("reason"):
+            log.warning("the workflow did not apply EM prior correction for this model: %s",
+                        pred.priors_info["reason"])
+    elif target is not None:
+        result = PredictResult(0, 0, "known", classes, target)
+
+    out_path = Path(out_path)
+    with atomic_path(out_path) as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            n = n_uncertain = 0
+            label = "pass 2/2: writing" if em_probs is not None else "predicting"
+            for ids, seqs in chunks(label, len(em_probs) if em_probs is not None else None):
+                if em_probs is not None:
+                    if n + len(ids) > len(em_probs):
+                        raise InputError(input_path, "the file changed between the two passes")
+                    probs = em_probs[n : n + len(ids)]
+                else:
+                    probs = calibrated_probs(pred, seqs, batch_size, device)
+                    if target is not None:
+                        probs = correct_known(probs, kind, train, target)
+                table = calls_table(ids, probs, classes, kind, threshold, pred.label_thresholds)
+                table.to_csv(fh, sep="\t", index=False, header=n == 0)
+                n += len(ids)
+                n_uncertain += int(table["uncertain"].sum())
+            if n == 0:
+                raise InputError(input_path, "no records to classify")
+            if em_probs is not None and n != len(em_probs):
+                raise InputError(input_path, "the file changed between the two passes")
+        _writable_mode(tmp)
+    result.n, result.n_uncertain = n, n_uncertain
+    return result
+
+
+def summary(result: PredictResult, out_path: str | Path) -> str:
+    """What `barloc predict` prints on stderr when it is done."""
+    lines = [f"{result.n:,} calls written to {out_path} ({result.n_uncertain:,} uncertain)"]
+    if result.method == "none":
+        lines.append("probabilities: calibrated, without prior correction")
+    else:
+        how = "estimated by EM" if result.method == "em" else "given"
+        pri = ", ".join(f"{c} {p:.3f}" for c, p in zip(result.classes, result.query_priors))
+        lines.append(f"probabilities: calibrated and corrected to the query priors {how}: {pri}")
+        if result.method == "em" and result.converged is False:
+            lines.append("warning: EM did not converge; the priors are its last estimate")
+    return "\n".join(lines)
+
