@@ -16,7 +16,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from barloc.data import EncodedDataset, SequenceDataModule, targets_for
 from barloc.modelio import build_model, save_model
 from barloc.models import VAL_METRIC_NAME, n_kmer_features
-from barloc.runtime import atomic_path, versions
+from barloc.runtime import atomic_path, parquet_meta, versions
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +124,8 @@ def run(inputs, outputs, params, threads: int = 1) -> None:
     model, meta, history = fit(
         data[data["split"] == "train"], data[data["split"] == "val"], params.cfg, params.trainer, int(params.seed), params.task
     )
+    # Provenance: checksums of the user files that ingest built records.parquet from.
+    meta["inputs"] = parquet_meta(inputs.records).get("inputs", {})
     with atomic_path(outputs.history) as tmp:
         pd.DataFrame(history).to_csv(tmp, sep="\t", index=False)
     save_model(model, meta, outputs.model, outputs.meta)
