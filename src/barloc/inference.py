@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 import sys
 import time
 from collections.abc import Iterator
@@ -245,13 +244,6 @@ class PredictResult:
     converged: bool | None = None
 
 
-def _writable_mode(tmp: Path) -> None:
-    """mkstemp makes 0600 files; give the calls table the user's usual permissions."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-
-
 def predict_file(
     model_path: str | Path,
     input_path: str | Path,
@@ -337,7 +329,6 @@ def predict_file(
                 raise InputError(input_path, "no records to classify")
             if em_probs is not None and n != len(em_probs):
                 raise InputError(input_path, "the file changed between the two passes")
-        _writable_mode(tmp)
     result.n, result.n_uncertain = n, n_uncertain
     return result
 
