@@ -52,6 +52,8 @@ def make_synthetic_task(
     seed: int = 0,
     n_query: int = 40,
     priors_method: str = "em",
+    applied: bool | None = True,
+    reason: str = "",
 ) -> dict:
     """Write SYNTHETIC artifacts for one task under ``task_dir`` in the formats of
     docs/artifacts.md (records.parquet, splits.tsv, model.json, history.tsv,
@@ -154,6 +156,8 @@ def make_synthetic_task(
             "test": {"true_priors": train_priors.round(4).tolist(),
                      "estimated_priors": np.clip(train_priors + rng.normal(0, 0.02, k), 0, 1).round(4).tolist()},
         })
+    if applied is not None:
+        priors.update({"applied": applied, "reason": reason})
     (task_dir / "priors.json").write_text(json.dumps(priors))
 
     # calls.tsv
@@ -234,6 +238,7 @@ def run_info(tmp: Path) -> dict:
              "sha256": "b" * 64},
         ],
         "device": "cpu (test)",
+        "uncertain_below": {"fish_origin": 0.6, "localization": 0.5},
     }
 
 
@@ -314,11 +319,16 @@ SUB_HEADINGS = {
 }
 
 
+NOT_APPLIED_REASON = ("on the labelled test split EM raised NLL from 1.186 to 25.407, so the label-shift "
+                      "assumption does not hold well enough; calls use calibrated probabilities without prior correction")
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("results")
     expect = {
-        "fish_origin": make_synthetic_task(root / "fish_origin", "fish_origin", "multiclass", seed=1, n_query=57),
+        "fish_origin": make_synthetic_task(root / "fish_origin", "fish_origin", "multiclass", seed=1, n_query=57,
+                                           applied=False, reason=NOT_APPLIED_REASON),
         "localization": make_synthetic_task(root / "localization", "localization", "multilabel", seed=2,
                                             n_query=33),
     }
@@ -520,6 +530,77 @@ def test_html_is_escaped(tmp_path):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
 
 
+def test_prior_correction_not_applied_is_said_plainly(built):
+    page = built["page"]
+    fish = page.text("task-fish_origin-priors")
+    assert "Prior correction not applied." in fish
+    assert "The calls use calibrated probabilities without prior correction, because: On the labelled test split EM " \
+           "raised NLL from 1.186 to 25.407, so the label-shift assumption does not hold well enough." in fish
+    assert fish.count("without prior correction") == 1  # the reason's own closing clause is not repeated
+    assert "calibrated, without prior correction" in page.text("task-fish_origin-calls")
+    assert "it was not applied to the calls" in page.text("task-fish_origin-metrics")
+    loc = page.text("task-localization-priors")
+    assert "not applied" not in loc and "The calls use probabilities corrected" in loc
+    assert "corrected to the estimated class mix" in page.text("task-localization-calls")
+    summary = page.text("summary")
+    assert "not applied" in summary and "applied" in summary.replace("not applied", "")
+
+
+def test_older_priors_json_without_applied(tmp_path):
+    make_synthetic_task(tmp_path / "fish_origin", "fish_origin", "multiclass", seed=8, n_query=4, applied=None)
+    out = tmp_path / "index.html"
+    build_report({"fish_origin": tmp_path / "fish_origin"}, out, run_info(tmp_path))
+    priors = Page(out.read_text()).text("task-fish_origin-priors")
+    assert "not applied" not in priors and "estimated with the EM algorithm" in priors
+
+
+def test_accuracy_coverage_curve():
+    conf = np.array([0.9, 0.8, 0.8, 0.6, 0.4])
+    right = np.array([1, 1, 0, 1, 0])
+    curve = report_html.accuracy_coverage(conf, right)
+    assert curve["threshold"] == [0.9, 0.8, 0.6, 0.4]  # the tie at 0.8 is one point
+    np.testing.assert_allclose(curve["coverage"], [0.2, 0.6, 0.8, 1.0])
+    np.testing.assert_allclose(curve["accuracy"], [1.0, 2 / 3, 0.75, 0.6])
+    assert report_html.coverage_at(curve, 0.7) == pytest.approx((0.6, 2 / 3))
+    assert report_html.coverage_at(curve, 0.0) == pytest.approx((1.0, 0.6))
+    cov, acc = report_html.coverage_at(curve, 0.95)
+    assert cov == 0.0 and np.isnan(acc)
+    assert report_html.accuracy_coverage(np.array([]), np.array([]))["n"] == 0
+
+
+def test_accuracy_coverage_section_for_multiclass_only(built):
+    page = built["page"]
+    ids = page.ids()
+    assert "task-fish_origin-coverage" in ids and "task-localization-coverage" not in ids
+    assert any(a.get("href") == "#task-fish_origin-coverage" for a, _ in page.find("a"))
+    text = page.text("task-fish_origin-coverage")
+    assert "Accuracy vs coverage" in text and "current" in text
+    assert page.find("img", within="task-fish_origin-coverage")
+    # The numbers come from the test rows of logits.parquet through calibration.json.
+    from barloc.calibrate import apply
+
+    res = built["out"].parent.parent / "fish_origin"
+    df = pd.read_parquet(res / "logits.parquet")
+    df = df[df["split"] == "test"]
+    cal = json.loads((res / "calibration.json").read_text())
+    probs = apply(df[[f"logit::{c}" for c in MULTICLASS]].to_numpy(), "multiclass", cal)
+    y = df["label"].map(MULTICLASS.index).to_numpy()
+    kept = probs.max(axis=1) >= 0.6
+    assert f"Measured on the {len(df)} test barcodes" in text
+    assert 0 < kept.mean() < 1
+    acc = (probs.argmax(axis=1) == y)[kept].mean()
+    assert (f"With the current cut-off of 0.6, {kept.mean() * 100:.0f}% of the test barcodes get a confident "
+            f"call, and {acc * 100:.0f}% of those are right") in text
+
+
+def test_accuracy_coverage_without_logits(tmp_path):
+    make_synthetic_task(tmp_path / "fish_origin", "fish_origin", "multiclass", seed=9, n_query=4)
+    (tmp_path / "fish_origin" / "logits.parquet").unlink()
+    out = tmp_path / "index.html"
+    build_report({"fish_origin": tmp_path / "fish_origin"}, out, run_info(tmp_path))
+    assert "logits.parquet" in Page(out.read_text()).text("task-fish_origin-coverage")
+
+
 def test_plot_functions_return_png_data_uris():
     hist = pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [1.0, 0.7, 0.5], "val_loss": [1.1, 0.8, 0.7],
                          "val_metric": [0.4, 0.6, 0.65]})
@@ -532,6 +613,8 @@ def test_plot_functions_return_png_data_uris():
         plots.priors_png(["a", "b"], [0.5, 0.5], [0.3, 0.7], None, None),
         plots.mcc_png(["a", "b"], [0.5, None]),
         plots.curves_png(hist),
+        plots.coverage_png([0.2, 0.6, 1.0], [1.0, 0.8, 0.7], [(0.5, 0.6, 0.8)], (0.6, 0.2, 1.0)),
+        plots.coverage_png([], []),
     ]
     for uri in uris:
         assert uri.startswith("data:image/png;base64,")

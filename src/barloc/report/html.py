@@ -440,6 +440,17 @@ def _calibration_section(cal: dict | None, kind: str, classes: list[str], path: 
     }
 
 
+_CALLS_CLAUSE = re.compile(r"[;,.]?\s*calls use calibrated probabilities[^;.]*\.?\s*$", re.IGNORECASE)
+
+
+def _reason_text(reason: Any) -> str:
+    """priors.json's reason without its closing "calls use calibrated probabilities ..."
+    clause, which the page states on its own."""
+    text = " ".join(str(reason or "").split())
+    text = _CALLS_CLAUSE.sub("", text).strip()
+    return text[:1].upper() + text[1:] if text else ""
+
+
 def _priors_section(pri: dict | None, kind: str, classes: list[str], path: Path) -> dict:
     if pri is None:
         return {"state": "missing", "file": str(path)}
@@ -457,6 +468,8 @@ def _priors_section(pri: dict | None, kind: str, classes: list[str], path: Path)
         "test_rows": [],
         "rows": [],
         "shift_sentence": "",
+        "applied": pri.get("applied"),
+        "reason": _reason_text(pri.get("reason")),
     }
     if method == "none" or not query or len(query) != len(names):
         out["state"] = "none"
@@ -495,6 +508,124 @@ def _priors_section(pri: dict | None, kind: str, classes: list[str], path: Path)
     return out
 
 
+#: Cut-offs listed in the accuracy-vs-coverage table (plus the configured one).
+COVERAGE_CUTOFFS = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+_MAX_CURVE_POINTS = 400
+
+
+def accuracy_coverage(confidence: np.ndarray, correct: np.ndarray) -> dict:
+    """The accuracy-vs-coverage curve of a top-label confidence.
+
+    Keeping the samples whose confidence is >= t: coverage(t) is the share kept and
+    accuracy(t) the share of those that are right. One point per distinct confidence, from
+    the most confident sample down to all samples (coverage 1).
+    """
+    conf = np.asarray(confidence, dtype=np.float64)
+    hit = np.asarray(correct, dtype=np.float64)
+    n = len(conf)
+    if n == 0:
+        return {"threshold": [], "coverage": [], "accuracy": [], "n": 0}
+    order = np.argsort(-conf, kind="stable")
+    conf, hit = conf[order], hit[order]
+    kept = np.arange(1, n + 1)
+    acc = np.cumsum(hit) / kept
+    # With ties, a cut-off keeps every sample of that confidence: the last index of each run.
+    last = np.r_[conf[1:] != conf[:-1], True]
+    return {"threshold": conf[last].tolist(), "coverage": (kept[last] / n).tolist(),
+            "accuracy": acc[last].tolist(), "n": int(n)}
+
+
+def coverage_at(curve: dict, cutoff: float) -> tuple[float, float]:
+    """(coverage, accuracy) when samples below ``cutoff`` are set aside; accuracy is NaN
+    when none is kept."""
+    kept = [i for i, t in enumerate(curve["threshold"]) if t >= cutoff]
+    if not kept:
+        return 0.0, float("nan")
+    i = kept[-1]
+    return float(curve["coverage"][i]), float(curve["accuracy"][i])
+
+
+def _test_confidence(task_dir: Path, kind: str, classes: list[str], calibration: dict | None):
+    """Calibrated top probability and correctness on the test rows of logits.parquet."""
+    path = task_dir / "logits.parquet"
+    if kind != "multiclass" or not classes or calibration is None or not path.is_file():
+        return None
+    import pyarrow.parquet as pq
+
+    from barloc.calibrate import apply
+
+    cols = ["split", "label"] + [f"logit::{c}" for c in classes]
+    if not set(cols) <= set(pq.read_schema(path).names):
+        return None
+    df = pd.read_parquet(path, columns=cols)
+    df = df[(df["split"] == "test") & df["label"].isin(classes)]
+    if df.empty:
+        return None
+    probs = apply(df[cols[2:]].to_numpy(dtype=np.float64), kind, calibration)
+    y = df["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
+    return probs.max(axis=1), probs.argmax(axis=1) == y
+
+
+def _cutoff_text(t: float) -> str:
+    return f"{t:.3f}".rstrip("0").rstrip(".") if t < 1 else "1"
+
+
+def _table_cutoffs(curve: dict, current: float | None) -> list[float]:
+    """Round cut-offs that keep someone, plus cut-offs keeping about 90/75/50/25% of the test
+    samples (a weak model never reaches 0.6), plus the current one; one row per coverage."""
+    conf = curve["threshold"]  # descending, one per distinct confidence
+    cov = curve["coverage"]
+    spread = []
+    for target in (0.9, 0.75, 0.5, 0.25):
+        i = next((k for k, c in enumerate(cov) if c >= target), None)
+        if i is not None:
+            spread.append(math.floor(conf[i] * 1000) / 1000)  # round down: keeps at least that share
+    out, seen = [], set()
+    for t in sorted(set(COVERAGE_CUTOFFS) | set(spread)):
+        c = coverage_at(curve, t)[0]
+        if c > 0 and round(c, 9) not in seen:
+            out.append(t)
+            seen.add(round(c, 9))
+    if current is not None and current not in out:
+        out.append(current)
+    return sorted(out)
+
+
+def _coverage_section(task_dir: Path, kind: str, classes: list[str], calibration: dict | None,
+                      cutoff: float | None, words: dict) -> dict:
+    if kind != "multiclass":
+        return {"state": "not_applicable"}
+    found = _test_confidence(task_dir, kind, classes, calibration)
+    if found is None:
+        return {"state": "missing", "file": str(task_dir / "logits.parquet")}
+    curve = accuracy_coverage(*found)
+    rows, marks = [], []
+    for t in _table_cutoffs(curve, float(cutoff) if _finite(cutoff) else None):
+        cov, acc = coverage_at(curve, t)
+        current = _finite(cutoff) and abs(t - float(cutoff)) < 1e-9
+        marks.append((t, cov, acc))
+        rows.append({"cutoff": _cutoff_text(t), "coverage": fmt_pct(cov), "accuracy": fmt_pct(acc) if cov else "–",
+                     "n": fmt_int(cov * curve["n"]), "current": current})
+    step = max(1, len(curve["coverage"]) // _MAX_CURVE_POINTS)
+    cov_pts = curve["coverage"][::step] + curve["coverage"][-1:]
+    acc_pts = curve["accuracy"][::step] + curve["accuracy"][-1:]
+    current = None
+    sentence = ""
+    if _finite(cutoff):
+        cov, acc = coverage_at(curve, float(cutoff))
+        current = (float(cutoff), cov, acc)
+        if cov > 0:
+            sentence = (f"With the current cut-off of {_cutoff_text(float(cutoff))}, {fmt_pct(cov)} of the test "
+                        f"{words['nouns']} get a confident call, and {fmt_pct(acc)} of those are right; "
+                        f"the other {fmt_pct(1 - cov)} are flagged uncertain.")
+        else:
+            sentence = (f"With the current cut-off of {_cutoff_text(float(cutoff))}, no test {words['nouns']} "
+                        f"reach it: every call would be flagged uncertain.")
+    return {"state": "ok", "image": plots.coverage_png(cov_pts, acc_pts, marks, current), "rows": rows,
+            "n": curve["n"], "sentence": sentence, "cutoff_text": _cutoff_text(float(cutoff)) if _finite(cutoff) else None,
+            "overall": fmt_pct(curve["accuracy"][-1])}
+
+
 def _training_section(model: dict | None, history: pd.DataFrame | None, path: Path) -> dict:
     if history is None:
         return {"state": "missing", "file": str(path)}
@@ -513,7 +644,7 @@ def _training_section(model: dict | None, history: pd.DataFrame | None, path: Pa
             "metric": metric, "best": best}
 
 
-def _task_context(name: str, task_dir: Path) -> dict:
+def _task_context(name: str, task_dir: Path, cutoff: float | None = None) -> dict:
     task_dir = Path(task_dir)
     model = _read_json(task_dir / "model.json")
     calibration = _read_json(task_dir / "calibration.json")
@@ -544,9 +675,20 @@ def _task_context(name: str, task_dir: Path) -> dict:
         "metrics": _metrics_section(metrics, kind, classes, words, calibration, task_dir / "metrics.json"),
         "calibration": _calibration_section(calibration, kind, classes, task_dir / "calibration.json"),
         "priors": _priors_section(priors, kind, classes, task_dir / "priors.json"),
+        "coverage": _coverage_section(task_dir, kind, classes, calibration, cutoff, words),
         "training": _training_section(model, history, task_dir / "history.tsv"),
         "data": _record_counts(task_dir / "records.parquet", kind, classes),
     }
+
+
+def _prior_correction_word(priors: dict) -> str:
+    if priors.get("state") == "missing":
+        return "–"
+    if priors.get("state") == "none":
+        return "none"
+    if priors.get("applied") is False:
+        return "not applied"
+    return "applied" if priors.get("applied") else priors.get("method", "–")
 
 
 def _summary_context(run_info: Mapping, tasks: list[dict]) -> dict:
@@ -575,7 +717,8 @@ def _summary_context(run_info: Mapping, tasks: list[dict]) -> dict:
             {"name": t["name"], "title": t["title"], "anchor": t["anchor"], "kind": t["kind"],
              "n_classes": t["n_classes"], **t["model"],
              "n_query": t["calls"].get("n", 0) if t["calls"]["state"] != "missing" else None,
-             "n_uncertain": t["calls"].get("n_uncertain")}
+             "n_uncertain": t["calls"].get("n_uncertain"),
+             "prior_correction": _prior_correction_word(t["priors"])}
             for t in tasks
         ],
     }
@@ -600,7 +743,8 @@ def _environment() -> Environment:
 
 def render_report(task_dirs: Mapping[str, Path], run_info: Mapping) -> str:
     """The report's HTML as a string (see :func:`build_report`)."""
-    tasks = [_task_context(name, Path(d)) for name, d in task_dirs.items()]
+    cutoffs = run_info.get("uncertain_below") or {}
+    tasks = [_task_context(name, Path(d), cutoffs.get(name)) for name, d in task_dirs.items()]
     css = (HERE / STYLESHEET).read_text(encoding="utf-8")
     if "</style" in css.lower():
         raise InputError(HERE / STYLESHEET, "the stylesheet must not contain '</style'")
@@ -617,7 +761,8 @@ def build_report(task_dirs: Mapping[str, Path], out_html: Path, run_info: dict) 
     to ``out_html``.
 
     ``run_info`` holds ``date``, ``version``, ``git_commit`` (may be None), ``config_hash``,
-    ``inputs`` (dicts with ``task``, ``path``, ``records``, ``sha256``) and ``device``.
+    ``inputs`` (dicts with ``task``, ``path``, ``records``, ``sha256``) and ``device``, and
+    optionally ``uncertain_below`` ({task: cut-off}), marked on the accuracy-vs-coverage curve.
     Missing optional artifacts are stated on the page instead of failing. The page is
     rendered to a temporary file beside ``out_html`` and moved into place atomically.
     """

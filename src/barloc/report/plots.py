@@ -270,3 +270,46 @@ def curves_png(history_df, metric_name: str = "validation metric") -> str:
     if handles:
         fig.legend(handles=handles, frameon=False, loc="outside upper center", ncol=len(handles))
     return _to_data_uri(fig)
+
+
+def _cutoff(t: float) -> str:
+    return f"{t:.3f}".rstrip("0").rstrip(".")
+
+
+@_style
+def coverage_png(
+    coverage: Sequence[float],
+    accuracy: Sequence[float],
+    marks: Sequence[tuple[float, float, float]] = (),
+    current: tuple[float, float, float] | None = None,
+) -> str:
+    """Accuracy among the samples kept (y) against the share kept (x, coverage), both in %,
+    as the cut-off on the calibrated top probability rises from 0 (keep all) to 1.
+
+    ``marks`` are (cut-off, coverage, accuracy) points labelled with their cut-off;
+    ``current`` is the configured uncertain cut-off, drawn in the accent colour.
+    """
+    cov, acc = _floats(coverage) * 100, _floats(accuracy) * 100
+    fig = _figure(6.0, 4.0)
+    ax = fig.add_subplot()
+    ok = np.isfinite(cov) & np.isfinite(acc)
+    ax.plot(cov[ok], acc[ok], color=AFTER, linewidth=1.8, label="Calibrated model")
+    if ok.any():
+        full = acc[ok][np.argmax(cov[ok])]
+        ax.axhline(full, color=TRAIN, linestyle=":", linewidth=1, label=f"Accuracy on all samples ({full:.0f}%)")
+    for t, c, a in marks:
+        if math.isfinite(c) and math.isfinite(a) and c > 0:
+            ax.plot([c * 100], [a * 100], "o", color=AFTER, markersize=4)
+            ax.annotate(_cutoff(t), (c * 100, a * 100), textcoords="offset points",
+                        xytext=(4, 4), fontsize=7, color="#333333")
+    if current is not None and math.isfinite(current[1]) and math.isfinite(current[2]) and current[1] > 0:
+        ax.plot([current[1] * 100], [current[2] * 100], "D", color=ACCENT, markersize=7,
+                label=f"Current cut-off {_cutoff(current[0])}")
+    ax.set_xlim(0, 102)
+    low = float(np.nanmin(acc[ok])) if ok.any() else 0.0
+    ax.set_ylim(max(0.0, min(low - 5, 50.0)), 101)
+    ax.set_xlabel("Coverage: share of test samples called with confidence (%)")
+    ax.set_ylabel("Accuracy among them (%)")
+    ax.grid(color="#e5e5e5", linewidth=0.6)
+    ax.legend(loc="lower left", frameon=False)
+    return _to_data_uri(fig)

@@ -42,6 +42,7 @@ def run_info(config: dict, task_dirs: dict[str, Path], workdir: Path) -> dict:
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "version": barloc.__version__, "git_commit": git_commit(workdir),
         "config_hash": config_hash(config), "inputs": inputs, "device": ", ".join(devices),
+        "uncertain_below": {t: float(config["tasks"][t].get("uncertain_below", 0.6)) for t in task_dirs},
     }
 
 
