@@ -87,3 +87,99 @@ def test_weighting_offset_undoes_class_weights_and_pos_weight():
     odds_w = np.log(q / (1 - q)) + np.log(pw)
     off = cal.weighting_offset("multilabel", {"pos_weight": True}, counts, 100)
     np.testing.assert_allclose(cal.apply(odds_w, "multilabel", {"offset": off, "temperature": np.ones(3)}), q)
+
+
+# --- robustness: huge logits, constant logits, a single class in validation -----------------
+
+def _finite_probs(p):
+    return np.isfinite(p).all() and np.allclose(p.sum(axis=1), 1) if p.ndim == 2 else np.isfinite(p).all()
+
+
+def test_temperature_tames_huge_logits_on_random_labels():
+    """Labels the model cannot predict: the best T flattens 1e4-sized logits, not stops at 403."""
+    rng = np.random.default_rng(11)
+    z = rng.normal(0, 1, (300, 3)) * 1e4
+    y = rng.integers(0, 3, 300)
+    T = cal.fit_temperature(z, y)
+    assert np.isfinite(T) and T > 1e4
+    assert cal.softmax_nll(z, y, T) < 1.2  # ~log 3: near-flat, instead of thousands of nats
+
+
+@pytest.mark.parametrize("case", ["huge", "constant", "single_class"])
+def test_bcts_robust(case):
+    rng = np.random.default_rng(12)
+    z = rng.normal(0, 1, (200, 3))
+    y = rng.integers(0, 3, 200)
+    if case == "huge":
+        z = z * 1e4
+    elif case == "constant":
+        z = np.zeros_like(z)
+    else:
+        y = np.zeros(200, dtype=int)
+    T, b = cal.fit_bcts(z, y)
+    assert np.isfinite(T) and T > 0 and np.isfinite(b).all() and abs(b.sum()) < 1e-9
+    p = cal.apply(z, "multiclass", {"temperature": T, "bias": b})
+    assert _finite_probs(p)
+    nll = -np.log(np.clip(p[np.arange(len(y)), y], 1e-300, None)).mean()
+    assert nll <= cal.softmax_nll(z, y) + 1e-9  # never worse than leaving the logits alone
+    if case == "constant":  # only the biases can help: they learn the class frequencies
+        np.testing.assert_allclose(p[0], np.bincount(y, minlength=3) / len(y), atol=1e-3)
+    if case == "single_class":
+        assert (p.argmax(axis=1) == 0).all()
+
+
+@pytest.mark.parametrize("case", ["huge", "constant", "single_class"])
+def test_platt_and_label_temperatures_robust(case):
+    rng = np.random.default_rng(13)
+    z = rng.normal(0, 1, (200, 2))
+    Y = (rng.random((200, 2)) < 0.3).astype(float)
+    if case == "huge":
+        z = z * 1e4
+    elif case == "constant":
+        z = np.zeros_like(z)
+    else:
+        Y = np.column_stack([np.ones(200), np.zeros(200)])  # one label always on, one always off
+    T, b = cal.fit_platt(z, Y)
+    Tl = cal.fit_label_temperatures(z, Y)
+    assert np.isfinite(T).all() and (T > 0).all() and np.isfinite(b).all()
+    assert np.isfinite(Tl).all() and (Tl > 0).all()
+    p = cal.apply(z, "multilabel", {"temperature": T, "bias": b})
+    assert np.isfinite(p).all()
+    assert cal.binary_nll(z / T + b, Y) <= cal.binary_nll(z, Y) + 1e-9
+    assert cal.binary_nll(z, Y, Tl) <= cal.binary_nll(z, Y) + 1e-9
+    if case == "constant":
+        np.testing.assert_allclose(p[0], Y.mean(axis=0), atol=1e-3)
+    if case == "single_class":
+        assert (p[:, 0] > 0.99).all() and (p[:, 1] < 0.01).all()
+
+
+def test_empty_validation_leaves_logits_alone():
+    z = np.zeros((0, 3))
+    assert cal.fit_temperature(z, np.zeros(0, dtype=int)) == 1.0
+    T, b = cal.fit_bcts(z, np.zeros(0, dtype=int))
+    assert T == 1.0 and (b == 0).all()
+    T, b = cal.fit_platt(np.zeros((0, 2)), np.zeros((0, 2)))
+    assert (T == 1).all() and (b == 0).all()
+
+
+# --- properties ------------------------------------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(2, 6), st.integers(1, 80), st.floats(0.01, 1e4), st.integers(0, 10_000))
+def test_temperature_never_changes_the_argmax(k, n, scale, seed):
+    rng = np.random.default_rng(seed)
+    z = rng.normal(0, 1, (n, k)) * scale
+    y = rng.integers(0, k, n)
+    T = cal.fit_temperature(z, y)
+    assert np.isfinite(T) and T > 0
+    p = cal.apply(z, "multiclass", {"temperature": T})
+    assert np.isfinite(p).all()
+    # compare where the top logit is unique; ties can fall either way after division
+    top2 = np.sort(z, axis=1)[:, -2:]
+    clear = top2[:, 1] - top2[:, 0] > 1e-9 * np.maximum(np.abs(top2[:, 1]), 1)
+    assert (p.argmax(axis=1)[clear] == z.argmax(axis=1)[clear]).all()
+    assert cal.softmax_nll(z, y, T) <= cal.softmax_nll(z, y) + 1e-12

@@ -12,6 +12,20 @@ from scipy.optimize import minimize_scalar
 from scipy.special import expit, log_expit, log_softmax, softmax
 
 LOG_T_BOUNDS = (-4.0, 6.0)  # T in [0.018, 403]: wide enough for any sane network
+BIAS_BOUND = 20.0  # |b| <= 20: e^20 odds, far past anything a validation set supports
+
+
+def log_t_bounds(logits: np.ndarray) -> tuple[float, float]:
+    """Bounds on log T, widened for huge logits.
+
+    When validation labels look random to the model (or it saw a single class) the best
+    temperature is infinite: flat probabilities. The upper bound lets T reach about 1000x the
+    logits' spread, where z/T is flat to 1e-3, so logits of 1e4 are tamed as well as logits of 10.
+    """
+    z = np.asarray(logits, dtype=np.float64)
+    finite = z[np.isfinite(z)]
+    spread = float(np.abs(finite).max()) if finite.size else 0.0
+    return LOG_T_BOUNDS[0], max(LOG_T_BOUNDS[1], float(np.log(max(spread, 1e-300))) + 7.0)
 
 
 def softmax_probs(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -35,8 +49,8 @@ def binary_nll(logits: np.ndarray, y: np.ndarray, temperature: np.ndarray | floa
     return float(-(y * log_expit(z) + (1 - y) * log_expit(-z)).mean())
 
 
-def _fit_log_t(objective) -> float:
-    res = minimize_scalar(objective, bounds=LOG_T_BOUNDS, method="bounded", options={"xatol": 1e-6})
+def _fit_log_t(objective, bounds: tuple[float, float] = LOG_T_BOUNDS) -> float:
+    res = minimize_scalar(objective, bounds=bounds, method="bounded", options={"xatol": 1e-6})
     # Bounded Brent never evaluates T = 1 exactly; keep it when fitting does not help.
     return float(np.exp(res.x)) if res.fun < objective(0.0) else 1.0
 
@@ -45,14 +59,15 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
     """One temperature for a softmax head, by NLL on validation data."""
     if len(y) == 0:
         return 1.0
-    return _fit_log_t(lambda lt: softmax_nll(logits, y, np.exp(lt)))
+    return _fit_log_t(lambda lt: softmax_nll(logits, y, np.exp(lt)), log_t_bounds(logits))
 
 
 def fit_label_temperatures(logits: np.ndarray, Y: np.ndarray) -> np.ndarray:
     """One temperature per sigmoid head: each label is its own binary problem."""
     logits = np.asarray(logits, dtype=np.float64)
     return np.array(
-        [_fit_log_t(lambda lt, j=j: binary_nll(logits[:, j], Y[:, j], np.exp(lt))) for j in range(Y.shape[1])]
+        [_fit_log_t(lambda lt, j=j: binary_nll(logits[:, j], Y[:, j], np.exp(lt)), log_t_bounds(logits[:, j]))
+         for j in range(Y.shape[1])]
         if len(Y)
         else np.ones(logits.shape[1])
     )
@@ -136,12 +151,14 @@ def fit_bcts(logits: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
     k = z.shape[1]
     if len(y) == 0:
         return 1.0, np.zeros(k)
+    y = np.asarray(y, dtype=np.int64)
     t0 = fit_temperature(z, y)
-    res = minimize(_nll_grad_softmax, np.concatenate([[np.log(t0)], np.zeros(k)]), args=(z, y),
-                   jac=True, method="L-BFGS-B",
-                   bounds=[LOG_T_BOUNDS] + [(-20.0, 20.0)] * k)
-    b = res.x[1:] - res.x[1:].mean()  # softmax ignores a common shift
-    return float(np.exp(res.x[0])), b
+    x0 = np.concatenate([[np.log(t0)], np.zeros(k)])
+    res = minimize(_nll_grad_softmax, x0, args=(z, y), jac=True, method="L-BFGS-B",
+                   bounds=[log_t_bounds(z)] + [(-BIAS_BOUND, BIAS_BOUND)] * k)
+    x = res.x if np.isfinite(res.fun) and res.fun <= _nll_grad_softmax(x0, z, y)[0] else x0
+    b = x[1:] - x[1:].mean()  # softmax ignores a common shift
+    return float(np.exp(x[0])), b
 
 
 def fit_platt(logits: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -162,8 +179,10 @@ def fit_platt(logits: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray
             g = (expit(s) - y) / len(y)  # dNLL/ds = p - y
             return float(-(y * log_expit(s) + (1 - y) * log_expit(-s)).mean()), np.array([float((g * -zj / t).sum()), float(g.sum())])
 
-        res = minimize(f, np.zeros(2), jac=True, method="L-BFGS-B", bounds=[LOG_T_BOUNDS, (-20.0, 20.0)])
-        T[j], B[j] = np.exp(res.x[0]), res.x[1]
+        res = minimize(f, np.zeros(2), jac=True, method="L-BFGS-B",
+                       bounds=[log_t_bounds(z[:, j]), (-BIAS_BOUND, BIAS_BOUND)])
+        if np.isfinite(res.fun) and res.fun <= f(np.zeros(2))[0]:  # never worse than leaving it alone
+            T[j], B[j] = np.exp(res.x[0]), res.x[1]
     return T, B
 
 
