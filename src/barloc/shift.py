@@ -4,6 +4,9 @@ If p(x|y) holds and only p(y) changes, the Bayes posterior under the new priors 
 one reweighted by pi_target/pi_train, i.e. logits shifted by log(pi_target/pi_train).
 Unknown target priors are estimated by EM on the unlabelled query set (Saerens et al. 2002):
 alternate reweighting the posteriors and re-averaging them until the priors stop moving.
+Or by black-box shift estimation (BBSE, Lipton et al. 2018): the confusion matrix of hard
+predictions on labelled validation data maps target priors to the query's predicted-class
+frequencies, so solving that linear system estimates them without trusting the probabilities.
 """
 
 from __future__ import annotations
@@ -90,6 +93,125 @@ def reweight_multilabel(probs: np.ndarray, train_rates: np.ndarray, target_rates
         out[:, j] = reweight(pj, np.array([1 - train_rates[j], train_rates[j]]),
                              np.array([1 - target_rates[j], target_rates[j]]))[:, 1]
     return out
+
+
+def confusion_joint(probs: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
+    """C[i, j] = P(pred = i, y = j) on labelled data, hard predictions by argmax."""
+    pred = np.asarray(probs).argmax(axis=1)
+    C = np.zeros((k, k))
+    np.add.at(C, (pred, np.asarray(y, dtype=np.int64)), 1.0)
+    return C / max(len(pred), 1)
+
+
+@dataclass(frozen=True)
+class BBSEResult:
+    priors: np.ndarray    # estimated target priors, a distribution
+    weights: np.ndarray   # w = pi_target / pi_source, the least-squares solution clipped at 0
+    rank: int             # rank of the confusion matrix; < k means some classes are not separable
+    clipped: bool         # some weights came out negative (sampling noise or a shift that is not label shift)
+
+
+def bbse(
+    val_probs: np.ndarray, val_y: np.ndarray, query_probs: np.ndarray, source_priors: np.ndarray | None = None,
+) -> BBSEResult:
+    """Black-box shift estimation (Lipton et al. 2018) for a softmax head.
+
+    Under label shift, P_query(pred = i) = sum_j P(pred = i | y = j) pi_target(j)
+    = sum_j C[i, j] w_j with C the joint confusion matrix on validation data and
+    w_j = pi_target(j) / pi_val(j). ``C w = mu`` is solved by least squares (when C is singular,
+    the solution closest to w = 1, i.e. no shift where the data cannot tell), negative weights are clipped to 0, and pi_target is
+    w * pi_source renormalised. ``source_priors`` defaults to the validation label frequencies
+    (C's column sums), which are what w is relative to; pass others only when the validation
+    labels were drawn from them. Classes absent from validation carry no information; they
+    keep the query's mean predicted probability.
+    """
+    val_probs = np.asarray(val_probs, dtype=np.float64)
+    query_probs = np.asarray(query_probs, dtype=np.float64)
+    k = val_probs.shape[1] if val_probs.ndim == 2 else query_probs.shape[1]
+    C = confusion_joint(val_probs, val_y, k)
+    p_val = C.sum(axis=0)
+    source = p_val if source_priors is None else np.clip(np.asarray(source_priors, dtype=np.float64), 0, None)
+    if len(query_probs) == 0 or len(val_probs) == 0:
+        prior = source / source.sum() if source.sum() > 0 else np.full(k, 1.0 / k)
+        return BBSEResult(prior, np.ones(k), int(np.linalg.matrix_rank(C)), False)
+    mu = np.bincount(query_probs.argmax(axis=1), minlength=k) / len(query_probs)
+    # Least squares for w - 1 (as RLLS does with theta): where C is singular the minimum-norm
+    # solution leaves the undetermined directions at w = 1, "no shift", rather than at 0.
+    theta, *_ = np.linalg.lstsq(C, mu - C.sum(axis=1), rcond=None)
+    w = 1.0 + theta
+    clipped = bool((w < -1e-12).any())
+    w = np.clip(w, 0.0, None)
+    q = w * source
+    if q.sum() <= 0:  # every weight clipped: no usable estimate, stay at the source priors
+        q = source.copy() if source.sum() > 0 else np.ones(k)
+    q = q / q.sum()
+    absent = p_val <= 0
+    if absent.any() and not absent.all():
+        # No validation sample of these classes, so C says nothing about them: they keep the
+        # query's mean predicted probability and the others share the rest.
+        m = query_probs[:, absent].mean(axis=0)
+        q[~absent] *= (1.0 - m.sum()) / max(q[~absent].sum(), EPS)
+        q[absent] = m
+    return BBSEResult(q, w, int(np.linalg.matrix_rank(C)), clipped)
+
+
+def bbse_priors(
+    val_probs: np.ndarray, val_y: np.ndarray, query_probs: np.ndarray, source_priors: np.ndarray | None = None,
+) -> np.ndarray:
+    """Target priors by BBSE; see :func:`bbse`."""
+    return bbse(val_probs, val_y, query_probs, source_priors).priors
+
+
+def bbse_multilabel(
+    val_probs: np.ndarray, val_Y: np.ndarray, query_probs: np.ndarray, thresholds: np.ndarray | float = 0.5,
+) -> list[BBSEResult]:
+    """BBSE per sigmoid head: a 2x2 problem per label, hard calls at the label's threshold."""
+    val_probs, query_probs = np.asarray(val_probs, dtype=np.float64), np.asarray(query_probs, dtype=np.float64)
+    thr = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), (val_probs.shape[1],))
+    out = []
+    def calls(p: np.ndarray, t: float) -> np.ndarray:  # one-hot [absent, present] hard calls
+        hit = p >= t
+        return np.stack([~hit, hit], axis=1).astype(np.float64)
+
+    for j in range(val_probs.shape[1]):
+        out.append(bbse(calls(val_probs[:, j], thr[j]), np.asarray(val_Y[:, j], dtype=np.int64),
+                        calls(query_probs[:, j], thr[j])))
+    return out
+
+
+def bbse_priors_multilabel(
+    val_probs: np.ndarray, val_Y: np.ndarray, query_probs: np.ndarray, thresholds: np.ndarray | float = 0.5,
+) -> np.ndarray:
+    """Per-label positive rates on the query by BBSE."""
+    return np.array([r.priors[1] for r in bbse_multilabel(val_probs, val_Y, query_probs, thresholds)])
+
+
+def bootstrap_bbse(
+    val_probs: np.ndarray,
+    val_y: np.ndarray,
+    query_probs: np.ndarray,
+    multilabel: bool = False,
+    thresholds: np.ndarray | float = 0.5,
+    n_boot: int = 200,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile bootstrap interval of the BBSE priors, resampling validation and query
+    samples both: the confusion matrix is an estimate too."""
+    k = np.asarray(query_probs).shape[1] if np.ndim(query_probs) == 2 else np.asarray(val_probs).shape[1]
+    if len(query_probs) == 0 or len(val_probs) == 0 or n_boot <= 0:
+        return np.full(k, np.nan), np.full(k, np.nan)
+    rng = np.random.default_rng(seed)
+    draws = np.empty((n_boot, k))
+    for b in range(n_boot):
+        iv = rng.integers(0, len(val_probs), len(val_probs))
+        iq = rng.integers(0, len(query_probs), len(query_probs))
+        if multilabel:
+            draws[b] = bbse_priors_multilabel(val_probs[iv], val_y[iv], query_probs[iq], thresholds)
+        else:
+            draws[b] = bbse_priors(val_probs[iv], val_y[iv], query_probs[iq])
+    a = (1 - level) / 2
+    return np.quantile(draws, a, axis=0), np.quantile(draws, 1 - a, axis=0)
 
 
 def bootstrap_priors(
