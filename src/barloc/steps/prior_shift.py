@@ -32,11 +32,19 @@ def target_vector(target: dict, classes: list[str], kind: str) -> np.ndarray:
     return np.array([float(target.get(c, np.nan)) for c in classes])
 
 
-def correct(kind: str, probs: np.ndarray, train: np.ndarray, pcfg: dict, classes: list[str], seed: int) -> tuple[np.ndarray, dict]:
-    """Corrected probabilities and the prior estimate for one set of unlabelled samples."""
+def correct(
+    kind: str, probs: np.ndarray, train: np.ndarray, pcfg: dict, classes: list[str], seed: int,
+    val: tuple[np.ndarray, np.ndarray] | None = None, thresholds: np.ndarray | None = None,
+) -> tuple[np.ndarray, dict]:
+    """Corrected probabilities and the prior estimate for one set of unlabelled samples.
+
+    ``val`` (calibrated probabilities, labels of the val split) is needed by ``bbse``; for
+    sigmoid heads BBSE makes hard calls at ``thresholds`` (0.5 when not given).
+    """
     method = pcfg.get("method", "em")
     tol, max_iter = float(pcfg.get("tol", 1e-6)), int(pcfg.get("max_iter", 1000))
     strength = float(pcfg.get("prior_strength", 0.0))
+    n_boot = int(pcfg.get("bootstrap", 200))
     info: dict = {"method": method, "n_query": int(len(probs))}
     if method == "none" or len(probs) == 0:
         return probs, {**info, "query_priors": None}
@@ -46,13 +54,39 @@ def correct(kind: str, probs: np.ndarray, train: np.ndarray, pcfg: dict, classes
             target = np.where(np.isnan(target), train, target)
             return shift.reweight_multilabel(probs, train, target), {**info, "query_priors": target}
         return shift.reweight(probs, train, target), {**info, "query_priors": target}
+    if method == "bbse":
+        if val is None or len(val[0]) == 0:
+            raise InputError(None, "prior_shift.method bbse needs labelled val rows in logits.parquet")
+        vp, vy = val
+        thr = np.full(len(classes), 0.5) if thresholds is None else np.asarray(thresholds, dtype=np.float64)
+        if kind == "multiclass":
+            results = [shift.bbse(vp, vy, probs)]
+            est = results[0].priors
+            corrected = shift.reweight(probs, train, est)
+        else:
+            results = shift.bbse_multilabel(vp, vy, probs, thr)
+            est = np.array([r.priors[1] for r in results])
+            corrected = shift.reweight_multilabel(probs, train, est)
+        lo, hi = shift.bootstrap_bbse(vp, vy, probs, kind == "multilabel", thr, n_boot, seed)
+        deficient = [r.rank < len(r.priors) for r in results]
+        clipped = [r.clipped for r in results]
+        if any(deficient):
+            log.warning("BBSE: the val confusion matrix is singular%s; undetermined priors stay at no shift",
+                        "" if kind == "multiclass" else f" for {sum(deficient)} label(s)")
+        if any(clipped):
+            log.warning("BBSE: negative importance weights clipped to 0 (small samples, or not pure label shift)")
+        # BBSE is one linear solve: nothing to converge; the keys stay for the report and readers
+        return corrected, {**info, "query_priors": est, "ci_low": lo, "ci_high": hi, "converged": True,
+                           "iterations": 0, "n_val": int(len(vp)),
+                           "bbse": {"rank": [r.rank for r in results], "clipped": clipped,
+                                    "weights": [r.weights for r in results]}}
     if kind == "multiclass":
         res = shift.em_priors(probs, train, tol, max_iter, strength)
         est, corrected, iters, ok = res.priors, res.posteriors, res.iterations, res.converged
     else:
         est, corrected, iters, ok = shift.em_priors_multilabel(probs, train, tol, max_iter, strength)
     lo, hi = shift.bootstrap_priors(
-        probs, train, kind == "multilabel", int(pcfg.get("bootstrap", 200)), seed, tol, max_iter, strength=strength
+        probs, train, kind == "multilabel", n_boot, seed, tol, max_iter, strength=strength
     )
     if not ok:
         log.warning("EM did not converge in %d iterations; priors are the last estimate", max_iter)
@@ -95,31 +129,35 @@ def run(inputs, outputs, params, threads: int = 1) -> None:
     method = pcfg.get("method", "em")
     train = np.asarray(meta["train_priors"], dtype=np.float64)
     df, logits = read_logits(inputs.logits, classes)
+    thresholds = np.asarray(calib.get("thresholds", [0.5] * len(classes)), dtype=np.float64)
+    val = None
+    if method == "bbse":  # BBSE's confusion matrix comes from the labelled val split
+        zv, yv = split_arrays(df, logits, meta, "val")
+        val = (apply(zv, kind, calib), yv)
     q = (df["split"] == "query").to_numpy()
     calibrated = apply(logits[q], kind, calib)
-    corrected, info = correct(kind, calibrated, train, pcfg, classes, seed)
+    corrected, info = correct(kind, calibrated, train, pcfg, classes, seed, val, thresholds)
 
     # Check the estimator where the truth is known: run it on the labelled test split as if
-    # it were a query. EM assumes p(x|y) is the same in training and query; when the test
-    # split shows the correction raising NLL, that assumption fails for this model and data,
-    # and the calls keep the calibrated probabilities.
+    # it were a query. EM and BBSE assume p(x|y) is the same in training and query; when the
+    # test split shows the correction raising NLL, that assumption fails for this model and
+    # data, and the calls keep the calibrated probabilities.
     zt, yt = split_arrays(df, logits, meta, "test")
     cal_t = apply(zt, kind, calib)
     true = np.bincount(yt, minlength=len(classes)) / max(len(yt), 1) if kind == "multiclass" else yt.mean(axis=0)
     test = {"true_priors": true, "estimated_priors": None, "nll_calibrated": nll_of(kind, cal_t, yt)}
     applied, reason = method != "none", ""
-    if method == "em":
-        corr_t, test_info = correct(kind, cal_t, train, {**pcfg, "bootstrap": 0}, classes, seed)
+    if method in ("em", "bbse"):
+        corr_t, test_info = correct(kind, cal_t, train, {**pcfg, "bootstrap": 0}, classes, seed, val, thresholds)
         test |= {"estimated_priors": test_info["query_priors"], "nll_corrected": nll_of(kind, corr_t, yt)}
         if pcfg.get("check", True) and test["nll_corrected"] > test["nll_calibrated"]:
             applied = False
-            reason = (f"on the labelled test split EM raised NLL from {test['nll_calibrated']:.3f} to "
+            reason = (f"on the labelled test split {method.upper()} raised NLL from {test['nll_calibrated']:.3f} to "
                       f"{test['nll_corrected']:.3f}, so the label-shift assumption does not hold well enough; "
                       "calls use calibrated probabilities without prior correction")
             log.warning("prior correction not applied: %s", reason)
     priors = {"kind": kind, "classes": classes, "train_priors": train, **info,
               "applied": applied, "reason": reason, "test": test}
-    thresholds = np.asarray(calib.get("thresholds", [0.5] * len(classes)))
     probs = corrected if applied else calibrated
     calls = calls_table(df.loc[q, "id"].tolist(), probs, classes, kind, float(cfg.get("uncertain_below", 0.6)), thresholds)
     log.info("%d query calls, %d uncertain", len(calls), int(calls["uncertain"].sum()))
