@@ -1,9 +1,19 @@
+# Description on the front page of `snakemake --report report.zip`.
+report: "../report/workflow.rst"
+
+
 rule report:
     input:
         metrics=expand("results/{task}/metrics.json", task=TASKS),
         calls=expand("results/{task}/calls.tsv", task=TASKS),
         priors=expand("results/{task}/priors.json", task=TASKS),
         history=expand("results/{task}/history.tsv", task=TASKS),
+        # Also read by the page: model facts, reliability bins, test logits for the
+        # accuracy-vs-coverage curve, and reference counts.
+        meta=expand("results/{task}/model.json", task=TASKS),
+        calibration=expand("results/{task}/calibration.json", task=TASKS),
+        logits=expand("results/{task}/logits.parquet", task=TASKS),
+        records=expand("results/{task}/records.parquet", task=TASKS),
     output:
         html=report(
             "results/report/index.html",

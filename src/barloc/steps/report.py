@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import subprocess
 from pathlib import Path
 
@@ -13,6 +14,8 @@ import pandas as pd
 import barloc
 from barloc.report import build_report
 from barloc.runtime import read_json, sha256
+
+log = logging.getLogger(__name__)
 
 
 def git_commit(where: Path) -> str | None:
@@ -49,3 +52,4 @@ def run_info(config: dict, task_dirs: dict[str, Path], workdir: Path) -> dict:
 def run(inputs, outputs, params, threads: int = 1) -> None:
     task_dirs = {t: Path(p).parent for t, p in zip(params.tasks, inputs.metrics)}
     build_report(task_dirs, Path(outputs.html), run_info(params.config, task_dirs, Path.cwd()))
+    log.info("report on %d task(s) (%s) written to %s", len(task_dirs), ", ".join(task_dirs), outputs.html)
