@@ -114,3 +114,22 @@ def test_bbse_matches_abstention(data):
     np.testing.assert_allclose(res.weights, adapter.multipliers, atol=1e-9)
     theirs = adapter.multipliers * np.bincount(yv) / len(yv)
     np.testing.assert_allclose(res.priors, theirs / theirs.sum(), atol=1e-9)
+
+
+def test_bbse_clip_matches_abstention_when_weights_go_negative():
+    """abstention zeroes negative weights; our ``nonnegative='clip'`` does the same."""
+    zv, yv = synthetic_logits(400, SOURCE, seed=3, sep=0.7)
+    seen = 0
+    for seed in range(30):
+        zq, _ = synthetic_logits(60, np.array([0.05, 0.05, 0.9]), seed=50 + seed, sep=0.7)
+        pv, pq = cal.softmax_probs(zv), cal.softmax_probs(zq)
+        res = shift.bbse(pv, yv, pq, nonnegative="clip")
+        if not res.clipped:
+            continue
+        seen += 1
+        w = BBSEImbalanceAdapter()(valid_labels=onehot(yv), tofit_initial_posterior_probs=pq,
+                                   valid_posterior_probs=pv).multipliers
+        np.testing.assert_allclose(res.weights, w, atol=1e-9)
+        q = w * np.bincount(yv, minlength=3) / len(yv)
+        np.testing.assert_allclose(res.priors, q / q.sum(), atol=1e-9)
+    assert seen > 0

@@ -108,18 +108,22 @@ class BBSEResult:
     priors: np.ndarray    # estimated target priors, a distribution
     weights: np.ndarray   # w = pi_target / pi_source, the least-squares solution clipped at 0
     rank: int             # rank of the confusion matrix; < k means some classes are not separable
-    clipped: bool         # some weights came out negative (sampling noise or a shift that is not label shift)
+    clipped: bool         # the plain solution had negative weights (sampling noise, or not label shift)
 
 
 def bbse(
     val_probs: np.ndarray, val_y: np.ndarray, query_probs: np.ndarray, source_priors: np.ndarray | None = None,
+    nonnegative: str = "nnls",
 ) -> BBSEResult:
     """Black-box shift estimation (Lipton et al. 2018) for a softmax head.
 
     Under label shift, P_query(pred = i) = sum_j P(pred = i | y = j) pi_target(j)
     = sum_j C[i, j] w_j with C the joint confusion matrix on validation data and
     w_j = pi_target(j) / pi_val(j). ``C w = mu`` is solved by least squares (when C is singular,
-    the solution closest to w = 1, i.e. no shift where the data cannot tell), negative weights are clipped to 0, and pi_target is
+    the solution closest to w = 1, i.e. no shift where the data cannot tell). When that solution
+    has negative weights, ``nonnegative="nnls"`` (the default) solves the least squares again
+    subject to w >= 0, which coincides with the plain solution whenever that is nonnegative;
+    ``"clip"`` only sets them to 0, as Lipton et al. and abstention do. pi_target is
     w * pi_source renormalised. ``source_priors`` defaults to the validation label frequencies
     (C's column sums), which are what w is relative to; pass others only when the validation
     labels were drawn from them. Classes absent from validation carry no information; they
@@ -140,6 +144,13 @@ def bbse(
     theta, *_ = np.linalg.lstsq(C, mu - C.sum(axis=1), rcond=None)
     w = 1.0 + theta
     clipped = bool((w < -1e-12).any())
+    if clipped and nonnegative == "nnls":
+        # Least squares again, under w >= 0. Zeroing the negative weights afterwards leaves the
+        # others fitted to a system they no longer solve; with an ill-conditioned C (a class the
+        # model rarely predicts) that can put nearly all mass on that class, draw after draw.
+        from scipy.optimize import nnls
+
+        w = nnls(C, mu)[0]
     w = np.clip(w, 0.0, None)
     q = w * source
     if q.sum() <= 0:  # every weight clipped: no usable estimate, stay at the source priors
@@ -157,9 +168,10 @@ def bbse(
 
 def bbse_priors(
     val_probs: np.ndarray, val_y: np.ndarray, query_probs: np.ndarray, source_priors: np.ndarray | None = None,
+    nonnegative: str = "nnls",
 ) -> np.ndarray:
     """Target priors by BBSE; see :func:`bbse`."""
-    return bbse(val_probs, val_y, query_probs, source_priors).priors
+    return bbse(val_probs, val_y, query_probs, source_priors, nonnegative).priors
 
 
 def bbse_multilabel(
