@@ -11,14 +11,22 @@ from barloc.encode import iupac_matrix, vocab_size
 
 
 class KmerEncoder(nn.Module):
-    """MLP over a k-mer frequency profile (alignment-free; robust to length differences)."""
+    """MLP over a k-mer frequency profile (alignment-free; robust to length differences).
+
+    ``hidden=0`` passes the profile straight to the head: multinomial logistic regression,
+    which small reference libraries often favour over a hidden layer.
+    """
 
     def __init__(self, n_features: int, hidden: int = 256, dropout: float = 0.3) -> None:
         super().__init__()
-        self.out_dim = hidden
         # Profiles are frequencies (~1/n_features each); rescale so the average feature is 1,
         # otherwise the first layer starts with near-zero activations and learns slowly.
         self.scale = float(n_features)
+        if hidden == 0:
+            self.out_dim = n_features
+            self.net = nn.Dropout(dropout)
+            return
+        self.out_dim = hidden
         self.net = nn.Sequential(
             nn.Dropout(dropout / 2),
             nn.Linear(n_features, hidden),
