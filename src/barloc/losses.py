@@ -42,25 +42,16 @@ def _soft_targets(target: torch.Tensor, n_classes: int) -> torch.Tensor:
     return target.to(torch.float32)
 
 
-def softmax_cross_entropy(
-    logits: torch.Tensor,
-    target: torch.Tensor,
-    weight: torch.Tensor | None = None,
-    label_smoothing: float = 0.0,
-) -> torch.Tensor:
-    """Cross-entropy against hard or soft targets, with optional class weights and smoothing.
+def _smoothed(y: torch.Tensor, eps: float, k: int) -> torch.Tensor:
+    return y * (1.0 - eps) + eps / k if eps > 0 else y
 
-    A sample's weight is the weight of its (expected) true class, normalised by the weight sum
-    as torch's weighted CE does, so weights change the balance, not the loss scale.
-    """
-    k = logits.shape[-1]
-    y = _soft_targets(target, k)
-    if label_smoothing > 0:
-        y = y * (1.0 - label_smoothing) + label_smoothing / k
-    per_sample = -(y * F.log_softmax(logits.float(), dim=-1)).sum(-1)
+
+def _class_weighted_mean(per_sample: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """A sample's weight is that of its (expected) true class, normalised by the weight sum as
+    torch's weighted CE does, so weights change the balance, not the loss scale."""
     if weight is None:
         return per_sample.mean()
-    w = (_soft_targets(target, k) * weight).sum(-1)
+    w = (y * weight).sum(-1)
     return (w * per_sample).sum() / w.sum().clamp_min(1e-12)
 
 
@@ -71,18 +62,25 @@ def softmax_focal_loss(
     weight: torch.Tensor | None = None,
     label_smoothing: float = 0.0,
 ) -> torch.Tensor:
-    """Focal loss (Lin et al. 2017): CE scaled by (1 - p_t)**gamma, soft targets allowed."""
+    """Focal loss (Lin et al. 2017): CE scaled by (1 - p)**gamma per class, soft targets allowed.
+    gamma = 0 is plain cross-entropy."""
     k = logits.shape[-1]
     y = _soft_targets(target, k)
-    if label_smoothing > 0:
-        y = y * (1.0 - label_smoothing) + label_smoothing / k
     logp = F.log_softmax(logits.float(), dim=-1)
-    focal = (1.0 - logp.exp()).pow(gamma)
-    per_sample = -(y * focal * logp).sum(-1)
-    if weight is None:
-        return per_sample.mean()
-    w = (_soft_targets(target, k) * weight).sum(-1)
-    return (w * per_sample).sum() / w.sum().clamp_min(1e-12)
+    if gamma:
+        logp = (1.0 - logp.exp()).pow(gamma) * logp
+    per_sample = -(_smoothed(y, label_smoothing, k) * logp).sum(-1)
+    return _class_weighted_mean(per_sample, y, weight)
+
+
+def softmax_cross_entropy(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    label_smoothing: float = 0.0,
+) -> torch.Tensor:
+    """Cross-entropy against hard or soft targets, with optional class weights and smoothing."""
+    return softmax_focal_loss(logits, target, 0.0, weight, label_smoothing)
 
 
 def sigmoid_bce(
