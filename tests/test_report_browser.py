@@ -14,6 +14,7 @@ Skipped only when no chromium binary is installed (.ci/run installs Debian's).
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import select
@@ -103,18 +104,31 @@ class Chromium:
         self.buffer = b""
         cmd_r, self.cmd_w = os.pipe()
         self.resp_r, resp_w = os.pipe()
+        # Give the child's ends numbers above 4, so moving them to 3 and 4 cannot clobber one,
+        # and make every end close-on-exec (dup2 in the child clears that flag on 3 and 4 only).
+        cmd_r, resp_w = (self._above_4(fd) for fd in (cmd_r, resp_w))
         flags = [
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
             "--disable-component-update", "--disable-sync", "--no-first-run", "--no-default-browser-check",
             "--disable-extensions", "--mute-audio", "--hide-scrollbars", "--window-size=1280,1000",
             f"--user-data-dir={profile}", "--remote-debugging-pipe", "about:blank",
         ]
-        # The shell moves the pipe ends to the fds Chromium expects (3: commands, 4: replies).
-        script = f'exec 3<&{cmd_r} 4>&{resp_w} {cmd_r}<&- {resp_w}>&- "$0" "$@"'
-        self.proc = subprocess.Popen(["sh", "-c", script, binary, *flags], pass_fds=(cmd_r, resp_w),
+
+        def to_3_and_4() -> None:  # in the child, before exec: commands on fd 3, replies on fd 4
+            os.dup2(cmd_r, 3)
+            os.dup2(resp_w, 4)
+
+        # close_fds=False keeps the new fds 3 and 4; every other fd Python opened is close-on-exec.
+        self.proc = subprocess.Popen([binary, *flags], preexec_fn=to_3_and_4, close_fds=False,
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         os.close(cmd_r)
         os.close(resp_w)
+
+    @staticmethod
+    def _above_4(fd: int) -> int:
+        high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 5)
+        os.close(fd)
+        return high
 
     def _read_message(self, deadline: float) -> dict:
         while b"\0" not in self.buffer:
@@ -131,9 +145,13 @@ class Chromium:
         return json.loads(raw)
 
     def _stderr_tail(self) -> str:
-        if self.proc.poll() is None or self.proc.stderr is None:
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            return "(still running)"
+        if self.proc.stderr is None:
             return ""
-        return self.proc.stderr.read().decode(errors="replace")[-2000:]
+        return f"exit {self.proc.returncode}: " + self.proc.stderr.read().decode(errors="replace")[-2000:]
 
     def send(self, method: str, params: dict | None = None, session: str | None = None) -> dict:
         self.next_id += 1
