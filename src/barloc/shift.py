@@ -106,7 +106,7 @@ def confusion_joint(probs: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
 @dataclass(frozen=True)
 class BBSEResult:
     priors: np.ndarray    # estimated target priors, a distribution
-    weights: np.ndarray   # w = pi_target / pi_source, the least-squares solution clipped at 0
+    weights: np.ndarray   # w = pi_target / pi_source: the least-squares solution, kept >= 0
     rank: int             # rank of the confusion matrix; < k means some classes are not separable
     clipped: bool         # the plain solution had negative weights (sampling noise, or not label shift)
 
@@ -129,6 +129,8 @@ def bbse(
     labels were drawn from them. Classes absent from validation carry no information; they
     keep the query's mean predicted probability.
     """
+    if nonnegative not in ("nnls", "clip"):
+        raise ValueError(f"nonnegative must be 'nnls' or 'clip', not {nonnegative!r}")
     val_probs = np.asarray(val_probs, dtype=np.float64)
     query_probs = np.asarray(query_probs, dtype=np.float64)
     k = val_probs.shape[1] if val_probs.ndim == 2 else query_probs.shape[1]
