@@ -85,6 +85,8 @@ CASES: list[Case] = [
          "validate", ["ref.fasta"], accepted=True, expect=("records:          2",)),
     Case("Windows line endings (CRLF)", {"ref.fasta": FASTA.replace("\n", "\r\n")}, "validate", ["ref.fasta"],
          accepted=True, expect=("records:          3",)),
+    Case("Classic Mac line endings (CR only)", {"ref.fasta": FASTA, "labels.tsv": LABELS.replace("\n", "\r")},
+         "validate", ["ref.fasta", "--labels", "labels.tsv"], accepted=True, expect=("labelled records: 3",)),
     Case("Truncated gzip", {"ref.fasta.gz": _gz(FASTA)[:-20]}, "validate", ["ref.fasta.gz"],
          expect=("ref.fasta.gz", "truncated or corrupt")),
     Case("Duplicate ids", {"ref.fasta": FASTA + f">fish2\n{COI}\n"}, "validate", ["ref.fasta"],

@@ -234,3 +234,18 @@ def test_detect_format(tmp_path, data_dir, bundled_bold):
         detect_format(write(tmp_path, "synthetic_odd.txt", "hello\n"))
     with pytest.raises(InputError, match="file is empty"):
         detect_format(write(tmp_path, "synthetic_empty.txt", ""))
+
+
+def test_classic_mac_line_endings_are_accepted(tmp_path):
+    # Bare CR line endings, as Excel's "CSV (Macintosh)" and old Mac editors write them.
+    path = write(tmp_path, "synthetic_cr.fa", ">r1 d\rACGT\rAC\r>r2\rTT\r")
+    assert list(iter_sequences(path, "dna")) == [("r1", "ACGTAC", "d"), ("r2", "TT", "")]
+    with pytest.raises(InputError, match=r"synthetic_cr_bad.fa, line 3, record 'r2'"):
+        read_sequences(write(tmp_path, "synthetic_cr_bad.fa", ">r1\rACGT\r>r2\rAC!T\r"), "dna")
+
+
+def test_cr_only_file_larger_than_one_read_block(tmp_path):
+    records = "".join(f">r{i}\rACGTACGTAC\r" for i in range(20000))  # ~330 kB, several blocks
+    path = write(tmp_path, "synthetic_cr_big.fa", gzip.compress(records.encode()))
+    df = read_sequences(path, "dna")
+    assert len(df) == 20000 and df["id"].iloc[-1] == "r19999" and set(df["sequence"]) == {"ACGTACGTAC"}

@@ -143,3 +143,10 @@ def test_utf16_sheet_from_excel_is_named(tmp_path):
 def test_comma_separated_sheet_named_tsv(tmp_path):
     with pytest.raises(InputError, match="must be named .csv"):
         read_labels(write(tmp_path, "synthetic_commas.tsv", "id,label\nr1,A\n"))
+
+
+def test_classic_mac_line_endings_are_accepted(tmp_path):
+    path = tmp_path / "synthetic_cr.tsv"
+    path.write_bytes(b"id\tlabel\rs1\tAtlantic\rs2\tPacific\r")
+    df = read_labels(path)
+    assert df["id"].tolist() == ["s1", "s2"] and df["label"].tolist() == ["Atlantic", "Pacific"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import re
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,7 +82,11 @@ def iter_lines(path: str | Path, what: str) -> Iterator[tuple[int, str]]:
             if _looks_binary(head):
                 raise InputError(path, f"not a text {what} file (it contains binary data)")
             fh.seek(0)
-            for number, raw in enumerate(fh, 1):
+            # Classic Mac line endings (a bare CR, as Excel's "CSV (Macintosh)" still writes)
+            # would make the whole file one line; such a file is split on CR instead.
+            cr_only = b"\r" in head and b"\n" not in head
+            raw_lines = _split_cr(fh) if cr_only else fh
+            for number, raw in enumerate(raw_lines, 1):
                 if b"\x00" in raw:
                     raise InputError(
                         path, f"not a text {what} file (it contains binary data)", line=number
@@ -93,6 +98,23 @@ def iter_lines(path: str | Path, what: str) -> Iterator[tuple[int, str]]:
             if gzipped:
                 raise InputError(path, f"gzip stream is truncated or corrupt ({exc})") from None
             raise InputError(path, f"cannot read file ({exc})") from None
+
+
+_NEWLINE = re.compile(rb"\r\n|\r|\n")
+
+
+def _split_cr(fh: BinaryIO, block: int = 1 << 16) -> Iterator[bytes]:
+    """Lines of a stream whose lines may end in CR, LF or CRLF, read a block at a time."""
+    rest = b""
+    while chunk := fh.read(block):
+        buf = rest + chunk
+        held = buf.endswith(b"\r")  # maybe the first half of a CRLF split across blocks
+        *lines, rest = _NEWLINE.split(buf[:-1] if held else buf)
+        if held:
+            rest += b"\r"
+        yield from lines
+    if rest:
+        yield rest
 
 
 def _header_id(header: str) -> tuple[str, str]:
