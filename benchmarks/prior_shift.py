@@ -318,8 +318,9 @@ def main() -> None:
     }
     pooled = run(oof, loss, args.splits, args.draws, args.seed, "pooled")
     result["pooled"] = {key: pooled[key] for key in ("calibration", "targets", "alpha")}
-    import abstention  # noqa: F401  (recorded for the reference arm)
     from importlib.metadata import version
+
+    import abstention  # noqa: F401  (recorded for the reference arm)
 
     result["versions"] = {"abstention": version("abstention"), "numpy": np.__version__}
     result["seconds"] = round(time.perf_counter() - t0, 1)

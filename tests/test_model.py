@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from barloc.data import BucketBatchSampler, EncodedDataset, collate, predict_logits, targets_for
+from barloc.errors import InputError
 from barloc.modelio import build_model, load_model, save_model
 from barloc.models import ConvEncoder
 
@@ -90,5 +91,5 @@ def test_model_files_round_trip_and_refuse_pickles(tmp_path):
 
     with open(tmp_path / "model.ckpt", "wb") as fh:
         pickle.dump({"w": Evil()}, fh)
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(InputError, match="refused to load"):
         load_model(tmp_path / "model.ckpt", tmp_path / "model.json")

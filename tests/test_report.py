@@ -16,9 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from barloc.report import build_report
+from barloc.report import build_report, plots
 from barloc.report import html as report_html
-from barloc.report import plots
 
 MULTICLASS = ["Atlantic", "Indian", "Mediterranean", "Pacific"]
 MULTILABEL = ["Cytoplasm", "Nucleus", "Extracellular", "Mitochondrion", "Cell membrane"]

@@ -3,10 +3,12 @@ malicious pickle cannot run code) and every piece of metadata as JSON beside the
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import torch
 
+from barloc.errors import InputError
 from barloc.models import SequenceClassifier
 from barloc.runtime import atomic_path, read_json, write_json
 
@@ -33,8 +35,19 @@ def save_model(model: torch.nn.Module, meta: dict, ckpt: str | Path, meta_path: 
 
 
 def load_model(ckpt: str | Path, meta_path: str | Path) -> tuple[SequenceClassifier, dict]:
+    """Rebuild the model from model.json and load its weights, refusing anything but tensors."""
     meta = read_json(meta_path)
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else "unsafe pickle"
+        raise InputError(ckpt, f"refused to load: not a plain weights file ({first})") from err
+    if not isinstance(state, dict) or "state_dict" in state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise InputError(ckpt, "is not a barloc weights file (a plain state_dict of tensors); "
+                               "Lightning checkpoints and other pickles are not accepted")
+    rows = state["head.weight"].shape[0] if "head.weight" in state else None
+    if rows != len(meta["classes"]):
+        raise InputError(meta_path, f"lists {len(meta['classes'])} classes but {ckpt} has a head for {rows}")
     model = build_model(meta)
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     return model.eval(), meta

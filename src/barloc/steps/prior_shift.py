@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 
 from barloc import shift
+from barloc.calibrate import apply
 from barloc.errors import InputError
 from barloc.metrics import predict_multilabel
 from barloc.runtime import atomic_path, read_json, write_json
-from barloc.calibrate import apply
 from barloc.steps.calibrate import nll_of, split_arrays
 from barloc.steps.predict import read_logits
 
