@@ -131,3 +131,15 @@ def small_runs(request, _small_pipeline_pairs) -> tuple[Path, Path, dict]:
     """Two runs of a small pipeline (each task in turn) with the same seed on the same input
     files, one in this process and one in another: (first run's dir, second run's dir, config)."""
     return _small_pipeline_pairs[request.param]
+
+
+@pytest.fixture(scope="session")
+def workflow_run(tmp_path_factory) -> Path:
+    """One end-to-end run of the workflow (tests/integration/config.yaml) shared by every test
+    that reads its outputs: it is the slowest thing in the suite."""
+    from test_workflow import make_workdir, snakemake
+
+    wd = make_workdir(tmp_path_factory.mktemp("workflow_run"))
+    res = snakemake(wd)
+    assert res.returncode == 0, res.stderr[-4000:]
+    return wd

@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_workflow import make_workdir, snakemake  # noqa: E402 (reuse the workflow test's helpers)
+from test_workflow import snakemake  # noqa: E402 (reuse the workflow test's helper)
 
 pytestmark = pytest.mark.slow
 
@@ -50,11 +50,8 @@ def chromium_path() -> str | None:
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> Path:
-    wd = make_workdir(tmp_path_factory.mktemp("report_run"))
-    res = snakemake(wd)
-    assert res.returncode == 0, res.stderr[-4000:]
-    return wd
+def tiny_run(workflow_run) -> Path:
+    return workflow_run
 
 
 # --------------------------------------------------------------------------- snakemake --report

@@ -39,11 +39,8 @@ def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    wd = make_workdir(tmp_path_factory.mktemp("wf"))
-    res = snakemake(wd)
-    assert res.returncode == 0, res.stderr[-4000:]
-    return wd
+def run_dir(workflow_run) -> Path:
+    return workflow_run
 
 
 def test_every_step_wrote_its_outputs(run_dir):

@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -128,12 +129,17 @@ def run_step(smk: Any, step: Callable[..., None]) -> None:
     import torch
 
     torch.set_num_threads(max(1, int(smk.threads)))
+    name = getattr(smk, "rule", step.__module__)
+    # Every log says what ran on what, even for steps that have nothing else to report.
+    log.info("%s: start (threads %s) inputs %s", name, smk.threads, ", ".join(map(str, smk.input)))
+    t0 = time.perf_counter()
     try:
         step(inputs=smk.input, outputs=smk.output, params=smk.params, threads=smk.threads)
     except InputError as err:
         log.error("%s", err)
         print(f"barloc: error: {err}", file=sys.stderr)
         sys.exit(2)
+    log.info("%s: wrote %s in %.1f s", name, ", ".join(map(str, smk.output)), time.perf_counter() - t0)
 
 
 def versions() -> dict[str, str]:
