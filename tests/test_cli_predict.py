@@ -400,3 +400,17 @@ def test_predict_file_returns_counts(fish, tmp_path):
     res = predict_file(fish["ckpt"], fish["fasta"], tmp_path / "c.tsv", progress=False)
     assert res.n == len(fish["ids"]) and res.method == "none"
     assert res.n_uncertain == int(read_calls(tmp_path / "c.tsv")["uncertain"].sum())
+
+
+def test_chunks_clip_or_refuse_like_ingest(tmp_path):
+    """Synthetic: the model's length_limit applies to queries exactly as ingest applied it."""
+    from barloc.errors import InputError as Err
+    from barloc.inference import iter_chunks
+
+    fa = tmp_path / "long.fasta"
+    fa.write_text(">short\nACGTACGT\n>long\n" + "ACGT" * 10 + "\n")
+    clip = list(iter_chunks(fa, "dna", None, 10, {"max_length": 12, "on_long": "clip"}))
+    assert clip == [(["short", "long"], ["ACGTACGT", "ACGTACGTACGT"])]
+    with pytest.raises(Err, match="over max_length"):
+        list(iter_chunks(fa, "dna", None, 10, {"max_length": 12, "on_long": "refuse"}))
+    assert list(iter_chunks(fa, "dna", None, 10, {"max_length": None}))[0][1][1] == "ACGT" * 10

@@ -173,9 +173,22 @@ def check_alphabet(path: str | Path, fmt: str | None, alphabet: str) -> None:
                   f"(a {'DNA-barcode' if alphabet == 'dna' else 'protein'} model)")
 
 
-def iter_chunks(path: str | Path, alphabet: str, fmt: str | None, size: int) -> Iterator[tuple[list[str], list[str]]]:
-    """(ids, sequences) in chunks of at most ``size`` records, streamed from the file."""
+def iter_chunks(
+    path: str | Path, alphabet: str, fmt: str | None, size: int, limits: dict | None = None
+) -> Iterator[tuple[list[str], list[str]]]:
+    """(ids, sequences) in chunks of at most ``size`` records, streamed from the file.
+
+    ``limits`` (model.json ``length_limit``) clips or refuses over-long sequences exactly as
+    the workflow's ingest did for the training data.
+    """
     from barloc.io.fasta import iter_sequences
+    from barloc.steps.ingest import limit_length
+
+    def emit(ids: list[str], seqs: list[str]) -> tuple[list[str], list[str]]:
+        if not limits or limits.get("max_length") is None:
+            return ids, seqs
+        df = limit_length(pd.DataFrame({"id": ids, "sequence": seqs}), {"alphabet": alphabet, **limits}, path)
+        return ids, df["sequence"].tolist()
 
     ids: list[str] = []
     seqs: list[str] = []
@@ -183,10 +196,10 @@ def iter_chunks(path: str | Path, alphabet: str, fmt: str | None, size: int) -> 
         ids.append(rid)
         seqs.append(seq)
         if len(ids) >= size:
-            yield ids, seqs
+            yield emit(ids, seqs)
             ids, seqs = [], []
     if ids:
-        yield ids, seqs
+        yield emit(ids, seqs)
 
 
 def calibrated_probs(pred: Predictor, seqs: list[str], batch_size: int, device: str = "cpu") -> np.ndarray:
@@ -282,7 +295,7 @@ def predict_file(
 
     def chunks(label: str, total: int | None = None) -> Iterator[tuple[list[str], list[str]]]:
         bar = Progress(label, total, enabled=progress)
-        for ids, seqs in iter_chunks(input_path, pred.meta["alphabet"], fmt, chunk_size):
+        for ids, seqs in iter_chunks(input_path, pred.meta["alphabet"], fmt, chunk_size, pred.meta.get("length_limit")):
             yield ids, seqs
             bar.update(len(ids))
         bar.close()

@@ -81,6 +81,8 @@ def fit(train: pd.DataFrame, val: pd.DataFrame, cfg: dict, trainer_cfg: dict, se
         "n_features": n_kmer_features(enc), "train_counts": counts.tolist(), "n_train": n_train,
         "train_priors": (counts / max(n_train, 1)).tolist(), "seed": seed,
         "val_metric": VAL_METRIC_NAME[kind],
+        # barloc predict applies the same clipping to queries as ingest did to training data.
+        "length_limit": {"max_length": cfg.get("max_length"), "on_long": cfg.get("on_long", "clip")},
     }
     model = build_model(meta)
     dm = SequenceDataModule(sets["train"], sets["val"], int(tr.get("batch_size", 64)), seed)
