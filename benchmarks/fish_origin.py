@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 import yaml
 from sklearn.feature_extraction.text import HashingVectorizer
 from sklearn.linear_model import LogisticRegression
@@ -114,6 +115,7 @@ def main() -> None:
     ap.add_argument("--no-ablation", action="store_true")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    torch.set_num_threads(1)  # one thread: runs repeat bit for bit (summation order is fixed)
     t0 = time.perf_counter()
 
     labelled, task, trainer = load_task(args.config)
