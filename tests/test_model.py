@@ -93,3 +93,15 @@ def test_model_files_round_trip_and_refuse_pickles(tmp_path):
         pickle.dump({"w": Evil()}, fh)
     with pytest.raises(InputError, match="refused to load"):
         load_model(tmp_path / "model.ckpt", tmp_path / "model.json")
+
+
+def test_kmer_standardizer_is_fitted_and_saved(tmp_path):
+    md = meta(encoder={"type": "kmer", "k": 3, "hidden": 0, "dropout": 0.0, "standardize": True})
+    m = build_model(md)
+    ds = EncodedDataset(["ACGTTGCA" * 5, "GGGCCCAT" * 5, "ATATATCG" * 5], md["encoder"], "dna")
+    m.encoder.fit_standardizer(ds.features)
+    z = (ds.features * m.encoder.scale - m.encoder.mean) * m.encoder.inv_std
+    assert torch.allclose(z.mean(0), torch.zeros(64), atol=1e-5)
+    save_model(m, md, tmp_path / "m.ckpt", tmp_path / "m.json")
+    m2, _ = load_model(tmp_path / "m.ckpt", tmp_path / "m.json")
+    assert torch.equal(m2.encoder.inv_std, m.encoder.inv_std)

@@ -22,6 +22,10 @@ class KmerEncoder(nn.Module):
         # Profiles are frequencies (~1/n_features each); rescale so the average feature is 1,
         # otherwise the first layer starts with near-zero activations and learns slowly.
         self.scale = float(n_features)
+        # Per-feature standardisation, set from the training profiles by ``fit_standardizer``
+        # (identity until then); buffers, so they travel in the state_dict.
+        self.register_buffer("mean", torch.zeros(n_features))
+        self.register_buffer("inv_std", torch.ones(n_features))
         if hidden == 0:
             self.out_dim = n_features
             self.net = nn.Dropout(dropout)
@@ -35,8 +39,13 @@ class KmerEncoder(nn.Module):
             nn.Dropout(dropout),
         )
 
+    def fit_standardizer(self, features: torch.Tensor) -> None:
+        x = features * self.scale
+        self.mean.copy_(x.mean(0))
+        self.inv_std.copy_(1.0 / x.std(0).clamp_min(1e-3))
+
     def forward(self, batch: dict) -> torch.Tensor:
-        return self.net(batch["features"] * self.scale)
+        return self.net((batch["features"] * self.scale - self.mean) * self.inv_std)
 
 
 class ConvEncoder(nn.Module):

@@ -85,6 +85,8 @@ def fit(train: pd.DataFrame, val: pd.DataFrame, cfg: dict, trainer_cfg: dict, se
         "length_limit": {"max_length": cfg.get("max_length"), "on_long": cfg.get("on_long", "clip")},
     }
     model = build_model(meta)
+    if enc.get("standardize") and hasattr(model.encoder, "fit_standardizer"):
+        model.encoder.fit_standardizer(sets["train"].features)
     dm = SequenceDataModule(sets["train"], sets["val"], int(tr.get("batch_size", 64)), seed)
     history = History()
     settings = trainer_settings(trainer_cfg)
