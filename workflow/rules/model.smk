@@ -18,7 +18,8 @@ rule train:
         "../../envs/barloc.yaml"
     resources:
         mem_mb=8000,
-        runtime=120,
+        # minutes; a retry after a time-out gets twice as long and resumes from last.ckpt
+        runtime=lambda wildcards, attempt: 120 * attempt,
     script:
         "../scripts/train.py"
 

@@ -1,0 +1,201 @@
+"""The workflow on a real single-node Slurm cluster through workflow/profiles/slurm.
+
+tests/slurm/start.sh brings up munge, slurmctld and slurmd on this machine (root; Debian's
+slurm-wlm and munge packages, which .ci/run installs); the tiny workflow then runs with the
+Slurm profile, adjusted only for this cluster (no GPU, its partition, small memory requests,
+quick status checks), and its outputs must match a local run of the same config.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from test_workflow import REPO, SNAKEMAKE, make_workdir, snakemake
+
+PROFILE = REPO / "workflow/profiles/slurm/config.yaml"
+START, STOP = REPO / "tests/slurm/start.sh", REPO / "tests/slurm/stop.sh"
+STATE = Path(os.environ.get("BARLOC_SLURM_STATE", "/tmp/barloc-slurm"))
+RULES = ("ingest", "split", "train", "predict", "calibrate", "prior_shift", "evaluate", "report")
+TASKS = ("fish_origin", "localization")
+
+pytestmark = pytest.mark.slow
+
+
+def test_profile_asks_slurm_for_a_gpu_only_for_training(tmp_path):
+    """The profile itself, without a cluster: a dry run resolves every job's request."""
+    wd = make_workdir(tmp_path)
+    res = snakemake(wd, "--profile", str(PROFILE.parent), "-n", "--workflow-profile", "none")
+    assert res.returncode == 0, res.stderr[-3000:]
+    jobs = {}
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", res.stdout + res.stderr):
+        m = re.match(r"(?:local)?rule (\w+):", block)
+        r = re.search(r"resources: (.*)", block)
+        if m and r:
+            jobs.setdefault(m.group(1), []).append(dict(kv.split("=", 1) for kv in r.group(1).split(", ")))
+    assert set(jobs) >= set(RULES)
+    for rule in RULES:
+        for res_ in jobs[rule]:
+            assert ("gpu" in res_) == (rule == "train"), (rule, res_)
+            assert int(res_["runtime"]) > 0 and int(res_["mem_mb"]) > 0
+    assert all(r["gpu"] == "1" and r["runtime"] == "120" for r in jobs["train"])
+    cfg = yaml.safe_load(PROFILE.read_text())
+    assert cfg["executor"] == "slurm" and cfg["slurm-status-command"] == "squeue"
+
+
+# --- the real cluster ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster():
+    if shutil.which("slurmctld") is None:
+        pytest.skip("slurmctld is not installed (apt-get install slurm-wlm munge; .ci/run does this)")
+    # One test cluster a machine (its slurm.conf is /etc/slurm/slurm.conf): take turns.
+    lock = open("/tmp/barloc-slurm.lock", "w")
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    ours = not _alive(STATE / "slurmctld.pid")
+    try:
+        if ours:
+            res = subprocess.run(["bash", str(START), str(STATE)], capture_output=True, text=True, timeout=120)
+            assert res.returncode == 0, f"tests/slurm/start.sh failed:\n{res.stdout}\n{res.stderr}"
+        yield STATE
+    finally:
+        if ours:
+            subprocess.run(["bash", str(STOP), str(STATE)], capture_output=True, text=True, timeout=120)
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        lock.close()
+
+
+def _alive(pidfile: Path) -> bool:
+    try:
+        os.kill(int(pidfile.read_text()), 0)
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def cluster_profile(tmp: Path) -> Path:
+    """workflow/profiles/slurm with only what this one-node cluster needs changed."""
+    cfg = yaml.safe_load(PROFILE.read_text())
+    cfg.update({
+        # Fast turnaround on an idle local cluster.
+        "slurm-init-seconds-before-status-checks": 1,
+        "latency-wait": 5,
+        "retries": 0,
+        "keep-going": False,
+        "jobs": 4,
+        # Keep every job's Slurm log: the test reads the job ids from them.
+        "slurm-keep-successful-logs": True,
+    })
+    # The cluster's partition and an account (accepted as is: no accounting database).
+    cfg["default-resources"] = {**cfg["default-resources"], "slurm_partition": "debug",
+                                "slurm_account": "barloc-ci"}
+    # No GPU here; and small memory requests so two jobs fit on a small CI machine
+    # (memory is a consumable resource in tests/slurm/start.sh's slurm.conf).
+    set_res = {rule: dict(res) for rule, res in cfg.get("set-resources", {}).items()}
+    assert set_res["train"].pop("gpu") == 1
+    for rule in RULES:
+        set_res.setdefault(rule, {})["mem_mb"] = 600
+    cfg["set-resources"] = set_res
+    prof = tmp / "profile"
+    prof.mkdir(parents=True)
+    (prof / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return prof
+
+
+
+@pytest.fixture(scope="module")
+def runs(slurm_cluster, tmp_path_factory):
+    """(local run dir, Slurm run dir, Slurm run's stderr). The local reference run goes on
+    beside the Slurm run, which spends most of its time waiting on the scheduler."""
+    base = tmp_path_factory.mktemp("slurm")
+    local, cluster = make_workdir(base / "local"), make_workdir(base / "slurm")
+    t0 = time.perf_counter()
+    local_proc = subprocess.Popen(
+        SNAKEMAKE + ["-s", str(REPO / "Snakefile"), "--directory", str(local), "--cores", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        res = subprocess.run(
+            SNAKEMAKE + ["-s", str(REPO / "Snakefile"), "--directory", str(cluster),
+                         "--profile", str(cluster_profile(base)), "--workflow-profile", "none"],
+            capture_output=True, text=True, timeout=900, cwd=cluster,
+        )
+        t_slurm = time.perf_counter() - t0
+        local_out, _ = local_proc.communicate(timeout=900)
+    finally:
+        if local_proc.poll() is None:
+            local_proc.kill()
+    print(f"slurm run {t_slurm:.0f} s, both runs {time.perf_counter() - t0:.0f} s")
+    assert res.returncode == 0, "Slurm run failed:\n" + res.stderr[-6000:] + _slurm_logs(cluster)
+    assert local_proc.returncode == 0, local_out[-4000:]
+    return local, cluster, res.stderr
+
+
+def _slurm_logs(wd: Path) -> str:
+    logs = sorted((wd / ".snakemake/slurm_logs").rglob("*.log"))
+    return "".join(f"\n--- {p}\n{p.read_text()[-2000:]}" for p in logs[-3:])
+
+
+def test_jobs_ran_as_slurm_jobs(runs):
+    _, wd, log = runs
+    submitted = dict(re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", log))
+    slurm_ids = set(submitted.values())
+    assert len(slurm_ids) == len(submitted) == len(RULES) * len(TASKS) - (len(TASKS) - 1)  # one report job
+    run_id = re.search(r"SLURM run ID: (\S+)", log).group(1)
+    # Slurm's own record (squeue keeps finished jobs for MinJobAge; no accounting database).
+    out = subprocess.run(["squeue", "--states=all", "--noheader", "--name", run_id, "--format=%i|%T|%k"],
+                         capture_output=True, text=True, check=True).stdout
+    seen = {jid: (state, comment) for jid, state, comment in (line.split("|", 2) for line in out.split())}
+    assert set(seen) == slurm_ids
+    assert {state for state, _ in seen.values()} == {"COMPLETED"}
+    comments = {comment for _, comment in seen.values()}
+    for rule in RULES[:-1]:
+        for task in TASKS:
+            assert f"rule_{rule}_wildcards_{task}" in comments
+    assert "rule_report" in comments
+    # The plugin's per-job logs, named by Slurm job id, one folder per rule and wildcards.
+    logs = {p.stem for p in (wd / ".snakemake/slurm_logs").rglob("*.log")}
+    assert slurm_ids <= logs
+    train_logs = list((wd / ".snakemake/slurm_logs/rule_train/fish_origin").glob("*.log"))
+    assert len(train_logs) == 1 and train_logs[0].stem in slurm_ids
+
+
+def test_slurm_outputs_match_a_local_run(runs):
+    local, cluster, _ = runs
+    for task in TASKS:
+        a = pd.read_csv(local / f"results/{task}/calls.tsv", sep="\t")
+        b = pd.read_csv(cluster / f"results/{task}/calls.tsv", sep="\t")
+        assert list(a["id"]) == list(b["id"]) and list(a["call"]) == list(b["call"]), task
+        num = a.select_dtypes("number").columns
+        pd.testing.assert_frame_equal(a[num], b[num], check_exact=False, atol=1e-5, rtol=1e-4)
+        ma = json.loads((local / f"results/{task}/metrics.json").read_text())
+        mb = json.loads((cluster / f"results/{task}/metrics.json").read_text())
+        _assert_close(ma, mb, task)
+    assert (cluster / "results/report/index.html").stat().st_size > 0
+
+
+def _assert_close(a, b, where: str) -> None:
+    if isinstance(a, dict):
+        assert set(a) == set(b), where
+        for k in a:
+            _assert_close(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_close(x, y, f"{where}[{i}]")
+    elif isinstance(a, float) and isinstance(b, float):
+        assert (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-6), (where, a, b)
+    else:
+        assert a == b, (where, a, b)
