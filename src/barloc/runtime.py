@@ -122,6 +122,12 @@ def setup_logging(logfile: str | Path | None = None, debug: bool = False) -> Non
     )
 
 
+def _names(files: Any) -> str:
+    """File names of a Snakemake Namedlist (or of a plain namespace, as tests pass)."""
+    items = files if isinstance(files, (list, tuple)) else vars(files).values()
+    return ", ".join(map(str, items))
+
+
 def run_step(smk: Any, step: Callable[..., None]) -> None:
     """Entry point for workflow/scripts: log to the rule's log, call the step with the rule's
     inputs, outputs, params and threads, and exit 2 with one line on a user mistake."""
@@ -131,7 +137,7 @@ def run_step(smk: Any, step: Callable[..., None]) -> None:
     torch.set_num_threads(max(1, int(smk.threads)))
     name = getattr(smk, "rule", step.__module__)
     # Every log says what ran on what, even for steps that have nothing else to report.
-    log.info("%s: start (threads %s) inputs %s", name, smk.threads, ", ".join(map(str, smk.input)))
+    log.info("%s: start (threads %s) inputs %s", name, smk.threads, _names(smk.input))
     t0 = time.perf_counter()
     try:
         step(inputs=smk.input, outputs=smk.output, params=smk.params, threads=smk.threads)
@@ -139,7 +145,7 @@ def run_step(smk: Any, step: Callable[..., None]) -> None:
         log.error("%s", err)
         print(f"barloc: error: {err}", file=sys.stderr)
         sys.exit(2)
-    log.info("%s: wrote %s in %.1f s", name, ", ".join(map(str, smk.output)), time.perf_counter() - t0)
+    log.info("%s: wrote %s in %.1f s", name, _names(smk.output), time.perf_counter() - t0)
 
 
 def versions() -> dict[str, str]:

@@ -13,6 +13,7 @@ import pandas as pd
 from barloc.errors import InputError
 from barloc.io.fasta import iter_lines
 from barloc.io.sequences import clean_sequence
+from barloc.io.tabular import parse_float
 
 log = logging.getLogger(__name__)
 
@@ -93,20 +94,12 @@ def _version(path: str | Path, header: list[str], line: int) -> int:
     )
 
 
-def _float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        return math.nan
-    return value if math.isfinite(value) else math.nan
-
-
 def _coord(text: str) -> tuple[float, float]:
     """Parse a BCDM coord such as "[12.5, -45.25]"; NaNs when empty or malformed."""
     parts = text.strip().strip("[]()").split(",")
     if len(parts) != 2:
         return math.nan, math.nan
-    return _float(parts[0].strip()), _float(parts[1].strip())
+    return parse_float(parts[0].strip()), parse_float(parts[1].strip())
 
 
 def _checked_latlon(lat: float, lon: float) -> tuple[float, float]:
@@ -193,8 +186,8 @@ def read_bold(path: str | Path, markers: Sequence[str] | None = ("COI-5P",)) -> 
         if coord_i is not None:
             lat, lon = _coord(fields[coord_i])
         else:
-            lat = _float(fields[lat_i].strip()) if lat_i is not None else math.nan
-            lon = _float(fields[lon_i].strip()) if lon_i is not None else math.nan
+            lat = parse_float(fields[lat_i].strip()) if lat_i is not None else math.nan
+            lon = parse_float(fields[lon_i].strip()) if lon_i is not None else math.nan
         lat, lon = _checked_latlon(lat, lon)
         region, site = joined(fields, "region"), joined(fields, "site")
         rows["id"].append(pid)

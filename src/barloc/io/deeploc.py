@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 
 from barloc.errors import InputError
-from barloc.io.fasta import iter_lines
 from barloc.io.sequences import clean_sequence
+from barloc.io.tabular import csv_rows, parse_float
 
 log = logging.getLogger(__name__)
 
@@ -31,24 +29,6 @@ DEEPLOC_LOCATIONS: list[str] = [
 _FLAG = {"0": False, "1": True, "0.0": False, "1.0": True}
 
 
-def _rows(path: str | Path) -> Iterator[tuple[int, list[str]]]:
-    lines = iter_lines(path, "DeepLoc CSV")
-    current = 0
-
-    def texts() -> Iterator[str]:
-        nonlocal current
-        for number, text in lines:
-            current = number
-            yield text
-
-    try:
-        for fields in csv.reader(texts()):
-            if any(f.strip() for f in fields):
-                yield current, fields
-    except csv.Error as exc:
-        raise InputError(path, f"cannot parse the CSV ({exc})", line=current) from None
-
-
 def _partition(text: str) -> str | None:
     # Partitions are small integers; "2.0" from a spreadsheet round-trip means "2".
     text = text.strip()
@@ -61,21 +41,13 @@ def _partition(text: str) -> str | None:
     return str(int(value)) if value.is_integer() else text
 
 
-def _float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        return math.nan
-    return value if math.isfinite(value) else math.nan
-
-
 def read_deeploc(path: str | Path) -> pd.DataFrame:
     """Read a DeepLoc 2.0 CSV (plain or gzip) into id, sequence, label, group, kingdom, membrane.
 
     label is the `;`-join of the location columns that are 1, in file order (None if none);
     group is the homology Partition. ``df.attrs["classes"]`` lists the location columns present.
     """
-    rows = _rows(path)
+    rows = csv_rows(path, "DeepLoc CSV")
     first = next(rows, None)
     if first is None:
         raise InputError(path, "file is empty")
@@ -142,7 +114,7 @@ def read_deeploc(path: str | Path) -> pd.DataFrame:
         out["label"].append(";".join(on) if on else None)
         out["group"].append(_partition(fields[part_i]) if part_i is not None else None)
         out["kingdom"].append(fields[king_i].strip() or None if king_i is not None else None)
-        out["membrane"].append(_float(fields[mem_i].strip()) if mem_i is not None else math.nan)
+        out["membrane"].append(parse_float(fields[mem_i].strip()) if mem_i is not None else math.nan)
     if not out["id"]:
         raise InputError(path, "DeepLoc CSV has a header but no rows")
 

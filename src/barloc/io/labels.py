@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from barloc.errors import InputError
-from barloc.io.fasta import iter_lines
+from barloc.io.tabular import csv_rows
 
 log = logging.getLogger(__name__)
 
@@ -19,23 +18,9 @@ _ZERO = {"0", "0.0"}
 
 
 def _split_rows(path: str | Path, delimiter: str) -> Iterator[tuple[int, list[str]]]:
-    """Yield (line number, fields) for non-blank rows, converting csv errors to InputError."""
-    lines = iter_lines(path, "labels sheet")
-    current = 0
-
-    def texts() -> Iterator[str]:
-        nonlocal current
-        for number, text in lines:
-            current = number
-            yield text
-
-    reader = csv.reader(texts(), delimiter=delimiter)
-    try:
-        for fields in reader:
-            if any(f.strip() for f in fields):
-                yield current, [f.strip() for f in fields]
-    except csv.Error as exc:
-        raise InputError(path, f"cannot parse the sheet ({exc})", line=current) from None
+    """Yield (line number, stripped fields) for non-blank rows."""
+    for line, fields in csv_rows(path, "labels sheet", delimiter):
+        yield line, [f.strip() for f in fields]
 
 
 def _normalise_multilabel(value: str) -> str | None:
