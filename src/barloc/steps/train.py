@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import random
+import shutil
 import sys
 import tempfile
 import time
+import warnings
+from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -57,11 +63,76 @@ def trainer_settings(tcfg: dict) -> dict:
     }
 
 
-def fit(train: pd.DataFrame, val: pd.DataFrame, cfg: dict, trainer_cfg: dict, seed: int, task: str = "") -> tuple:
+class _ResumeState(Callback):
+    """What a Lightning checkpoint leaves out but an exact resume needs: the global RNG states
+    (dropout), the bucket sampler's epoch and the history rows. Saved in last.ckpt with the
+    trainer's own state, as tensors and plain types so it loads with weights_only=True."""
+
+    def __init__(self, history: History) -> None:
+        self.history = history
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # The bucket sampler shuffles epoch e with seed + e, counting its own passes from 0 in
+        # each process; after a resume it must start at the resumed epoch. Lightning hands every
+        # epoch's number to the loader's sampler's set_epoch before the epoch (also the first
+        # one after a resume), so forward it from there to the batch sampler.
+        loader = trainer.train_dataloader
+        batches, sampler = getattr(loader, "batch_sampler", None), getattr(loader, "sampler", None)
+        if hasattr(batches, "epoch") and sampler is not None and not hasattr(sampler, "set_epoch"):
+            sampler.set_epoch = lambda epoch: setattr(batches, "epoch", int(epoch))
+
+    def state_dict(self) -> dict:
+        kind, keys, pos, has_gauss, gauss = np.random.get_state()
+        return {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
+            "python": random.getstate(),
+            "history": [dict(r) for r in self.history.rows],
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        torch.set_rng_state(state["torch"])
+        if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(state["cuda"])
+        kind, keys, pos, has_gauss, gauss = state["numpy"]
+        np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+        version, internal, gauss_next = state["python"]
+        random.setstate((version, tuple(internal), gauss_next))
+        self.history.rows[:] = [dict(r) for r in state["history"]]
+
+
+def _fingerprint(*parts) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, pd.DataFrame):
+            h.update(pd.util.hash_pandas_object(part, index=False).to_numpy().tobytes())
+        else:
+            h.update(json.dumps(part, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def fit(
+    train: pd.DataFrame,
+    val: pd.DataFrame,
+    cfg: dict,
+    trainer_cfg: dict,
+    seed: int,
+    task: str = "",
+    checkpoint_dir: str | Path | None = None,
+    callbacks: tuple[Callback, ...] = (),
+) -> tuple:
     """Train on ``train`` (columns sequence, label), early-stopped on ``val``.
 
     Returns (model with the best weights, meta dict for model.json, history rows). Shared by
     the workflow's train step and the cross-validation benchmarks.
+
+    With ``checkpoint_dir``, a killed run can be resumed: every epoch ends with ``last.ckpt``
+    there (weights, optimizer, early-stopping and RNG state) beside the best weights so far, and
+    a call with the same data, config and seed continues from the epoch after the last one
+    saved, ending with the weights an uninterrupted run gets. A folder left by other data or
+    settings is cleared, not resumed; it is removed once training has finished. ``callbacks``
+    are extra Lightning callbacks (tests).
     """
     kind, alphabet = cfg["kind"], cfg["alphabet"]
     enc, tr = dict(cfg.get("encoder", {})), cfg.get("train", {})
@@ -94,23 +165,46 @@ def fit(train: pd.DataFrame, val: pd.DataFrame, cfg: dict, trainer_cfg: dict, se
     # validation set whose class mix differs (grouped splits) is a noisy guide.
     monitor = tr.get("monitor", "val_metric")
     mode = "min" if monitor == "val_loss" else "max"
-    with tempfile.TemporaryDirectory() as ckdir:
-        best = ModelCheckpoint(dirpath=ckdir, monitor=monitor, mode=mode, save_top_k=1, save_weights_only=True)
+    with tempfile.TemporaryDirectory() as tmpdir:
+        ckdir, resume = Path(tmpdir), None
+        if checkpoint_dir is not None:
+            ckdir = Path(checkpoint_dir)
+            fp = _fingerprint(settings | {"seed": seed, "cfg": cfg, "task": task},
+                              train[["sequence", "label"]], val[["sequence", "label"]])
+            resume = _resumable(ckdir, fp)
+        best = ModelCheckpoint(dirpath=ckdir, filename="best", monitor=monitor, mode=mode, save_top_k=1,
+                               save_weights_only=True, enable_version_counter=False)
+        cbs = [best, history, EarlyStopping(monitor, mode=mode, patience=int(tr.get("patience", 5))), *callbacks]
+        if checkpoint_dir is not None:
+            # Full state every epoch (weights, optimizer, callbacks, loops), for resuming.
+            cbs += [ModelCheckpoint(dirpath=ckdir, filename="last", enable_version_counter=False), _ResumeState(history)]
         trainer = L.Trainer(
             max_epochs=int(tr.get("max_epochs", 30)),
-            callbacks=[best, history, EarlyStopping(monitor, mode=mode, patience=int(tr.get("patience", 5)))],
+            callbacks=cbs,
             logger=False,
             deterministic=True,
             enable_progress_bar=sys.stderr.isatty(),
             enable_model_summary=False,
-            default_root_dir=ckdir,
+            default_root_dir=tmpdir,
             **settings,
         )
         t0 = time.perf_counter()
-        trainer.fit(model, datamodule=dm)
+        with warnings.catch_warnings():
+            # The folder holds our own fingerprint and checkpoints, which is the point.
+            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+            if resume is not None:
+                log.info("resuming %s from %s (epoch %d done)", task or "training", resume, _ckpt_epoch(resume))
+                trainer.fit(model, datamodule=dm, ckpt_path=resume, weights_only=True)
+            else:
+                if checkpoint_dir is not None and trainer.is_global_zero:
+                    ckdir.mkdir(parents=True, exist_ok=True)
+                    (ckdir / "fingerprint").write_text(fp + "\n")
+                trainer.fit(model, datamodule=dm)
         seconds = time.perf_counter() - t0
         state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
         model.load_state_dict(state)
+        if checkpoint_dir is not None and trainer.is_global_zero:
+            shutil.rmtree(ckdir, ignore_errors=True)
     meta.update({
         "device": str(trainer.strategy.root_device), "precision": settings["precision"],
         "epochs": trainer.current_epoch, "monitor": monitor,
@@ -121,12 +215,43 @@ def fit(train: pd.DataFrame, val: pd.DataFrame, cfg: dict, trainer_cfg: dict, se
     return model, meta, history.rows
 
 
+def _resumable(ckdir: Path, fingerprint: str) -> Path | None:
+    """ckdir/last.ckpt when it was written for this very training (same fingerprint) and loads;
+    otherwise None, after clearing ckdir so nothing stale is mixed into a fresh run."""
+    last = ckdir / "last.ckpt"
+    fp_file = ckdir / "fingerprint"
+    if not ckdir.exists():
+        return None
+    why = None
+    if not last.exists():
+        why = "no last.ckpt"
+    elif not fp_file.exists() or fp_file.read_text().strip() != fingerprint:
+        why = "it was written for other data or settings"
+    else:
+        try:
+            _ckpt_epoch(last)
+        except Exception as err:  # a truncated or unreadable file: start over rather than fail
+            why = f"last.ckpt does not load ({type(err).__name__}: {err})"
+    if why is None:
+        return last
+    log.info("not resuming from %s: %s; starting over", ckdir, why)
+    shutil.rmtree(ckdir, ignore_errors=True)
+    return None
+
+
+def _ckpt_epoch(path: Path) -> int:
+    """The number of epochs a Lightning checkpoint has finished (tensors and plain types only)."""
+    return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"]) + 1
+
+
 def run(inputs, outputs, params, threads: int = 1) -> None:
     records = pd.read_parquet(inputs.records, columns=["id", "sequence", "label"])
     splits = pd.read_csv(inputs.splits, sep="\t", dtype=str)
     data = records.merge(splits, on="id")
     model, meta, history = fit(
-        data[data["split"] == "train"], data[data["split"] == "val"], params.cfg, params.trainer, int(params.seed), params.task
+        data[data["split"] == "train"], data[data["split"] == "val"], params.cfg, params.trainer, int(params.seed), params.task,
+        # Not a rule output, so Snakemake keeps it when the job dies; a rerun resumes from it.
+        checkpoint_dir=Path(outputs.model).parent / "checkpoints",
     )
     # Provenance: checksums of the user files that ingest built records.parquet from.
     meta["inputs"] = parquet_meta(inputs.records).get("inputs", {})
