@@ -54,6 +54,17 @@ def test_profile_asks_slurm_for_a_gpu_only_for_training(tmp_path):
     assert cfg["executor"] == "slurm" and cfg["slurm-status-command"] == "squeue"
 
 
+def test_workstation_profile_runs_every_job_here(tmp_path):
+    wd = make_workdir(tmp_path)
+    profile = REPO / "workflow/profiles/default"
+    res = snakemake(wd, "--profile", str(profile), "-n", "--workflow-profile", "none")
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-3000:]
+    for rule in RULES:
+        assert re.search(rf"^(local)?rule {rule}:", out, flags=re.M), rule
+    assert "gpu=" not in out and yaml.safe_load((profile / "config.yaml").read_text())["cores"] == "all"
+
+
 # --- the real cluster ---------------------------------------------------------------------
 
 
