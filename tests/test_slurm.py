@@ -22,6 +22,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from barloc.steps.train import _ckpt_epoch
+
 from test_workflow import REPO, SNAKEMAKE, make_workdir, snakemake
 
 PROFILE = REPO / "workflow/profiles/slurm/config.yaml"
@@ -210,3 +212,54 @@ def _assert_close(a, b, where: str) -> None:
         assert (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-6), (where, a, b)
     else:
         assert a == b, (where, a, b)
+
+
+def test_cancelled_train_job_is_resubmitted_and_resumes(slurm_cluster, tmp_path):
+    """As when Slurm ends a job at its time limit: the profile's retry resubmits it with twice
+    the runtime, and training continues from the last epoch saved."""
+
+    def longer_localization(cfg, wd):
+        task = cfg["tasks"]["localization"]
+        task["train"] = {**task["train"], "max_epochs": 12, "patience": 12}
+        cfg["tasks"] = {"localization": task}
+
+    wd = make_workdir(tmp_path / "wd", longer_localization)
+    prof = cluster_profile(tmp_path)
+    cfg = yaml.safe_load((prof / "config.yaml").read_text())
+    (prof / "config.yaml").write_text(yaml.safe_dump(cfg | {"retries": 1}))
+    ck = wd / "results/localization/checkpoints/last.ckpt"
+    logs = wd / ".snakemake/slurm_logs/rule_train/localization"
+    proc = subprocess.Popen(
+        SNAKEMAKE + ["-s", str(REPO / "Snakefile"), "--directory", str(wd), "--profile", str(prof),
+                     "--workflow-profile", "none", "results/localization/model.ckpt"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=wd,
+    )
+    cancelled = None
+    try:
+        deadline = time.monotonic() + 600
+        while cancelled is None and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+            try:
+                done = _ckpt_epoch(ck) if ck.exists() else 0
+            except Exception:  # being written
+                continue
+            if done >= 2:
+                cancelled = [p.stem for p in logs.glob("*.log")]
+                subprocess.run(["scancel", *cancelled], check=True)
+        out, _ = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert cancelled and len(cancelled) == 1, "training ended before it could be cancelled"
+    assert proc.returncode == 0, out[-5000:]
+    assert f"SLURM-job '{cancelled[0]}' failed, SLURM status is: 'CANCELLED'" in out
+    retry = sorted({p.stem for p in logs.glob("*.log")} - set(cancelled))
+    assert len(retry) == 1, retry
+    # Slurm's view: the first job cancelled, the resubmitted one done with twice the time limit.
+    jobs = subprocess.run(["squeue", "--states=all", "--noheader", "-j", f"{cancelled[0]},{retry[0]}",
+                           "--format=%i|%T|%l"], capture_output=True, text=True, check=True).stdout.split()
+    assert sorted(jobs) == sorted([f"{cancelled[0]}|CANCELLED|2:00:00", f"{retry[0]}|COMPLETED|4:00:00"])
+    log = (wd / "results/logs/localization/train.log").read_text()
+    assert re.search(r"resuming localization from \S+last.ckpt \(epoch ([2-9]|1[01]) done\)", log), log[-2000:]
+    history = pd.read_csv(wd / "results/localization/history.tsv", sep="\t")
+    assert list(history["epoch"]) == list(range(12))
