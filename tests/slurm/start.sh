@@ -98,7 +98,7 @@ PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 EOF
 
 # --- daemons (they fork into the background and write their pid files)
-pgrep -x slurmctld >/dev/null || slurmctld -i
+pgrep -x slurmctld >/dev/null || slurmctld -c -i   # -c: a clean start, no jobs from an earlier run
 pgrep -x slurmd >/dev/null || slurmd -N localhost
 
 for _ in $(seq 60); do
