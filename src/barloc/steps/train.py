@@ -197,8 +197,8 @@ def fit(
                 trainer.fit(model, datamodule=dm, ckpt_path=resume, weights_only=True)
             else:
                 if checkpoint_dir is not None and trainer.is_global_zero:
-                    ckdir.mkdir(parents=True, exist_ok=True)
-                    (ckdir / "fingerprint").write_text(fp + "\n")
+                    with atomic_path(ckdir / "fingerprint") as tmp:
+                        tmp.write_text(fp + "\n")
                 trainer.fit(model, datamodule=dm)
         seconds = time.perf_counter() - t0
         state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
