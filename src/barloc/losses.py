@@ -83,19 +83,6 @@ def softmax_cross_entropy(
     return softmax_focal_loss(logits, target, 0.0, weight, label_smoothing)
 
 
-def sigmoid_bce(
-    logits: torch.Tensor,
-    target: torch.Tensor,
-    pos_weight: torch.Tensor | None = None,
-    label_smoothing: float = 0.0,
-) -> torch.Tensor:
-    """Independent binary cross-entropy per label; pos_weight up-weights rare positives."""
-    y = target.float()
-    if label_smoothing > 0:
-        y = y * (1.0 - label_smoothing) + 0.5 * label_smoothing
-    return F.binary_cross_entropy_with_logits(logits.float(), y, pos_weight=pos_weight)
-
-
 def sigmoid_focal_loss(
     logits: torch.Tensor,
     target: torch.Tensor,
@@ -103,15 +90,24 @@ def sigmoid_focal_loss(
     pos_weight: torch.Tensor | None = None,
     label_smoothing: float = 0.0,
 ) -> torch.Tensor:
-    """Binary focal loss per label: BCE scaled by (1 - p_t)**gamma."""
-    y = target.float()
-    if label_smoothing > 0:
-        y = y * (1.0 - label_smoothing) + 0.5 * label_smoothing
+    """Binary focal loss per label: BCE scaled by (1 - p_t)**gamma; gamma = 0 is plain BCE."""
+    y = _smoothed(target.float(), label_smoothing, 2)
     x = logits.float()
     bce = F.binary_cross_entropy_with_logits(x, y, pos_weight=pos_weight, reduction="none")
-    p = torch.sigmoid(x)
-    p_t = p * y + (1 - p) * (1 - y)
-    return ((1 - p_t).pow(gamma) * bce).mean()
+    if gamma:
+        p = torch.sigmoid(x)
+        bce = (1 - (p * y + (1 - p) * (1 - y))).pow(gamma) * bce
+    return bce.mean()
+
+
+def sigmoid_bce(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    pos_weight: torch.Tensor | None = None,
+    label_smoothing: float = 0.0,
+) -> torch.Tensor:
+    """Independent binary cross-entropy per label; pos_weight up-weights rare positives."""
+    return sigmoid_focal_loss(logits, target, 0.0, pos_weight, label_smoothing)
 
 
 def pos_weights(positives: np.ndarray, n: int, cap: float = 50.0) -> np.ndarray:
