@@ -12,6 +12,7 @@ import pandas as pd
 from barloc.calibrate import apply, weighting_offset
 from barloc.data import EncodedDataset, predict_logits, targets_for
 from barloc.steps.calibrate import fit as fit_calibration
+from barloc.steps.predict import LOGIT
 from barloc.steps.split import grouped_folds
 from barloc.steps.train import fit
 
@@ -51,7 +52,7 @@ def out_of_fold(
         calib = fit_calibration(cfg["kind"], cfg.get("calibration", {}).get("method", "temperature"), logits["val"], yv, offset)
         probs = apply(logits["test"], cfg["kind"], calib)
         frame = pd.DataFrame({"id": labelled.loc[test_m, "id"].to_numpy(), "label": labelled.loc[test_m, "label"].to_numpy(), "fold": k})
-        frame[[f"logit::{c}" for c in classes]] = logits["test"]
+        frame[[LOGIT + c for c in classes]] = logits["test"]
         frame[[f"prob::{c}" for c in classes]] = probs
         parts.append(frame)
         info.append({"fold": k, "meta": meta, "calibration": calib})

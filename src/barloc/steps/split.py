@@ -20,7 +20,8 @@ def grouped_folds(labels: pd.Series, groups: pd.Series, n_folds: int, seed: int)
     Records without a group form singleton groups. Multilabel strings stratify as strings
     (rare combinations merge into their first label) so that folds stay balanced.
     """
-    g = groups.fillna(pd.Series(labels.index.astype(str), index=labels.index).radd("__single__"))
+    g = groups.astype(object).copy()
+    g[g.isna()] = [f"__single__{i}" for i in labels.index[g.isna()]]
     y = labels.astype(str)
     counts = y.value_counts()
     y = y.where(y.map(counts) >= n_folds, y.str.split(";").str[0])
