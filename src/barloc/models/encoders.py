@@ -48,6 +48,41 @@ class KmerEncoder(nn.Module):
         return self.net((batch["features"] * self.scale - self.mean) * self.inv_std)
 
 
+class SelfAttentionBlock(nn.Module):
+    """Pre-norm transformer block over residues: multi-head self-attention, then a feed-forward
+    layer, each added back to its input.
+
+    Attention goes through ``F.scaled_dot_product_attention``, so on a GPU PyTorch picks a
+    fused kernel (memory-efficient attention takes the boolean key mask; flash attention has no
+    mask and is not used here). ``mask`` (B, L) is True at residues and False at padding: padded
+    keys get no attention weight, so a sequence's output at its residues does not depend on how
+    much padding its batch adds. Outputs at padded positions are meaningless and must be masked
+    by the caller (the pooling does).
+    """
+
+    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"attention_heads ({heads}) must divide the feature width ({dim})")
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.ff = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+        self.drop = nn.Dropout(dropout)
+        self.p_attn = dropout
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        b, n, d = x.shape  # (B, L, D)
+        q, k, v = self.qkv(self.norm1(x)).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        a = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask[:, None, None, :], dropout_p=self.p_attn if self.training else 0.0
+        )
+        x = x + self.drop(self.proj(a.transpose(1, 2).reshape(b, n, d)))
+        return x + self.drop(self.ff(self.norm2(x)))
+
+
 class ConvEncoder(nn.Module):
     """Embedding, parallel convolutions of several widths, then masked pooling.
 
@@ -55,7 +90,9 @@ class ConvEncoder(nn.Module):
     one projection of the features, concatenated with a masked max over positions. Padded
     positions get -inf scores so they never receive attention or win the max.
     DNA tokens embed as fixed fractional one-hot IUPAC vectors (N = 0.25 each base); protein
-    tokens get a learned embedding.
+    tokens get a learned embedding. With ``attention_layers`` > 0, that many self-attention
+    blocks (:class:`SelfAttentionBlock`) mix the convolution features across the whole sequence
+    before pooling, so a signal at one terminus can be weighed against the rest.
     """
 
     def __init__(
@@ -65,6 +102,8 @@ class ConvEncoder(nn.Module):
         channels: int = 64,
         kernel_sizes: tuple[int, ...] = (3, 9, 15),
         dropout: float = 0.25,
+        attention_layers: int = 0,
+        attention_heads: int = 4,
     ) -> None:
         super().__init__()
         if alphabet == "dna":
@@ -75,6 +114,7 @@ class ConvEncoder(nn.Module):
             in_dim = embed_dim
         self.convs = nn.ModuleList(nn.Conv1d(in_dim, channels, k, padding=k // 2) for k in kernel_sizes)
         width = channels * len(kernel_sizes)
+        self.blocks = nn.ModuleList(SelfAttentionBlock(width, attention_heads, dropout) for _ in range(attention_layers))
         self.mix = nn.Conv1d(width, width, 1)
         self.attn = nn.Conv1d(width, width, 1)
         self.drop = nn.Dropout(dropout)
@@ -86,6 +126,11 @@ class ConvEncoder(nn.Module):
         x = self.embed(tokens).transpose(1, 2)  # (B, C, L)
         x = torch.cat([F.gelu(conv(x)) for conv in self.convs], dim=1)
         x = self.drop(x)
+        if len(self.blocks):
+            x = x.transpose(1, 2)  # (B, L, C)
+            for block in self.blocks:
+                x = block(x, mask)
+            x = x.transpose(1, 2)
         values = self.mix(x)
         scores = self.attn(x).masked_fill(~mask[:, None, :], float("-inf"))
         attended = (torch.softmax(scores, dim=-1) * values).sum(-1)
@@ -104,6 +149,8 @@ def build_encoder(cfg: dict, alphabet: str, n_features: int | None) -> nn.Module
             cfg.get("channels", 64),
             tuple(cfg.get("kernel_sizes", (3, 9, 15))),
             cfg.get("dropout", 0.25),
+            cfg.get("attention_layers", 0),
+            cfg.get("attention_heads", 4),
         )
     raise ValueError(f"unknown encoder type {kind!r}")
 
