@@ -46,6 +46,29 @@ def test_bucket_sampler_covers_every_index_once_and_groups_lengths():
     spread = np.mean([np.ptp(lengths[b]) for b in batches])
     assert spread < 0.3 * np.ptp(lengths)
 
+@pytest.mark.parametrize("n, replicas", [(503, 2), (503, 3), (16 * 6, 2), (5, 4)])
+def test_bucket_sampler_shards_batches_between_processes(n, replicas):
+    """DDP: the processes' shares are equally long (or the all-reduce hangs), together hold
+    every batch of the one-process order, and only the wrap-around repeats any."""
+    lengths = np.random.default_rng(0).integers(10, 1000, n)
+    whole = list(BucketBatchSampler(lengths, 16, shuffle=True, seed=1))
+    shards = [list(BucketBatchSampler(lengths, 16, True, 1, num_replicas=replicas, rank=r)) for r in range(replicas)]
+    per = -(-len(whole) // replicas)
+    assert [len(s) for s in shards] == [per] * replicas
+    assert all(len(BucketBatchSampler(lengths, 16, True, 1, replicas, r)) == per for r in range(replicas))
+    interleaved = [shards[i % replicas][i // replicas] for i in range(per * replicas)]
+    assert interleaved[: len(whole)] == whole
+    assert interleaved[len(whole) :] == (whole * replicas)[: per * replicas - len(whole)]
+    # Every later epoch is reshuffled the same way on every process.
+    one = BucketBatchSampler(lengths, 16, True, 1)
+    samplers = [BucketBatchSampler(lengths, 16, True, 1, replicas, r) for r in range(replicas)]
+    for _ in range(2):
+        whole, shards = list(one), [list(s) for s in samplers]
+        assert [shards[i % replicas][i // replicas] for i in range(len(whole))] == whole
+    with pytest.raises(ValueError, match="rank 2"):
+        BucketBatchSampler(lengths, 16, True, 1, num_replicas=2, rank=2)
+
+
 
 def test_predict_returns_dataset_order():
     torch.manual_seed(0)

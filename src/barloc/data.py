@@ -68,21 +68,32 @@ class BucketBatchSampler(Sampler[list[int]]):
 
     Training: shuffle, sort within pools of 50 batches, then shuffle the batches.
     Inference: plain length order (outputs are put back in place by their ``index``).
+
+    Distributed training (``num_replicas`` > 1): every process draws the same batch order
+    (same seed and epoch) and takes every ``num_replicas``-th batch from ``rank`` on. All
+    processes must run the same number of steps, or the gradient all-reduce waits forever, so
+    the order is wrapped around to a multiple of ``num_replicas`` (a few batches are seen twice
+    in that epoch). Lightning's DistributedSampler cannot do this for a batch sampler.
     """
 
-    def __init__(self, lengths: np.ndarray, batch_size: int, shuffle: bool, seed: int = 0) -> None:
+    def __init__(
+        self, lengths: np.ndarray, batch_size: int, shuffle: bool, seed: int = 0,
+        num_replicas: int = 1, rank: int = 0,
+    ) -> None:
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} is not in [0, {num_replicas})")
         self.lengths = np.asarray(lengths)
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
         self.epoch = 0
+        self.num_replicas, self.rank = num_replicas, rank
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def _batches(self) -> list[list[int]]:
         n, bs = len(self.lengths), self.batch_size
         if not self.shuffle:
             order = np.argsort(self.lengths, kind="stable")
-            yield from (order[i : i + bs].tolist() for i in range(0, n, bs))
-            return
+            return [order[i : i + bs].tolist() for i in range(0, n, bs)]
         rng = np.random.default_rng(self.seed + self.epoch)
         self.epoch += 1
         perm = rng.permutation(n)
@@ -92,11 +103,20 @@ class BucketBatchSampler(Sampler[list[int]]):
             chunk = perm[s : s + pool]
             chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
             batches += [chunk[i : i + bs].tolist() for i in range(0, len(chunk), bs)]
-        for b in rng.permutation(len(batches)):
-            yield batches[b]
+        return [batches[b] for b in rng.permutation(len(batches))]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batches = self._batches()
+        if self.num_replicas == 1:
+            yield from batches
+            return
+        total = len(self) * self.num_replicas
+        batches = (batches * (total // max(len(batches), 1) + 1))[:total]
+        yield from batches[self.rank :: self.num_replicas]
 
     def __len__(self) -> int:
-        return (len(self.lengths) + self.batch_size - 1) // self.batch_size
+        n_batches = (len(self.lengths) + self.batch_size - 1) // self.batch_size
+        return -(-n_batches // self.num_replicas)
 
 
 class SequenceDataModule(L.LightningDataModule):
@@ -114,14 +134,23 @@ class SequenceDataModule(L.LightningDataModule):
         self.batch_size, self.seed = batch_size, seed
 
     def train_dataloader(self) -> DataLoader:
-        return loader(self.train_set, self.batch_size, shuffle=True, seed=self.seed)
+        # Under DDP each process takes its share of the batches (the trainer passes
+        # use_distributed_sampler=False: the bucket sampler shards itself).
+        trainer = self.trainer
+        replicas, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        return loader(self.train_set, self.batch_size, shuffle=True, seed=self.seed, num_replicas=replicas, rank=rank)
 
     def val_dataloader(self) -> DataLoader:
+        # Not sharded: every process scores the whole validation set, so the validation metric
+        # (balanced accuracy, micro-F1: not averages over batches) and early stopping agree
+        # across processes without gathering predictions.
         return loader(self.val_set, self.batch_size)
 
 
-def loader(ds: EncodedDataset, batch_size: int, shuffle: bool = False, seed: int = 0) -> DataLoader:
-    sampler = BucketBatchSampler(ds.lengths, batch_size, shuffle, seed)
+def loader(
+    ds: EncodedDataset, batch_size: int, shuffle: bool = False, seed: int = 0, num_replicas: int = 1, rank: int = 0,
+) -> DataLoader:
+    sampler = BucketBatchSampler(ds.lengths, batch_size, shuffle, seed, num_replicas, rank)
     return DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=0)
 
 

@@ -108,15 +108,28 @@ def parquet_meta(path: str | Path) -> dict:
     return json.loads(raw) if raw else {}
 
 
+def process_rank() -> int:
+    """This process's global rank in multi-process (DDP) training, from the variables its
+    launcher set, read in Lightning's order; 0 for the process the user or Snakemake started."""
+    for key in ("RANK", "LOCAL_RANK", "SLURM_PROCID"):
+        if os.environ.get(key):
+            return int(os.environ[key])
+    return 0
+
+
 def setup_logging(logfile: str | Path | None = None, debug: bool = False) -> None:
-    """Log to stderr and, under Snakemake, to the rule's log file."""
+    """Log to stderr and, under Snakemake, to the rule's log file.
+
+    DDP workers (rank > 0, started by Lightning rerunning the step's script) log to stderr
+    only, with their rank: opening the rule's log for writing would truncate rank 0's."""
+    rank = process_rank()
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if logfile:
+    if logfile and rank == 0:
         Path(logfile).parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(logfile, mode="w"))
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format="%(asctime)s %(levelname)s %(name)s" + (f" [rank {rank}]" if rank else "") + ": %(message)s",
         handlers=handlers,
         force=True,
     )
@@ -145,7 +158,8 @@ def run_step(smk: Any, step: Callable[..., None]) -> None:
         log.error("%s", err)
         print(f"barloc: error: {err}", file=sys.stderr)
         sys.exit(2)
-    log.info("%s: wrote %s in %.1f s", name, _names(smk.output), time.perf_counter() - t0)
+    if process_rank() == 0:  # DDP workers write nothing
+        log.info("%s: wrote %s in %.1f s", name, _names(smk.output), time.perf_counter() - t0)
 
 
 def versions() -> dict[str, str]:

@@ -44,13 +44,14 @@ class SequenceClassifier(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self.loss_fn(self(batch), batch["target"])
-        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(batch["target"]))
+        # sync_dist: under DDP the epoch's loss is averaged over the processes' shards.
+        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(batch["target"]), sync_dist=True)
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         logits = self(batch)
         loss = self.loss_fn(logits, batch["target"])
-        self.log("val_loss", loss, on_epoch=True, prog_bar=True, batch_size=len(batch["target"]))
+        self.log("val_loss", loss, on_epoch=True, prog_bar=True, batch_size=len(batch["target"]), sync_dist=True)
         self._val_logits.append(logits.detach().float().cpu())
         self._val_targets.append(batch["target"].detach().cpu())
 
@@ -61,7 +62,8 @@ class SequenceClassifier(L.LightningModule):
         target = torch.cat(self._val_targets).numpy()
         self._val_logits.clear()
         self._val_targets.clear()
-        self.log("val_metric", _val_metric(self.kind, logits, target), prog_bar=True)
+        # Every DDP process scored the whole validation set, so the value is the same on each.
+        self.log("val_metric", _val_metric(self.kind, logits, target), prog_bar=True, sync_dist=True)
 
     def predict_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         return self(batch).float()

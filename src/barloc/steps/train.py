@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import random
 import shutil
 import sys
@@ -17,21 +18,25 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import torch
+from lightning.fabric.plugins.environments import LightningEnvironment
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
-from barloc.data import EncodedDataset, SequenceDataModule, targets_for
+from barloc.errors import InputError
+from barloc import soft
+from barloc.data import EncodedDataset, SequenceDataModule
 from barloc.modelio import build_model, save_model
 from barloc.models import VAL_METRIC_NAME, n_kmer_features
-from barloc.runtime import atomic_path, parquet_meta, versions
+from barloc.runtime import atomic_path, parquet_meta, process_rank, versions
 
 log = logging.getLogger(__name__)
 
 
-def task_classes(labels: pd.Series, cfg: dict) -> list[str]:
-    """Configured class order, else sorted labels seen in the reference."""
+def task_classes(labels: pd.Series, cfg: dict, soft_cells=None) -> list[str]:
+    """Configured class order, else sorted labels seen in the reference (and classes that
+    soft targets give a probability)."""
     if cfg.get("classes"):
         return list(cfg["classes"])
-    return sorted(set(labels.dropna().str.split(";").explode()))
+    return sorted(set(labels.dropna().str.split(";").explode()) | soft.classes_in(soft_cells))
 
 
 class History(Callback):
@@ -49,18 +54,47 @@ class History(Callback):
 
 
 def trainer_settings(tcfg: dict) -> dict:
-    """Devices and precision: bf16 mixed precision on a GPU, full precision on the CPU."""
+    """Lightning Trainer arguments from the config's ``trainer`` block: devices and precision
+    (bf16 mixed precision on a GPU, full precision on the CPU) and, for several devices, who
+    starts the processes."""
     gpu = torch.cuda.is_available() and tcfg.get("accelerator", "auto") in ("auto", "gpu", "cuda")
     precision = tcfg.get("precision", "auto")
     if precision == "auto":
         precision = "bf16-mixed" if gpu else "32-true"
-    return {
+    settings = {
         "accelerator": tcfg.get("accelerator", "auto"),
         "devices": tcfg.get("devices", 1),
         "num_nodes": tcfg.get("num_nodes", 1),
         "strategy": tcfg.get("strategy", "auto"),
         "precision": precision,
+        # The bucket sampler shards batches itself (Lightning cannot wrap a batch sampler).
+        "use_distributed_sampler": False,
     }
+    if _multi_process(settings) and not _started_by_slurm():
+        # One node: Lightning starts one process per device itself. Inside a Slurm job step
+        # of one task (how the Slurm executor plugin runs every job) Lightning would otherwise
+        # pick its SLURMEnvironment and wait for processes that srun never starts.
+        if settings["num_nodes"] > 1:
+            raise InputError(
+                None,
+                f"trainer.num_nodes is {settings['num_nodes']}, but this training process was not started by "
+                "Slurm as one task per device on each node (srun --nodes=<num_nodes> "
+                "--ntasks-per-node=<devices>); Snakemake's Slurm plugin runs each job as one task, so "
+                "barloc trains on one node: set num_nodes: 1 and devices to the GPUs of one node"
+            )
+        settings["plugins"] = [LightningEnvironment()]
+    return settings
+
+
+def _multi_process(settings: dict) -> bool:
+    devices = settings["devices"]
+    many = devices == "auto" and torch.cuda.device_count() > 1
+    return many or (isinstance(devices, int) and devices > 1) or settings["num_nodes"] > 1
+
+
+def _started_by_slurm() -> bool:
+    """True when srun started this process as one task of several in its job step."""
+    return int(os.environ.get("SLURM_STEP_NUM_TASKS", "1")) > 1
 
 
 class _ResumeState(Callback):
@@ -137,13 +171,15 @@ def fit(
     kind, alphabet = cfg["kind"], cfg["alphabet"]
     enc, tr = dict(cfg.get("encoder", {})), cfg.get("train", {})
     L.seed_everything(seed, workers=True, verbose=False)
-    classes = task_classes(pd.concat([train["label"], val["label"]]), cfg)
+    classes = task_classes(pd.concat([train["label"], val["label"]]), cfg,
+                           (soft.column(train) or []) + (soft.column(val) or []))
     sets = {
-        name: EncodedDataset(part["sequence"].tolist(), enc, alphabet, targets_for(part["label"].tolist(), classes, kind))
+        name: EncodedDataset(part["sequence"].tolist(), enc, alphabet, soft.targets(part, classes, kind))
         for name, part in (("train", train), ("val", val))
     }
     y_train = sets["train"].targets.numpy()
-    counts = np.bincount(y_train, minlength=len(classes)) if kind == "multiclass" else y_train.sum(axis=0)
+    # Soft targets (a probability row each) count as expected class counts.
+    counts = np.bincount(y_train, minlength=len(classes)) if y_train.ndim == 1 else y_train.sum(axis=0)
     n_train = len(y_train)
 
     meta = {
@@ -161,6 +197,12 @@ def fit(
     dm = SequenceDataModule(sets["train"], sets["val"], int(tr.get("batch_size", 64)), seed)
     history = History()
     settings = trainer_settings(trainer_cfg)
+    rank = process_rank()
+    if "plugins" in settings:
+        # Lightning starts one process per device on this node: share the job's CPU threads
+        # between them instead of giving each all of them.
+        per_node = settings["devices"] if isinstance(settings["devices"], int) else torch.cuda.device_count()
+        torch.set_num_threads(max(1, torch.get_num_threads() // max(per_node, 1)))
     # Early stopping on the validation metric by default: the weighted training loss on a
     # validation set whose class mix differs (grouped splits) is a noisy guide.
     monitor = tr.get("monitor", "val_metric")
@@ -169,9 +211,11 @@ def fit(
         ckdir, resume = Path(tmpdir), None
         if checkpoint_dir is not None:
             ckdir = Path(checkpoint_dir)
-            fp = _fingerprint(settings | {"seed": seed, "cfg": cfg, "task": task},
-                              train[["sequence", "label"]], val[["sequence", "label"]])
-            resume = _resumable(ckdir, fp)
+            fp = _fingerprint({k: v for k, v in settings.items() if k != "plugins"} | {"seed": seed, "cfg": cfg, "task": task},
+                              train[soft.key_columns(train)], val[soft.key_columns(val)])
+            # Under DDP the first process decides (and clears a stale folder) before it starts
+            # the others, which then find the same last.ckpt, or none, and only read.
+            resume = _resumable(ckdir, fp) if rank == 0 else _resumable(ckdir, fp, clear=False)
         best = ModelCheckpoint(dirpath=ckdir, filename="best", monitor=monitor, mode=mode, save_top_k=1,
                                save_weights_only=True, enable_version_counter=False)
         cbs = [best, history, EarlyStopping(monitor, mode=mode, patience=int(tr.get("patience", 5))), *callbacks]
@@ -201,23 +245,28 @@ def fit(
                         tmp.write_text(fp + "\n")
                 trainer.fit(model, datamodule=dm)
         seconds = time.perf_counter() - t0
-        state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
-        model.load_state_dict(state)
-        if checkpoint_dir is not None and trainer.is_global_zero:
-            shutil.rmtree(ckdir, ignore_errors=True)
+        if trainer.is_global_zero:
+            # Only the first process saved checkpoints, and only it writes outputs.
+            state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
+            model.load_state_dict(state)
+            if checkpoint_dir is not None:
+                shutil.rmtree(ckdir, ignore_errors=True)
     meta.update({
         "device": str(trainer.strategy.root_device), "precision": settings["precision"],
+        "world_size": trainer.world_size,
         "epochs": trainer.current_epoch, "monitor": monitor,
         "best_epoch": int((np.argmin if mode == "min" else np.argmax)([r[monitor] for r in history.rows])),
         "train_seconds": round(seconds, 2), "versions": versions(),
     })
-    log.info("trained %d epochs in %.1f s on %s", meta["epochs"], seconds, meta["device"])
+    log.info("trained %d epochs in %.1f s on %s (%d process%s, rank %d)", meta["epochs"], seconds, meta["device"],
+             trainer.world_size, "es" if trainer.world_size > 1 else "", trainer.global_rank)
     return model, meta, history.rows
 
 
-def _resumable(ckdir: Path, fingerprint: str) -> Path | None:
+def _resumable(ckdir: Path, fingerprint: str, clear: bool = True) -> Path | None:
     """ckdir/last.ckpt when it was written for this very training (same fingerprint) and loads;
-    otherwise None, after clearing ckdir so nothing stale is mixed into a fresh run."""
+    otherwise None, after clearing ckdir (with ``clear``) so nothing stale is mixed into a
+    fresh run."""
     last = ckdir / "last.ckpt"
     fp_file = ckdir / "fingerprint"
     if not ckdir.exists():
@@ -234,8 +283,9 @@ def _resumable(ckdir: Path, fingerprint: str) -> Path | None:
             why = f"last.ckpt does not load ({type(err).__name__}: {err})"
     if why is None:
         return last
-    log.info("not resuming from %s: %s; starting over", ckdir, why)
-    shutil.rmtree(ckdir, ignore_errors=True)
+    if clear:
+        log.info("not resuming from %s: %s; starting over", ckdir, why)
+        shutil.rmtree(ckdir, ignore_errors=True)
     return None
 
 
@@ -245,7 +295,7 @@ def _ckpt_epoch(path: Path) -> int:
 
 
 def run(inputs, outputs, params, threads: int = 1) -> None:
-    records = pd.read_parquet(inputs.records, columns=["id", "sequence", "label"])
+    records = pd.read_parquet(inputs.records, columns=soft.parquet_columns(inputs.records, ["id", "sequence", "label"]))
     splits = pd.read_csv(inputs.splits, sep="\t", dtype=str)
     data = records.merge(splits, on="id")
     model, meta, history = fit(
@@ -253,6 +303,8 @@ def run(inputs, outputs, params, threads: int = 1) -> None:
         # Not a rule output, so Snakemake keeps it when the job dies; a rerun resumes from it.
         checkpoint_dir=Path(outputs.model).parent / "checkpoints",
     )
+    if process_rank() != 0:
+        return  # a DDP worker Lightning started by rerunning this script: rank 0 writes
     # Provenance: checksums of the user files that ingest built records.parquet from.
     meta["inputs"] = parquet_meta(inputs.records).get("inputs", {})
     with atomic_path(outputs.history) as tmp:
