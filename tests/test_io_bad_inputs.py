@@ -37,6 +37,8 @@ COI = "AACCTTATATTTAATTTTTGGTGCCTGAGCCGGAATAGTAGGCACTGCCCTAAGCCTACTCATCCGAGCAGAA
 PROTEIN = "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQAPILSRVGDGTQDNLSGAEKAVQVKVKALPDAQFEVV"
 LABELS = "id\tlabel\nfish1\tAtlantic\nfish2\tPacific\nfish3\tAtlantic\n"
 FASTA = f">fish1 Thunnus obesus\n{COI}\n>fish2\n{COI[:60]}\n>fish3\n{COI[10:]}\n"
+# One column per class: 0/1 rows are sure labels, fish2's row is a probability vector.
+SOFT_LABELS = "id\tAtlantic\tPacific\tIndian\nfish1\t1\t0\t0\nfish2\t0.7\t0.3\t0\nfish3\t0\t0\t1\n"
 
 
 @dataclass
@@ -105,6 +107,26 @@ CASES: list[Case] = [
     Case("Unknown label (not in the task's classes)",
          {"ref.fasta": FASTA, "labels.tsv": LABELS.replace("fish3\tAtlantic", "fish3\tAtlantis")},
          "ingest", _task(classes=["Atlantic", "Pacific", "Indian"]), expect=("labels.tsv", "'fish3'", "unknown label 'Atlantis'")),
+    Case("Labels sheet with probability rows (soft targets)", {"ref.fasta": FASTA, "labels.tsv": SOFT_LABELS},
+         "validate", ["ref.fasta", "--labels", "labels.tsv"], accepted=True, expect=("soft targets:     1",)),
+    Case("Soft target with a negative probability",
+         {"ref.fasta": FASTA, "labels.tsv": SOFT_LABELS.replace("0.7\t0.3\t0", "-0.1\t1.1\t0")},
+         "validate", ["ref.fasta", "--labels", "labels.tsv"], expect=("labels.tsv", "line 3", "'fish2'", "cannot be negative")),
+    Case("Soft target written as percentages",
+         {"ref.fasta": FASTA, "labels.tsv": SOFT_LABELS.replace("0.7\t0.3\t0", "70\t30\t0")},
+         "validate", ["ref.fasta", "--labels", "labels.tsv"], expect=("labels.tsv", "line 3", "'fish2'", "write 0.7")),
+    Case("Soft target that does not sum to 1",
+         {"ref.fasta": FASTA, "labels.tsv": SOFT_LABELS.replace("0.7\t0.3\t0", "0.6\t0.3\t0")},
+         "validate", ["ref.fasta", "--labels", "labels.tsv"], expect=("labels.tsv", "line 3", "'fish2'", "sum to 0.9")),
+    Case("Probability column that is not one of the task's classes",
+         {"ref.fasta": FASTA, "labels.tsv": SOFT_LABELS.replace("Indian", "Atlantis")},
+         "ingest", _task(classes=["Atlantic", "Pacific", "Indian"]), expect=("labels.tsv", "line 1", "'Atlantis'")),
+    Case("A 'label' column mixed with per-class columns",
+         {"ref.fasta": FASTA, "labels.tsv": "id\tlabel\tAtlantic\tPacific\nfish1\tAtlantic\t\t\n"
+                                             "fish2\t\t0.7\t0.3\nfish3\tAtlantic\t\t\n"},
+         "validate", ["ref.fasta", "--labels", "labels.tsv"], expect=("labels.tsv", "line 1", "'label' column and also")),
+    Case("Soft targets in a multilabel task", {"ref.fasta": FASTA, "labels.tsv": SOFT_LABELS},
+         "ingest", _task(kind="multilabel"), expect=("labels.tsv", "'fish2'", "only a multiclass task")),
     Case("BOLD file with neither a v4 nor a v5 header", {"bold.tsv": f"sampleid\tmarker\tsequence\nX1\tCOI-5P\t{COI}\n"},
          "validate", ["bold.tsv"], expect=("bold.tsv", "not a BOLD v4 or v5", "markercode", "marker_code")),
     Case("BOLD row with a missing tab", {"bold.tsv": f"processid\tmarkercode\tnucleotides\nAB1-19\tCOI-5P\t{COI}\nAB2-19\t{COI}\n"},

@@ -128,6 +128,9 @@ def _run_validate(args: argparse.Namespace) -> int:
         f"labelled records: {labelled} ({100 * labelled / n:.1f}%)"
         + (" (multi-label)" if multilabel else ""),
     ]
+    if "label_probs" in df and df["label_probs"].notna().any():
+        n_soft = int(df["label_probs"].notna().sum())
+        out.append(f"soft targets:     {n_soft} (probability rows; counted below by their most probable class)")
     if "label_rule" in df:
         rules = df["label_rule"].value_counts()
         out.append("labelled by:      " + ", ".join(f"{r} {c}" for r, c in rules.items()))

@@ -55,6 +55,20 @@ def _class_weighted_mean(per_sample: torch.Tensor, y: torch.Tensor, weight: torc
     return (w * per_sample).sum() / w.sum().clamp_min(1e-12)
 
 
+def _weight_tilted(y: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Soft targets under class weights: q_c w_c / sum_j q_j w_j.
+
+    A soft target q stands for a hard label drawn from q, so its loss is the expectation
+    sum_c q_c * w_c * loss(c). Every per-class loss here is linear in the target row, so that
+    expectation equals (q . w) * loss(tilted q): the sample weight of
+    :func:`_class_weighted_mean` times the loss against q tilted towards the up-weighted
+    classes. Its optimum is p proportional to w * q, the same log w shift as for hard labels,
+    which calibration's offset undoes. Rows of a one-hot target come back unchanged.
+    """
+    wy = y * weight
+    return wy / wy.sum(-1, keepdim=True).clamp_min(1e-12)
+
+
 def softmax_focal_loss(
     logits: torch.Tensor,
     target: torch.Tensor,
@@ -63,13 +77,20 @@ def softmax_focal_loss(
     label_smoothing: float = 0.0,
 ) -> torch.Tensor:
     """Focal loss (Lin et al. 2017): CE scaled by (1 - p)**gamma per class, soft targets allowed.
-    gamma = 0 is plain cross-entropy."""
+    gamma = 0 is plain cross-entropy.
+
+    A soft target (a probability row q) gets the expected loss of a hard label drawn from q:
+    sum_c q_c * loss(c), each class with its own focal factor, smoothing and weight. Without
+    weights, focal term or smoothing that is cross-entropy against q, gradient p - q.
+    """
     k = logits.shape[-1]
     y = _soft_targets(target, k)
     logp = F.log_softmax(logits.float(), dim=-1)
     if gamma:
         logp = (1.0 - logp.exp()).pow(gamma) * logp
-    per_sample = -(_smoothed(y, label_smoothing, k) * logp).sum(-1)
+    # Hard labels (class indices) never take this branch, so their loss is as it always was.
+    q = _weight_tilted(y, weight) if weight is not None and target.is_floating_point() else y
+    per_sample = -(_smoothed(q, label_smoothing, k) * logp).sum(-1)
     return _class_weighted_mean(per_sample, y, weight)
 
 

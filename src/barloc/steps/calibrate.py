@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from barloc import calibrate as cal
+from barloc import soft
 from barloc.data import targets_for
 from barloc.metrics import mcc_thresholds
 from barloc.runtime import read_json, write_json
@@ -13,7 +14,9 @@ from barloc.steps.predict import read_logits
 
 
 def split_arrays(df, logits: np.ndarray, meta: dict, split: str) -> tuple[np.ndarray, np.ndarray]:
-    m = (df["split"] == split).to_numpy()
+    """Logits and targets of one split's records with a known class: records with a soft
+    target (a probability vector, :mod:`barloc.soft`) are left out, their class being unknown."""
+    m = (df["split"] == split).to_numpy() & soft.hard_mask(df)
     return logits[m], targets_for(df.loc[m, "label"].tolist(), meta["classes"], meta["kind"])
 
 

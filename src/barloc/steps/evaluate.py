@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from barloc import metrics
+from barloc import metrics, soft
 from barloc.calibrate import apply
 from barloc.runtime import read_json, write_json
 from barloc.shift import reweight, reweight_multilabel
@@ -31,6 +31,8 @@ def run(inputs, outputs, params, threads: int = 1) -> None:
     else:
         shifted = reweight_multilabel(cal, train, np.asarray(est))
     out = {"task": params.task, "kind": kind, "classes": classes, "n_test": int(len(zt))}
+    if soft.SOFT in df:  # test records with a soft target: their class is unknown, so no metric counts them
+        out["n_test_soft"] = int(((df["split"] == "test").to_numpy() & ~soft.hard_mask(df)).sum())
     if kind == "multiclass":
         for name, p in (("uncalibrated", raw), ("calibrated", cal), ("prior_corrected", shifted)):
             out[name] = metrics.multiclass_metrics(p, yt, bins)

@@ -6,6 +6,7 @@ import logging
 
 import pandas as pd
 
+from barloc import soft
 from barloc.encode import clip_terminal
 from barloc.errors import InputError
 from barloc.io import read_table
@@ -23,6 +24,7 @@ def load_reference(cfg: dict, geo_table: str | None) -> pd.DataFrame:
         markers=None if markers == "all" else markers, allowed_labels=cfg.get("classes"),
     )
     if cfg["format"] == "bold":
+        df = df.drop(columns=[soft.SOFT], errors="ignore")  # BOLD labels come from BOLD itself
         target = cfg.get("label", "ocean_basin")
         if target == "ocean_basin":
             from barloc import geo  # only BOLD geography needs the basin table
@@ -42,9 +44,15 @@ def drop_rare_classes(df: pd.DataFrame, kind: str, min_size: int) -> pd.DataFram
     if kind != "multiclass" or min_size <= 1:
         return df
     counts = df["label"].value_counts()
+    if soft.has_soft(df):
+        # A class counts its records by nominal (most probable) label; one that only soft
+        # targets mention has none.
+        extra = sorted(soft.classes_in(df[soft.SOFT]) - set(counts.index))
+        counts = pd.concat([counts, pd.Series(0, index=extra, dtype=counts.dtype)])
     rare = counts[counts < min_size]
     if len(rare):
         log.warning("classes with fewer than %d records left out of training: %s", min_size, dict(rare))
+        df = soft.drop_classes(df, set(rare.index))
         df.loc[df["label"].isin(rare.index), "label"] = None
     return df
 
@@ -103,6 +111,14 @@ def run(inputs, outputs, params, threads: int = 1) -> None:
     cfg = params.cfg
     geo_table = getattr(params, "geo_table", None)
     ref = load_reference(cfg, geo_table)
+    if cfg["kind"] != "multiclass" and soft.has_soft(ref):
+        first = ref.loc[ref[soft.SOFT].notna(), "id"].iloc[0]
+        raise InputError(
+            cfg.get("labels") or cfg["reference"],
+            f"row has probabilities (a soft target), which only a multiclass task can train on; "
+            f"this task is {cfg['kind']}: give 0/1 in every label column",
+            record=str(first),
+        )
     ref = limit_length(ref, cfg, cfg["reference"])
     ref = drop_rare_classes(ref, cfg["kind"], int(cfg.get("min_class_size", 10)))
     ref["role"] = "reference"

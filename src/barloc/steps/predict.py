@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from barloc import soft
 from barloc.data import EncodedDataset, predict_logits
 from barloc.modelio import load_model
 from barloc.runtime import atomic_path
@@ -25,7 +26,7 @@ def read_logits(path, classes: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
 
 def run(inputs, outputs, params, threads: int = 1) -> None:
     model, meta = load_model(inputs.model, inputs.meta)
-    records = pd.read_parquet(inputs.records, columns=["id", "sequence", "label", "role"])
+    records = pd.read_parquet(inputs.records, columns=soft.parquet_columns(inputs.records, ["id", "sequence", "label", "role"]))
     splits = pd.read_csv(inputs.splits, sep="\t", dtype=str)
     data = records.merge(splits, on="id", how="left")
     data.loc[data["role"] == "query", "split"] = "query"
@@ -34,5 +35,7 @@ def run(inputs, outputs, params, threads: int = 1) -> None:
     batch_size = int(params.cfg.get("train", {}).get("batch_size", 64)) * 2
     logits = predict_logits(model, ds, batch_size)
     out = logits_frame(data["id"], data["split"], data["label"], logits, meta["classes"])
+    if soft.SOFT in data:  # so that calibration and evaluation can leave soft targets out
+        out.insert(3, soft.SOFT, data[soft.SOFT].where(data[soft.SOFT].notna(), None).to_numpy())
     with atomic_path(outputs.logits) as tmp:
         out.to_parquet(tmp, index=False)
