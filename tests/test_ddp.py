@@ -5,7 +5,11 @@ Snakemake step's script, so these tests run scripts in subprocesses."""
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
 import subprocess
+import time
 import sys
 import textwrap
 from pathlib import Path
@@ -16,6 +20,7 @@ import torch
 import yaml
 
 from barloc.data import BucketBatchSampler
+from barloc.steps.train import _ckpt_epoch
 from test_workflow import REPO, SNAKEMAKE, make_workdir
 
 pytestmark = pytest.mark.slow
@@ -23,14 +28,15 @@ pytestmark = pytest.mark.slow
 # Synthetic data (not real barcodes): two classes told apart by their base composition.
 SCRIPT = textwrap.dedent(
     """
-    import json, os, sys
+    import json, os, sys, time
     import numpy as np, pandas as pd
     import lightning as L
     from barloc.steps.train import fit
-    from barloc.runtime import process_rank
+    from barloc.runtime import process_rank, setup_logging
     from barloc.modelio import save_model
 
     out = sys.argv[1]
+    setup_logging()
     rng = np.random.default_rng(0)
     def synthetic(n, gc):
         return ["".join(rng.choice(list("ACGT"), 60, p=[(1 - gc) / 2, gc / 2, gc / 2, (1 - gc) / 2])) for _ in range(n)]
@@ -38,13 +44,15 @@ SCRIPT = textwrap.dedent(
     df = pd.DataFrame({"sequence": seqs, "label": ["at_rich"] * 100 + ["gc_rich"] * 101})
     train, val = df.iloc[::2].reset_index(drop=True), df.iloc[1::2].reset_index(drop=True)
     cfg = {"kind": "multiclass", "alphabet": "dna", "encoder": {"type": "kmer", "k": 2, "hidden": 8},
-           "loss": {"type": "cross_entropy"}, "train": {"max_epochs": 3, "batch_size": 8, "patience": 5}}
+           "loss": {"type": "cross_entropy"}, "train": {"max_epochs": int(sys.argv[4]), "batch_size": 8, "patience": 50}}
 
     class Seen(L.Callback):
         def __init__(self):
             self.batches = []
         def on_train_batch_start(self, trainer, module, batch, idx):
             self.batches.append([trainer.current_epoch, batch["index"].tolist()])
+        def on_train_epoch_end(self, trainer, module):
+            time.sleep(float(sys.argv[5]))  # time for a test to kill the run mid-training
 
     seen = Seen()
     trainer_cfg = {"accelerator": "cpu", "devices": int(sys.argv[2]), "strategy": sys.argv[3], "threads": 1}
@@ -59,12 +67,12 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def _train(tmp_path: Path, devices: int, strategy: str) -> Path:
+def _train(tmp_path: Path, devices: int, strategy: str, epochs: int = 3, sleep: float = 0.0) -> Path:
     out = tmp_path / f"{devices}-{strategy}"
-    out.mkdir()
+    out.mkdir(exist_ok=True)
     script = tmp_path / "train_synthetic.py"
     script.write_text(SCRIPT)
-    res = subprocess.run([sys.executable, str(script), str(out), str(devices), strategy],
+    res = subprocess.run([sys.executable, str(script), str(out), str(devices), strategy, str(epochs), str(sleep)],
                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-4000:]
     return out
@@ -88,14 +96,35 @@ def test_two_processes_split_every_epoch_between_them(tmp_path):
         assert not {i for b in mine[0] for i in b} & {i for b in mine[1][: len(whole) // 2] for i in b}
 
 
-def test_trains_to_the_same_weights_twice(tmp_path):
-    """DDP on the CPU is as reproducible as one process: same seed, same weights."""
-    a, b = tmp_path / "a", tmp_path / "b"
-    a.mkdir(), b.mkdir()
-    ma, mb = _train(a, 2, "ddp"), _train(b, 2, "ddp")
-    wa, wb = (torch.load(m / "model.ckpt", weights_only=True) for m in (ma, mb))
-    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
-    assert json.loads((ma / "model.json").read_text())["best_epoch"] == json.loads((mb / "model.json").read_text())["best_epoch"]
+def test_killed_two_process_run_resumes_to_the_same_weights(tmp_path):
+    """Both processes killed mid-training (as Slurm does at a time limit); a rerun resumes
+    from last.ckpt and ends with the weights of an uninterrupted run (so DDP on the CPU is
+    also as reproducible as one process)."""
+    (tmp_path / "whole").mkdir()
+    whole = _train(tmp_path / "whole", 2, "ddp", epochs=6)
+    run = tmp_path / "killed"
+    run.mkdir()
+    out = run / "2-ddp"
+    out.mkdir()
+    (run / "train_synthetic.py").write_text(SCRIPT)
+    cmd = [sys.executable, str(run / "train_synthetic.py"), str(out), "2", "ddp", "6", "1.0"]
+    proc = subprocess.Popen(cmd, cwd=run, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    last, done = out / "checkpoints/last.ckpt", 0
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline and done < 2:
+        time.sleep(0.1)
+        try:
+            done = _ckpt_epoch(last) if last.exists() else 0
+        except Exception:  # being written
+            continue
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 2 <= done < 6 and not (out / "model.ckpt").exists(), done
+    res = subprocess.run(cmd[:-1] + ["0"], capture_output=True, text=True, timeout=600, cwd=run)
+    assert res.returncode == 0, res.stderr[-4000:]
+    assert re.search(r"resuming synthetic from \S+last.ckpt \(epoch \d done\)", res.stderr), res.stderr[-3000:]
+    wa, wb = (torch.load(m / "model.ckpt", weights_only=True) for m in (whole, out))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
 def test_workflow_train_rule_with_two_processes(tmp_path):
@@ -133,3 +162,31 @@ def test_more_than_one_node_needs_processes_started_by_slurm(tmp_path):
     assert "Traceback" not in res.stderr
     assert not (wd / "results/fish_origin/model.ckpt").exists()
     assert yaml.safe_load((wd / "config/config.yaml").read_text())["trainer"]["num_nodes"] == 2
+
+
+def test_trainer_settings_pick_who_starts_the_processes(monkeypatch):
+    from lightning.fabric.plugins.environments import LightningEnvironment
+
+    from barloc.errors import InputError
+    from barloc.steps.train import trainer_settings
+
+    for key in ("SLURM_STEP_NUM_TASKS", "SLURM_NTASKS"):
+        monkeypatch.delenv(key, raising=False)
+    one = trainer_settings({"accelerator": "cpu", "threads": 1})
+    assert "plugins" not in one and one["use_distributed_sampler"] is False
+    two = trainer_settings({"accelerator": "cpu", "devices": 2, "strategy": "ddp", "threads": 1})
+    assert [type(p) for p in two["plugins"]] == [LightningEnvironment]
+    # The Slurm plugin's job step: one task, so Lightning still starts the second process.
+    monkeypatch.setenv("SLURM_NTASKS", "1")
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "1")
+    assert "plugins" in trainer_settings({"accelerator": "cpu", "devices": 2, "threads": 1})
+    # srun started one task per device: Lightning's SLURMEnvironment takes over.
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "4")
+    assert "plugins" not in trainer_settings({"accelerator": "cpu", "devices": 2, "num_nodes": 2, "threads": 1})
+    # More GPUs asked for than the job was given: one line, not Lightning's traceback.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    with pytest.raises(InputError, match=r"trainer.devices is 2, but this job sees 1 GPU\(s\) \(CUDA_VISIBLE_DEVICES=0\)"):
+        trainer_settings({"accelerator": "gpu", "devices": 2, "threads": 1})
+    assert trainer_settings({"accelerator": "gpu", "devices": 1, "threads": 1})["precision"] == "bf16-mixed"

@@ -165,7 +165,8 @@ def test_jobs_ran_as_slurm_jobs(runs):
     _, wd, log = runs
     submitted = dict(re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", log))
     slurm_ids = set(submitted.values())
-    assert len(slurm_ids) == len(submitted) == len(RULES) * len(TASKS) - (len(TASKS) - 1)  # one report job
+    # one report job, and an ablation job for the multiclass task only
+    assert len(slurm_ids) == len(submitted) == len(RULES) * len(TASKS) - (len(TASKS) - 1) + 1
     run_id = re.search(r"SLURM run ID: (\S+)", log).group(1)
     # Slurm's own record (squeue keeps finished jobs for MinJobAge; no accounting database).
     out = subprocess.run(["squeue", "--states=all", "--noheader", "--name", run_id, "--format=%i|%T|%k"],
@@ -263,3 +264,27 @@ def test_cancelled_train_job_is_resubmitted_and_resumes(slurm_cluster, tmp_path)
     assert re.search(r"resuming localization from \S+last.ckpt \(epoch ([2-9]|1[01]) done\)", log), log[-2000:]
     history = pd.read_csv(wd / "results/localization/history.tsv", sep="\t")
     assert list(history["epoch"]) == list(range(12))
+
+
+def test_two_process_training_in_one_slurm_job(slurm_cluster, tmp_path):
+    """Multi-GPU training as the profile runs it, with two CPU processes for two GPUs: the
+    plugin starts the train job as one Slurm task (srun -n1), in which Lightning must start
+    the second process itself rather than wait for Slurm to start it."""
+
+    def two_devices(cfg, wd):
+        cfg["trainer"].update({"devices": 2, "strategy": "ddp", "threads": 2})
+        cfg["tasks"] = {"fish_origin": cfg["tasks"]["fish_origin"]}
+
+    wd = make_workdir(tmp_path / "wd", two_devices)
+    res = subprocess.run(
+        SNAKEMAKE + ["-s", str(REPO / "Snakefile"), "--directory", str(wd), "--profile", str(cluster_profile(tmp_path)),
+                     "--workflow-profile", "none", "results/fish_origin/model.json"],
+        capture_output=True, text=True, timeout=900, cwd=wd,
+    )
+    assert res.returncode == 0, res.stderr[-5000:] + _slurm_logs(wd)
+    submitted = re.findall(r"Job \d+ has been submitted with SLURM jobid (\d+)", res.stderr)
+    logs = list((wd / ".snakemake/slurm_logs/rule_train/fish_origin").glob("*.log"))
+    assert len(logs) == 1 and logs[0].stem in submitted
+    job_log = logs[0].read_text()
+    assert "(2 processes, rank 0)" in job_log and "[rank 1]: trained" in job_log, job_log[-3000:]
+    assert json.loads((wd / "results/fish_origin/model.json").read_text())["world_size"] == 2

@@ -70,6 +70,14 @@ def trainer_settings(tcfg: dict) -> dict:
         # The bucket sampler shards batches itself (Lightning cannot wrap a batch sampler).
         "use_distributed_sampler": False,
     }
+    devices = settings["devices"]
+    if gpu and isinstance(devices, int) and devices > torch.cuda.device_count():
+        raise InputError(
+            None,
+            f"trainer.devices is {devices}, but this job sees {torch.cuda.device_count()} GPU(s) "
+            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); on Slurm, ask for as many "
+            f"in the profile (set-resources: train: gpu: {devices})",
+        )
     if _multi_process(settings) and not _started_by_slurm():
         # One node: Lightning starts one process per device itself. Inside a Slurm job step
         # of one task (how the Slurm executor plugin runs every job) Lightning would otherwise
