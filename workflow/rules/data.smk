@@ -6,7 +6,7 @@ rule ingest:
     params:
         task="{task}",
         cfg=task_cfg,
-        geo_table=config["geo_table"],
+        geo_table=config.get("geo_table"),
     log:
         "results/logs/{task}/ingest.log",
     conda:

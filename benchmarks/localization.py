@@ -1,0 +1,389 @@
+"""Protein localization on DeepLoc 2.0's homology partitions: barloc against a composition floor.
+
+Partition protocol (DeepLoc 2.0): for test partition k, the model trains on three partitions,
+partition k+1 (mod 5) early-stops it and tunes its calibration and per-location MCC thresholds,
+and partition k is scored; rotated over all five unless ``--partitions`` names fewer. Scores
+are averaged over the test partitions run. Every number comes from barloc's own code: ``fit``
+(the workflow's train step), the calibrate step's fit, ``mcc_thresholds`` and the DeepLoc
+metrics of ``barloc.metrics``, the DeepLoc reader.
+
+- ``floor``: amino-acid, dipeptide and terminal (first/last 50 residues) composition,
+  standardised, one-vs-rest logistic regression; thresholds tuned on the same partition.
+- ``softmax_vs_sigmoid``: the same encoder trained with one softmax over the locations
+  (a protein's locations as a normalised target row), scored beside the sigmoid model on all
+  test proteins and on those with more than one location.
+
+Runs over subsets of partitions write files that ``--merge`` combines:
+
+    python benchmarks/localization.py --out p01.json --partitions 0 1
+    python benchmarks/localization.py --out p234.json --partitions 2 3 4
+    python benchmarks/localization.py --merge p01.json p234.json --out localization.json
+
+``--quick`` subsamples proteins per partition, caps the epochs and, unless ``--partitions`` says
+otherwise, tests partition 4 only (said so in the JSON's ``settings``): a few minutes on a 2-core
+CPU with the configured model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import os
+import platform
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+from lightning.pytorch.callbacks import Callback
+from sklearn.linear_model import LogisticRegression
+from sklearn.multiclass import OneVsRestClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from barloc.calibrate import apply, softmax_probs, weighting_offset
+from barloc.data import EncodedDataset, predict_logits, targets_for
+from barloc.losses import softmax_cross_entropy
+from barloc.metrics import mcc_thresholds, multilabel_metrics, per_label_mcc
+from barloc.runtime import sha256, versions
+from barloc.steps.calibrate import fit as fit_calibration
+from barloc.steps.ingest import load_reference, limit_length
+from barloc.steps.train import fit, task_classes
+
+REPO = Path(__file__).resolve().parents[1]
+N_PARTITIONS = 5
+AMINO = "ACDEFGHIKLMNPQRSTVWY"
+TERMINAL = 50
+QUICK = {"per_partition": 400, "max_epochs": 4, "patience": 2, "partitions": ["4"]}
+#: Proteins of the test partition (never subsampled) that time prediction, after a warm-up pass.
+SPEED_PROTEINS = 2000
+log = logging.getLogger("localization")
+
+
+# --- data -------------------------------------------------------------------------------
+
+def load_task(config: Path, data: Path | None, task_name: str = "localization") -> tuple[pd.DataFrame, dict, dict]:
+    """Labelled proteins (id, sequence, label, group = partition), the task and trainer config."""
+    cfg = yaml.safe_load(config.read_text())
+    task = dict(cfg["tasks"][task_name])
+    ref = Path(data) if data else Path(task["reference"])
+    task["reference"] = str(ref if ref.is_absolute() else REPO / ref)
+    task.pop("query", None)
+    df = limit_length(load_reference(task, None), task, task["reference"])
+    df = df[df["label"].notna()].reset_index(drop=True)
+    df["group"] = df["group"].astype(str)
+    return df, task, dict(cfg["trainer"])
+
+
+def subsample(df: pd.DataFrame, per_partition: int, seed: int) -> pd.DataFrame:
+    """``per_partition`` random proteins from each partition (all of a smaller one)."""
+    parts = [g.sample(min(per_partition, len(g)), random_state=seed) for _, g in df.groupby("group", sort=True)]
+    return pd.concat(parts).sort_index().reset_index(drop=True)
+
+
+def rotation(partitions: list[str], test: str) -> tuple[str, list[str]]:
+    """The threshold (val) partition and the training partitions for one test partition."""
+    i = partitions.index(test)
+    val = partitions[(i + 1) % len(partitions)]
+    return val, [p for p in partitions if p not in (test, val)]
+
+
+# --- the composition floor ---------------------------------------------------------------
+
+def composition_features(seqs: list[str], terminal: int = TERMINAL) -> np.ndarray:
+    """Amino-acid (20) and dipeptide (400) composition, and the amino-acid composition of the
+    first and last ``terminal`` residues (20 + 20); residues outside the 20 are skipped."""
+    table = np.full(256, -1, dtype=np.int64)
+    for i, a in enumerate(AMINO):
+        table[ord(a)] = i
+    out = np.zeros((len(seqs), 460), dtype=np.float64)
+    for r, s in enumerate(seqs):
+        x = table[np.frombuffer(s.encode("ascii"), dtype=np.uint8)]
+        aa = x[x >= 0]
+        out[r, :20] = np.bincount(aa, minlength=20) / max(len(aa), 1)
+        pair = x[:-1] * 20 + x[1:]
+        pair = pair[(x[:-1] >= 0) & (x[1:] >= 0)]
+        out[r, 20:420] = np.bincount(pair, minlength=400) / max(len(pair), 1)
+        for j, part in ((420, x[:terminal]), (440, x[-terminal:])):
+            part = part[part >= 0]
+            out[r, j:j + 20] = np.bincount(part, minlength=20) / max(len(part), 1)
+    return out
+
+
+def floor_probs(train: pd.DataFrame, others: list[pd.DataFrame], classes: list[str]) -> list[np.ndarray]:
+    Y = targets_for(train["label"].tolist(), classes, "multilabel").astype(int)
+    model = make_pipeline(StandardScaler(), OneVsRestClassifier(LogisticRegression(C=0.05, max_iter=3000)))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Label .* is present in all training examples")
+        model.fit(composition_features(train["sequence"].tolist()), Y)
+    return [model.predict_proba(composition_features(o["sequence"].tolist())) for o in others]
+
+
+# --- barloc models -----------------------------------------------------------------------
+
+class SoftmaxTargets(Callback):
+    """Train the location head as one softmax: a protein's locations as a target row that sums
+    to 1 (two locations: 0.5 each), barloc's soft-target cross-entropy as the loss."""
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        pl_module.loss_fn = lambda x, y: softmax_cross_entropy(x, y / y.sum(-1, keepdim=True).clamp_min(1.0))
+
+
+def scores(probs: np.ndarray, Y: np.ndarray, thresholds: np.ndarray, classes: list[str]) -> dict:
+    """DeepLoc 2.0's summary scores and per-location MCC (thresholds from the val partition)."""
+    m = multilabel_metrics(probs, Y, thresholds)
+    mcc = per_label_mcc(probs, Y, thresholds, classes)
+    pred_labels = (probs >= thresholds).sum(axis=1)
+    return {
+        "n": int(len(Y)),
+        "micro_f1": m["micro_f1"], "macro_f1": m["macro_f1"], "jaccard": m["jaccard"], "accuracy": m["exact_match"],
+        "mcc": {c: v["mcc"] for c, v in mcc.items()},
+        "thresholds": {c: v["threshold"] for c, v in mcc.items()},
+        "mean_true_locations": float(Y.sum(axis=1).mean()) if len(Y) else float("nan"),
+        "mean_predicted_locations": float(np.maximum(pred_labels, 1).mean()) if len(Y) else float("nan"),
+    }
+
+
+def prediction_speed(model, seqs: list[str], enc: dict, batch_size: int, device: str) -> dict:
+    """Proteins per second through barloc's predict path (``EncodedDataset`` + ``predict_logits``,
+    as ``barloc predict`` runs it), tokenising included, timed after one warm-up batch."""
+    predict_logits(model, EncodedDataset(seqs[:batch_size], enc, "protein"), batch_size, device)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    predict_logits(model, EncodedDataset(seqs, enc, "protein"), batch_size, device)
+    secs = time.perf_counter() - t0  # predict_logits ends with the logits on the host
+    lengths = [min(len(s), enc.get("max_len") or len(s)) for s in seqs]
+    return {"predict_seconds": secs, "predict_proteins": len(seqs), "mean_residues": float(np.mean(lengths)),
+            "batch_size": batch_size}
+
+
+def run_partition(df: pd.DataFrame, test: str, task: dict, trainer: dict, seed: int, classes: list[str],
+                  device: str, predict_batch: int, softmax: bool, speed_seqs: list[str]) -> dict:
+    partitions = sorted(df["group"].unique())
+    val_p, train_ps = rotation(partitions, test)
+    tr, va, te = (df[df["group"].isin(ps)] for ps in (train_ps, [val_p], [test]))
+    Yv, Yt = (targets_for(d["label"].tolist(), classes, "multilabel") for d in (va, te))
+    out: dict = {"test_partition": test, "threshold_partition": val_p, "train_partitions": train_ps,
+                 "n_train": len(tr), "n_threshold": len(va), "n_test": len(te)}
+    pseed = seed + int(test) if test.isdigit() else seed
+
+    # barloc as the workflow trains and calibrates it
+    model, meta, _ = fit(tr, va, task, trainer, pseed, f"partition{test}")
+    enc = meta["encoder"]
+    zv = predict_logits(model, EncodedDataset(va["sequence"].tolist(), enc, "protein"), predict_batch, device)
+    zt = predict_logits(model, EncodedDataset(te["sequence"].tolist(), enc, "protein"), predict_batch, device)
+    offset = weighting_offset("multilabel", meta["loss"], np.asarray(meta["train_counts"]), meta["n_train"])
+    calib = fit_calibration("multilabel", task.get("calibration", {}).get("method", "temperature"), zv, Yv, offset)
+    pv, pt = apply(zv, "multilabel", calib), apply(zt, "multilabel", calib)
+    thr = mcc_thresholds(pv, Yv)
+    out["barloc"] = scores(pt, Yt, thr, classes)
+    out["timing"] = {"train_seconds": meta["train_seconds"], "epochs": meta["epochs"], "best_epoch": meta["best_epoch"],
+                     "train_protein_epochs": len(tr) * meta["epochs"], "device": meta["device"],
+                     "precision": meta["precision"], **prediction_speed(model, speed_seqs, enc, predict_batch, device)}
+
+    # the floor, on the same proteins
+    fv, ft = floor_probs(tr, [va, te], classes)
+    out["floor"] = scores(ft, Yt, mcc_thresholds(fv, Yv), classes)
+
+    # the same encoder with a softmax head
+    if softmax:
+        stask = copy.deepcopy(task)
+        stask.setdefault("train", {})["monitor"] = "val_loss"
+        smodel, smeta, _ = fit(tr, va, stask, trainer, pseed, f"partition{test}-softmax", callbacks=(SoftmaxTargets(),))
+        sv = softmax_probs(predict_logits(smodel, EncodedDataset(va["sequence"].tolist(), enc, "protein"), predict_batch, device))
+        st = softmax_probs(predict_logits(smodel, EncodedDataset(te["sequence"].tolist(), enc, "protein"), predict_batch, device))
+        sthr = mcc_thresholds(sv, Yv)
+        multi = Yt.sum(axis=1) > 1
+        out["softmax_vs_sigmoid"] = {
+            subset: {"sigmoid": scores(pt[m], Yt[m], thr, classes), "softmax": scores(st[m], Yt[m], sthr, classes)}
+            for subset, m in (("all", np.ones(len(Yt), bool)), ("multi_location", multi), ("single_location", ~multi))
+        }
+        out["softmax_vs_sigmoid"]["softmax_train_seconds"] = smeta["train_seconds"]
+    return out
+
+
+# --- summary -----------------------------------------------------------------------------
+
+SUMMARY_KEYS = ("micro_f1", "macro_f1", "jaccard", "accuracy")
+
+
+def _mean_scores(rows: list[dict]) -> dict:
+    """Unweighted mean over test partitions (DeepLoc's 'averaged over partitions'), with the
+    per-partition spread."""
+    out = {k: round(float(np.mean([r[k] for r in rows])), 4) for k in SUMMARY_KEYS}
+    out["sd"] = {k: round(float(np.std([r[k] for r in rows])), 4) for k in SUMMARY_KEYS}
+    out["mcc"] = {c: round(float(np.nanmean([r["mcc"][c] for r in rows])), 4) for c in rows[0]["mcc"]}
+    out["mean_predicted_locations"] = round(float(np.mean([r["mean_predicted_locations"] for r in rows])), 3)
+    out["mean_true_locations"] = round(float(np.mean([r["mean_true_locations"] for r in rows])), 3)
+    out["n_test"] = int(sum(r["n"] for r in rows))
+    return out
+
+
+def summarise(result: dict) -> dict:
+    parts = [result["partitions"][k] for k in sorted(result["partitions"])]
+    result["test_partitions"] = sorted(result["partitions"])
+    result["barloc"] = _mean_scores([p["barloc"] for p in parts])
+    result["floor"] = _mean_scores([p["floor"] for p in parts])
+    below = [c for c in result["barloc"]["mcc"] if result["barloc"]["mcc"][c] < result["floor"]["mcc"][c]]
+    result["locations_below_floor_mcc"] = below
+    if all("softmax_vs_sigmoid" in p for p in parts):
+        svs: dict = {}
+        for subset in ("all", "multi_location", "single_location"):
+            svs[subset] = {head: _mean_scores([p["softmax_vs_sigmoid"][subset][head] for p in parts])
+                           for head in ("sigmoid", "softmax")}
+        svs["note"] = ("same encoder, data and partitions; sigmoid: BCE per location (barloc); softmax: one "
+                       "cross-entropy over locations against the normalised location row. Both use "
+                       "per-location MCC thresholds tuned on the threshold partition.")
+        result["softmax_vs_sigmoid"] = svs
+    else:
+        result["softmax_vs_sigmoid"] = None
+    t = [p["timing"] for p in parts]
+    train_s = sum(x["train_seconds"] for x in t)
+    result["train_seconds"] = round(train_s, 1)
+    result["train_proteins_per_second"] = round(sum(x["train_protein_epochs"] for x in t) / train_s, 1)
+    result["predict_proteins_per_second"] = round(sum(x["predict_proteins"] for x in t) / sum(x["predict_seconds"] for x in t), 1)
+    result["device"] = result["settings"]["device"]
+    result["speed_note"] = (
+        f"prediction: barloc's predict path (EncodedDataset + predict_logits, tokenising included) on up to "
+        f"{SPEED_PROTEINS} proteins of each test partition of the full data, clipped to encoder.max_len, batch "
+        f"{result['settings']['predict_batch']}, after a warm-up batch; training: protein-epochs per second of fit(), "
+        "validation passes and Lightning overhead included; the softmax model's training is not counted")
+    return result
+
+
+VARYING = ("partitions", "load_average_at_start", "load_average_at_end")
+
+
+def merge(files: list[Path]) -> dict:
+    runs = [json.loads(f.read_text()) for f in files]
+    base = runs[0]
+    for f, r in zip(files[1:], runs[1:]):
+        mine = {k: v for k, v in r["settings"].items() if k not in VARYING}
+        theirs = {k: v for k, v in base["settings"].items() if k not in VARYING}
+        if mine != theirs:
+            diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+            raise SystemExit(f"{f}: run with other settings than {files[0]} ({', '.join(diff)}); not merged")
+    out = {"settings": base["settings"], "partitions": {}, "merged_from": [str(f) for f in files]}
+    for f, r in zip(files, runs):
+        for k, v in r["partitions"].items():
+            if k in out["partitions"]:
+                raise SystemExit(f"{f}: test partition {k} is in more than one file")
+            out["partitions"][k] = v
+    out["settings"]["partitions"] = sorted(out["partitions"])
+    out["peak_gpu_mem_gb"] = max((r.get("peak_gpu_mem_gb") for r in runs if r.get("peak_gpu_mem_gb") is not None), default=None)
+    out["protocol_seconds"] = round(sum(r.get("protocol_seconds", 0.0) for r in runs), 1)
+    return summarise(out)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--config", type=Path, default=REPO / "config/full.yaml",
+                    help="the task's encoder, loss, training and calibration settings (default config/full.yaml)")
+    ap.add_argument("--data", type=Path, help="DeepLoc 2.0 CSV (default: the config's localization reference)")
+    ap.add_argument("--partitions", nargs="+", help="test partitions to run (default: all five)")
+    ap.add_argument("--quick", action="store_true",
+                    help=f"{QUICK['per_partition']} proteins per partition, at most {QUICK['max_epochs']} epochs, "
+                         f"test partition {QUICK['partitions'][0]} only unless --partitions is given")
+    ap.add_argument("--per-partition", type=int, help="subsample this many proteins per partition")
+    ap.add_argument("--max-epochs", type=int)
+    ap.add_argument("--attention-layers", type=int, help="override encoder.attention_layers")
+    ap.add_argument("--no-softmax", action="store_true", help="skip the softmax-vs-sigmoid model")
+    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ap.add_argument("--threads", type=int, help="CPU threads (default: the config's trainer.threads, at most the cores)")
+    ap.add_argument("--predict-batch", type=int, help="proteins per forward pass (default 128 on CPU, 512 on GPU)")
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--merge", type=Path, nargs="+", help="combine these result files instead of running")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    for noisy in ("lightning", "lightning.pytorch", "lightning.fabric", "barloc"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    for noise in (".*does not have many workers.*", ".*number of training batches.*", ".*`srun` command is available.*",
+                  ".*LeafSpec.*", "A single label was found.*"):
+        warnings.filterwarnings("ignore", noise)
+
+    if args.merge:
+        result = merge(args.merge)
+    else:
+        result = run(args)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2, default=float) + "\n")
+    brief = {k: result[k] for k in ("device", "train_seconds", "train_proteins_per_second",
+                                    "predict_proteins_per_second", "peak_gpu_mem_gb")}
+    print(json.dumps({"barloc": {k: result["barloc"][k] for k in SUMMARY_KEYS},
+                      "floor": {k: result["floor"][k] for k in SUMMARY_KEYS}, **brief}, indent=2))
+    return result
+
+
+def run(args) -> dict:
+    t_start = time.perf_counter()
+    cuda = torch.cuda.is_available() and args.device in ("auto", "cuda")
+    if args.device == "cuda" and not cuda:
+        raise SystemExit("--device cuda: no CUDA device is visible")
+    device = "cuda" if cuda else "cpu"
+    df, task, trainer = load_task(args.config, args.data)
+    trainer = {**trainer, "accelerator": "gpu" if cuda else "cpu"}
+    threads = args.threads or min(int(trainer.get("threads", 1)), os.cpu_count() or 1)
+    torch.set_num_threads(threads)
+    per_partition = args.per_partition or (QUICK["per_partition"] if args.quick else None)
+    max_epochs = args.max_epochs or (QUICK["max_epochs"] if args.quick else None)
+    full = df
+    if per_partition:
+        df = subsample(df, per_partition, args.seed)
+    tr = task.setdefault("train", {})
+    if max_epochs:
+        tr["max_epochs"] = max_epochs
+        tr["patience"] = min(int(tr.get("patience", 5)), QUICK["patience"]) if args.quick else tr.get("patience", 5)
+    if args.attention_layers is not None:
+        task.setdefault("encoder", {})["attention_layers"] = args.attention_layers
+    partitions = sorted(df["group"].unique())
+    if len(partitions) != N_PARTITIONS:
+        raise SystemExit(f"{task['reference']}: {len(partitions)} partitions, expected {N_PARTITIONS}")
+    tests = [str(p) for p in (args.partitions or (QUICK["partitions"] if args.quick else partitions))]
+    unknown = sorted(set(tests) - set(partitions))
+    if unknown:
+        raise SystemExit(f"--partitions: no partition {', '.join(unknown)} (have {', '.join(partitions)})")
+    classes = task_classes(df["label"], task)
+    task["classes"] = classes
+    predict_batch = args.predict_batch or (512 if cuda else 128)
+    settings = {
+        "data": str(task["reference"]), "data_sha256": sha256(task["reference"]), "n_proteins": len(df),
+        "quick": bool(args.quick), "per_partition": per_partition, "max_epochs": tr.get("max_epochs"),
+        "config": str(args.config), "encoder": task.get("encoder"), "loss": task.get("loss"), "train": tr,
+        "calibration": task.get("calibration"), "seed": args.seed, "partitions": tests, "classes": classes,
+        "device": torch.cuda.get_device_name(0) if cuda else f"cpu ({platform.processor() or platform.machine()}, "
+                                                              f"{threads} threads of {os.cpu_count()} cores)",
+        "predict_batch": predict_batch, "softmax": not args.no_softmax, "versions": versions(),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+    if args.quick:
+        settings["note"] = (f"QUICK RUN: {per_partition} proteins per partition, at most {tr['max_epochs']} epochs "
+                            f"(patience {tr['patience']}), only the test partitions in settings.partitions: a smoke test and "
+                            "a throughput figure, not the 5-partition protocol on the full set")
+    result: dict = {"settings": settings, "partitions": {}}
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    for test in tests:
+        log.info("test partition %s (%d proteins in all)", test, len(df))
+        pool = full[full["group"] == test]
+        speed = pool.sample(min(SPEED_PROTEINS, len(pool)), random_state=args.seed)["sequence"].tolist()
+        result["partitions"][test] = run_partition(df, test, task, trainer, args.seed, classes, device, predict_batch,
+                                                   not args.no_softmax, speed)
+        p = result["partitions"][test]
+        log.info("partition %s: barloc micro-F1 %.3f macro-F1 %.3f; floor %.3f / %.3f; %.0f s training",
+                 test, p["barloc"]["micro_f1"], p["barloc"]["macro_f1"], p["floor"]["micro_f1"], p["floor"]["macro_f1"],
+                 p["timing"]["train_seconds"])
+    result["peak_gpu_mem_gb"] = round(torch.cuda.max_memory_allocated() / 1e9, 3) if cuda else None
+    result["protocol_seconds"] = round(time.perf_counter() - t_start, 1)
+    settings["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    return summarise(result)
+
+
+if __name__ == "__main__":
+    main()
