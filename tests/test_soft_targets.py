@@ -208,18 +208,21 @@ def test_targets_for_training():
 MOTIF = {"Atlantic": "GATTACAGATTACA", "Indian": "CCGGTTAACCGGTT", "Pacific": "TTTTGGGGCCCCAA"}
 
 
-def synthetic_inputs(where: Path, n_per_class: int = 40, seed: int = 0) -> tuple[Path, Path]:
+def synthetic_inputs(where: Path, sizes: tuple[int, ...] = (40, 40, 40), seed: int = 0,
+                     motif_len: int | None = None) -> tuple[Path, Path]:
     """Random 150-base DNA with a class motif planted twice; every sixth record gets a
     probability vector (its true class 0.7, or 0.6 for Indian, the next class the rest)
-    instead of a 0/1 row."""
+    instead of a 0/1 row. ``sizes``: records per class; ``motif_len`` plants only that much of
+    each motif (a harder task)."""
     rng = np.random.default_rng(seed)
     fasta, rows = [], ["id\tgroup\t" + "\t".join(CLASSES)]
     i = 0
     for ci, c in enumerate(CLASSES):
-        for j in range(n_per_class):
+        motif = MOTIF[c][:motif_len]
+        for j in range(sizes[ci]):
             seq = list(rng.choice(list("ACGT"), 150))
             for start in (20, 90):
-                seq[start:start + len(MOTIF[c])] = MOTIF[c]
+                seq[start:start + len(motif)] = motif
             rid = f"syn{i:03d}"
             fasta.append(f">{rid}\n{''.join(seq)}\n")
             if i % 6 == 5:

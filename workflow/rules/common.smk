@@ -47,6 +47,16 @@ def task_inputs(wildcards):
     return files
 
 
+def ablation_tasks():
+    """Multiclass tasks whose report compares the loss options (task key ablation, default true)."""
+    return [
+        t
+        for t in TASKS
+        if config["tasks"][t]["kind"] == "multiclass"
+        and config["tasks"][t].get("ablation", True)
+    ]
+
+
 def all_outputs():
     return ["results/report/index.html"] + expand(
         "results/{task}/{name}",

@@ -24,6 +24,29 @@ rule train:
         "../scripts/train.py"
 
 
+rule ablation:
+    input:
+        records="results/{task}/records.parquet",
+        splits="results/{task}/splits.tsv",
+    output:
+        ablation="results/{task}/ablation.json",
+    params:
+        task="{task}",
+        cfg=task_cfg,
+        seed=SEED,
+        trainer=config["trainer"],
+    threads: config["trainer"]["threads"]
+    log:
+        "results/logs/{task}/ablation.log",
+    conda:
+        "../../envs/barloc.yaml"
+    resources:
+        mem_mb=8000,
+        runtime=lambda wildcards, attempt: 120 * attempt,
+    script:
+        "../scripts/ablation.py"
+
+
 rule predict:
     input:
         records="results/{task}/records.parquet",

@@ -14,6 +14,8 @@ rule report:
         calibration=expand("results/{task}/calibration.json", task=TASKS),
         logits=expand("results/{task}/logits.parquet", task=TASKS),
         records=expand("results/{task}/records.parquet", task=TASKS),
+        # What class weighting and focal loss change, for multiclass tasks.
+        ablation=expand("results/{task}/ablation.json", task=ablation_tasks()),
     output:
         html=report(
             "results/report/index.html",

@@ -626,6 +626,65 @@ def _coverage_section(task_dir: Path, kind: str, classes: list[str], calibration
             "overall": fmt_pct(curve["accuracy"][-1])}
 
 
+def _moved(metric: str, a: Any, b: Any, to_only: bool = False) -> str:
+    """'raised balanced accuracy from 47% to 52%' (or 'to 52%'), 'left ... at 47%'."""
+    pa, pb = fmt_pct(a), fmt_pct(b)
+    if pa == pb:
+        return f"left {metric} at {pa}"
+    verb = "raised" if float(b) > float(a) else "lowered"
+    return f"{verb} {metric} " + (f"to {pb}" if to_only else f"from {pa} to {pb}")
+
+
+def _points(x: Any) -> str:
+    return f"{float(x) * 100:+.0f}" if _finite(x) else "–"
+
+
+def _ablation_section(ablation: dict | None, words: dict, path: Path) -> dict:
+    """What class weighting and focal loss each change, from this run's ablation.json: one
+    sentence for the analyst, a note on chance, and the figures behind both."""
+    if ablation is None:
+        return {"state": "missing", "file": str(path)}
+    v = ablation.get("variants") or {}
+    if not all(isinstance(v.get(k), Mapping) for k in ("cross_entropy", "class_weights", "focal")):
+        return {"state": "missing", "file": str(path)}
+    ce, cw, fo = v["cross_entropy"], v["class_weights"], v["focal"]
+    support = {c: n for c, n in (ablation.get("test_support") or {}).items() if n}
+    rare = min(support, key=lambda c: (support[c], c)) if support else None
+    rare_text = ""
+    if rare is not None and _finite(ce["recall"].get(rare)) and _finite(cw["recall"].get(rare)):
+        rare_text = (f" (the rarest {words['thing']}, {rare}, went from {fmt_pct(ce['recall'][rare])} to "
+                     f"{fmt_pct(cw['recall'][rare])} of its test {words['nouns']} called right)")
+    ba = "balanced accuracy"
+    ba_gloss = f"balanced accuracy (the share of each {words['thing']}'s test {words['nouns']} called right, averaged over {words['things']})"
+    ece_gloss = "calibration error (the gap between stated confidence and how often calls are right)"
+    sentence = (
+        f"Retrained on this run's split with only the loss changed, weighting the {words['things']} by rarity "
+        f"{_moved(ba_gloss, ce['balanced_accuracy'], cw['balanced_accuracy'])}{rare_text} and "
+        f"{_moved(ece_gloss, ce['ece'], cw['ece'])}, while focal loss "
+        f"{_moved(ba, ce['balanced_accuracy'], fo['balanced_accuracy'], to_only=True)} and "
+        f"{_moved('calibration error', ce['ece'], fo['ece'], to_only=True)}, each compared with plain cross-entropy."
+    )
+    diffs = ablation.get("differences") or {}
+    ci = []
+    for name, label in (("class_weights", "class weighting"), ("focal", "focal loss")):
+        d = diffs.get(name) or {}
+        if _finite(d.get("ci_low")) and _finite(d.get("ci_high")):
+            ci.append(f"{label} {_points(d['ci_low'])} to {_points(d['ci_high'])} points")
+    chance = ""
+    if ci:
+        chance = (f"Each option was trained once and scored on {fmt_int(ablation.get('n_test'))} test {words['nouns']}; "
+                  f"95% bootstrap intervals of the change in balanced accuracy ({'; '.join(ci)}) show how much of it "
+                  "chance alone could make.")
+    rows = []
+    for key, label in (("cross_entropy", "Plain cross-entropy"), ("class_weights", "Class-weighted cross-entropy"),
+                       ("focal", "Focal loss")):
+        r = v[key]
+        rows.append({"label": label, "balanced_accuracy": fmt_num(r.get("balanced_accuracy")),
+                     "accuracy": fmt_num(r.get("accuracy")), "rare_recall": fmt_num((r.get("recall") or {}).get(rare)),
+                     "ece": fmt_num(r.get("ece")), "nll": fmt_num(r.get("nll"))})
+    return {"state": "ok", "sentence": sentence, "chance": chance, "rows": rows, "rare": rare, "file": str(path)}
+
+
 def _training_section(model: dict | None, history: pd.DataFrame | None, path: Path) -> dict:
     if history is None:
         return {"state": "missing", "file": str(path)}
@@ -673,6 +732,8 @@ def _task_context(name: str, task_dir: Path, cutoff: float | None = None) -> dic
         },
         "calls": _calls_section(calls_df, kind, classes, task_dir / "calls.tsv"),
         "metrics": _metrics_section(metrics, kind, classes, words, calibration, task_dir / "metrics.json"),
+        "ablation": (_ablation_section(_read_json(task_dir / "ablation.json"), words, task_dir / "ablation.json")
+                     if kind == "multiclass" else {"state": "not_applicable"}),
         "calibration": _calibration_section(calibration, kind, classes, task_dir / "calibration.json"),
         "priors": _priors_section(priors, kind, classes, task_dir / "priors.json"),
         "coverage": _coverage_section(task_dir, kind, classes, calibration, cutoff, words),

@@ -1,0 +1,6 @@
+"""Snakemake entry for the ablation rule; the logic is barloc.steps.ablation."""
+
+from barloc.runtime import run_step
+from barloc.steps.ablation import run
+
+run_step(snakemake, run)  # noqa: F821 (snakemake is injected by the script directive)
