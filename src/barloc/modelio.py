@@ -24,6 +24,7 @@ def build_model(meta: dict) -> SequenceClassifier:
         target_counts=meta["train_counts"],
         n_train=meta["n_train"],
         n_features=meta.get("n_features"),
+        extra_heads=meta.get("extra_heads", ()),
     )
 
 

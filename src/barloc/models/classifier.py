@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from barloc.extra_heads import masked_bce
 from barloc.losses import make_loss
 from barloc.metrics import multiclass_metrics
 from barloc.models.encoders import build_encoder
@@ -29,6 +30,7 @@ class SequenceClassifier(L.LightningModule):
         target_counts: list[float],
         n_train: int,
         n_features: int | None = None,
+        extra_heads: list[str] | tuple[str, ...] = (),
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -36,24 +38,43 @@ class SequenceClassifier(L.LightningModule):
         self.encoder = build_encoder(encoder, alphabet, n_features)
         self.head = nn.Linear(self.encoder.out_dim, n_classes)
         self.loss_fn = make_loss(kind, loss, np.asarray(target_counts), n_train)
+        # Extra sigmoid outputs on the same encoding (barloc.extra_heads: the membrane flag);
+        # their targets are the columns after the classes'. forward() gives the classes only.
+        self.extra_head = nn.Linear(self.encoder.out_dim, len(extra_heads)) if extra_heads else None
+        self.extra_weight = float(loss.get("membrane_weight", 1.0))
         self._val_logits: list[torch.Tensor] = []
         self._val_targets: list[torch.Tensor] = []
 
     def forward(self, batch: dict) -> torch.Tensor:
         return self.head(self.encoder(batch))
 
+    def forward_all(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Class logits and the extra heads' logits (None without extra heads)."""
+        z = self.encoder(batch)
+        return self.head(z), None if self.extra_head is None else self.extra_head(z)
+
+    def _loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(loss, class logits, class targets); extra heads add their weighted, NaN-masked BCE."""
+        if self.extra_head is None:
+            logits = self(batch)
+            return self.loss_fn(logits, batch["target"]), logits, batch["target"]
+        logits, extra = self.forward_all(batch)
+        k = logits.shape[1]
+        target, extra_target = batch["target"][:, :k], batch["target"][:, k:]
+        loss = self.loss_fn(logits, target) + self.extra_weight * masked_bce(extra, extra_target)
+        return loss, logits, target
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = self.loss_fn(self(batch), batch["target"])
+        loss = self._loss(batch)[0]
         # sync_dist: under DDP the epoch's loss is averaged over the processes' shards.
         self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(batch["target"]), sync_dist=True)
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        logits = self(batch)
-        loss = self.loss_fn(logits, batch["target"])
+        loss, logits, target = self._loss(batch)
         self.log("val_loss", loss, on_epoch=True, prog_bar=True, batch_size=len(batch["target"]), sync_dist=True)
         self._val_logits.append(logits.detach().float().cpu())
-        self._val_targets.append(batch["target"].detach().cpu())
+        self._val_targets.append(target.detach().cpu())
 
     def on_validation_epoch_end(self) -> None:
         if not self._val_logits:

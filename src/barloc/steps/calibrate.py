@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from barloc import calibrate as cal
-from barloc import soft
+from barloc import extra_heads, soft
 from barloc.data import targets_for
 from barloc.metrics import mcc_thresholds
 from barloc.runtime import read_json, write_json
@@ -75,4 +75,6 @@ def run(inputs, outputs, params, threads: int = 1) -> None:
     }
     if kind == "multilabel":
         out["thresholds"] = mcc_thresholds(cal_v, yv)
+    if meta.get("extra_heads"):  # e.g. the membrane flag: its own Platt scaling and threshold
+        out["extra_heads"] = extra_heads.fit_calibration(df, meta["extra_heads"])
     write_json(out, outputs.calibration)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from barloc import metrics, soft
+from barloc import extra_heads, metrics, soft
 from barloc.calibrate import apply
 from barloc.runtime import read_json, write_json
 from barloc.shift import reweight, reweight_multilabel
@@ -45,4 +45,6 @@ def run(inputs, outputs, params, threads: int = 1) -> None:
         out["calibrated"] = metrics.multilabel_metrics(cal, yt, thr, bins)
         out["prior_corrected"] = metrics.multilabel_metrics(shifted, yt, thr, bins)
         out["per_class"] = metrics.per_label_mcc(cal, yt, thr, classes)
+    if calib.get("extra_heads"):  # scored on their own, never mixed into the classes' metrics
+        out["extra_heads"] = extra_heads.evaluate(df, calib["extra_heads"])
     write_json(out, outputs.metrics)

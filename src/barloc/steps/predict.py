@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from barloc import soft
+from barloc import extra_heads, soft
 from barloc.data import EncodedDataset, predict_logits
 from barloc.modelio import load_model
 from barloc.runtime import atomic_path
@@ -26,15 +26,19 @@ def read_logits(path, classes: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
 
 def run(inputs, outputs, params, threads: int = 1) -> None:
     model, meta = load_model(inputs.model, inputs.meta)
-    records = pd.read_parquet(inputs.records, columns=soft.parquet_columns(inputs.records, ["id", "sequence", "label", "role"]))
+    extra = meta.get("extra_heads", [])
+    records = pd.read_parquet(inputs.records, columns=soft.parquet_columns(inputs.records, ["id", "sequence", "label", "role"])
+                              + extra_heads.parquet_columns(inputs.records, extra))
     splits = pd.read_csv(inputs.splits, sep="\t", dtype=str)
     data = records.merge(splits, on="id", how="left")
     data.loc[data["role"] == "query", "split"] = "query"
     data = data[data["split"].isin(["val", "test", "query"])].reset_index(drop=True)
     ds = EncodedDataset(data["sequence"].tolist(), meta["encoder"], meta["alphabet"])
     batch_size = int(params.cfg.get("train", {}).get("batch_size", 64)) * 2
-    logits = predict_logits(model, ds, batch_size)
-    out = logits_frame(data["id"], data["split"], data["label"], logits, meta["classes"])
+    logits = predict_logits(extra_heads.WithExtraHeads(model) if extra else model, ds, batch_size)
+    k = len(meta["classes"])
+    out = logits_frame(data["id"], data["split"], data["label"], logits[:, :k], meta["classes"])
+    out = extra_heads.logit_columns(out, logits, data, extra, k)
     if soft.SOFT in data:  # so that calibration and evaluation can leave soft targets out
         out.insert(3, soft.SOFT, data[soft.SOFT].where(data[soft.SOFT].notna(), None).to_numpy())
     with atomic_path(outputs.logits) as tmp:

@@ -22,7 +22,7 @@ from lightning.fabric.plugins.environments import LightningEnvironment
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
 from barloc.errors import InputError
-from barloc import soft
+from barloc import extra_heads, soft
 from barloc.data import EncodedDataset, SequenceDataModule
 from barloc.modelio import build_model, save_model
 from barloc.models import VAL_METRIC_NAME, n_kmer_features
@@ -181,11 +181,15 @@ def fit(
     L.seed_everything(seed, workers=True, verbose=False)
     classes = task_classes(pd.concat([train["label"], val["label"]]), cfg,
                            (soft.column(train) or []) + (soft.column(val) or []))
+    extra = extra_heads.heads(cfg)  # e.g. the membrane flag: target columns after the classes'
+    if extra:
+        extra_heads.check_columns(pd.concat([train, val]), extra, "the training records")
     sets = {
-        name: EncodedDataset(part["sequence"].tolist(), enc, alphabet, soft.targets(part, classes, kind))
+        name: EncodedDataset(part["sequence"].tolist(), enc, alphabet,
+                             extra_heads.append_targets(soft.targets(part, classes, kind), part, extra))
         for name, part in (("train", train), ("val", val))
     }
-    y_train = sets["train"].targets.numpy()
+    y_train = sets["train"].targets.numpy()[:, :len(classes)] if extra else sets["train"].targets.numpy()
     # Soft targets (a probability row each) count as expected class counts.
     counts = np.bincount(y_train, minlength=len(classes)) if y_train.ndim == 1 else y_train.sum(axis=0)
     n_train = len(y_train)
@@ -198,6 +202,7 @@ def fit(
         "val_metric": VAL_METRIC_NAME[kind],
         # barloc predict applies the same clipping to queries as ingest did to training data.
         "length_limit": {"max_length": cfg.get("max_length"), "on_long": cfg.get("on_long", "clip")},
+        **({"extra_heads": extra} if extra else {}),
     }
     model = build_model(meta)
     if enc.get("standardize") and hasattr(model.encoder, "fit_standardizer"):
@@ -303,7 +308,8 @@ def _ckpt_epoch(path: Path) -> int:
 
 
 def run(inputs, outputs, params, threads: int = 1) -> None:
-    records = pd.read_parquet(inputs.records, columns=soft.parquet_columns(inputs.records, ["id", "sequence", "label"]))
+    records = pd.read_parquet(inputs.records, columns=soft.parquet_columns(inputs.records, ["id", "sequence", "label"])
+                              + extra_heads.parquet_columns(inputs.records, extra_heads.heads(params.cfg)))
     splits = pd.read_csv(inputs.splits, sep="\t", dtype=str)
     data = records.merge(splits, on="id")
     model, meta, history = fit(
