@@ -12,6 +12,8 @@ metrics of ``barloc.metrics``, the DeepLoc reader.
 - ``softmax_vs_sigmoid``: the same encoder trained with one softmax over the locations
   (a protein's locations as a normalised target row), scored beside the sigmoid model on all
   test proteins and on those with more than one location.
+- ``extra_heads`` (with ``--membrane-head`` or ``membrane_head: true``): the membrane/soluble
+  head's MCC, accuracy and F1, calibrated and thresholded on the threshold partition.
 
 Runs over subsets of partitions write files that ``--merge`` combines:
 
@@ -46,6 +48,7 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from barloc import extra_heads
 from barloc.calibrate import apply, softmax_probs, weighting_offset
 from barloc.data import EncodedDataset, predict_logits, targets_for
 from barloc.losses import softmax_cross_entropy
@@ -175,9 +178,15 @@ def run_partition(df: pd.DataFrame, test: str, task: dict, trainer: dict, seed: 
 
     # barloc as the workflow trains and calibrates it
     model, meta, _ = fit(tr, va, task, trainer, pseed, f"partition{test}")
-    enc = meta["encoder"]
-    zv = predict_logits(model, EncodedDataset(va["sequence"].tolist(), enc, "protein"), predict_batch, device)
-    zt = predict_logits(model, EncodedDataset(te["sequence"].tolist(), enc, "protein"), predict_batch, device)
+    enc, extra, k = meta["encoder"], meta.get("extra_heads", []), len(classes)
+    view = extra_heads.WithExtraHeads(model) if extra else model
+    zv = predict_logits(view, EncodedDataset(va["sequence"].tolist(), enc, "protein"), predict_batch, device)
+    zt = predict_logits(view, EncodedDataset(te["sequence"].tolist(), enc, "protein"), predict_batch, device)
+    if extra:  # the membrane head: calibrated, thresholded and scored on its own, as the workflow does
+        both = pd.concat([va.assign(split="val"), te.assign(split="test")], ignore_index=True)
+        frame = extra_heads.logit_columns(both[["split"]].copy(), np.vstack([zv, zt]), both, extra, k)
+        out["extra_heads"] = extra_heads.evaluate(frame, extra_heads.fit_calibration(frame, extra))
+        zv, zt = zv[:, :k], zt[:, :k]
     offset = weighting_offset("multilabel", meta["loss"], np.asarray(meta["train_counts"]), meta["n_train"])
     calib = fit_calibration("multilabel", task.get("calibration", {}).get("method", "temperature"), zv, Yv, offset)
     pv, pt = apply(zv, "multilabel", calib), apply(zt, "multilabel", calib)
@@ -243,6 +252,10 @@ def summarise(result: dict) -> dict:
         result["softmax_vs_sigmoid"] = svs
     else:
         result["softmax_vs_sigmoid"] = None
+    if all("extra_heads" in p for p in parts):
+        result["extra_heads"] = {
+            name: {m: round(float(np.mean([p["extra_heads"][name][m] for p in parts])), 4) for m in ("mcc", "accuracy", "f1")}
+            for name in parts[0]["extra_heads"]}
     t = [p["timing"] for p in parts]
     train_s = sum(x["train_seconds"] for x in t)
     result["train_seconds"] = round(train_s, 1)
@@ -294,6 +307,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--per-partition", type=int, help="subsample this many proteins per partition")
     ap.add_argument("--max-epochs", type=int)
     ap.add_argument("--attention-layers", type=int, help="override encoder.attention_layers")
+    ap.add_argument("--membrane-head", action="store_true", help="also train and score the membrane head (membrane_head: true)")
     ap.add_argument("--no-softmax", action="store_true", help="skip the softmax-vs-sigmoid model")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--threads", type=int, help="CPU threads (default: the config's trainer.threads, at most the cores)")
@@ -340,6 +354,8 @@ def run(args) -> dict:
     if max_epochs:
         tr["max_epochs"] = max_epochs
         tr["patience"] = min(int(tr.get("patience", 5)), QUICK["patience"]) if args.quick else tr.get("patience", 5)
+    if args.membrane_head:
+        task["membrane_head"] = True
     if args.attention_layers is not None:
         task.setdefault("encoder", {})["attention_layers"] = args.attention_layers
     partitions = sorted(df["group"].unique())
@@ -356,7 +372,7 @@ def run(args) -> dict:
         "data": str(task["reference"]), "data_sha256": sha256(task["reference"]), "n_proteins": len(df),
         "quick": bool(args.quick), "per_partition": per_partition, "max_epochs": tr.get("max_epochs"),
         "config": str(args.config), "encoder": task.get("encoder"), "loss": task.get("loss"), "train": tr,
-        "calibration": task.get("calibration"), "seed": args.seed, "partitions": tests, "classes": classes,
+        "calibration": task.get("calibration"), "membrane_head": bool(task.get("membrane_head")), "seed": args.seed, "partitions": tests, "classes": classes,
         "device": torch.cuda.get_device_name(0) if cuda else f"cpu ({platform.processor() or platform.machine()}, "
                                                               f"{threads} threads of {os.cpu_count()} cores)",
         "predict_batch": predict_batch, "softmax": not args.no_softmax, "versions": versions(),

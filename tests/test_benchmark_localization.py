@@ -62,7 +62,7 @@ def test_quick_run_in_pieces_merges_to_the_whole_protocol(tiny, tmp_path):
     where, config = tiny
     bench = _bench()
     a, b, merged = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "merged.json"
-    common = ["--config", str(config), "--quick", "--max-epochs", "2", "--seed", "3"]
+    common = ["--config", str(config), "--quick", "--max-epochs", "2", "--seed", "3", "--membrane-head"]
     ra = bench.main(["--out", str(a), "--partitions", "0", "1", *common])
     bench.main(["--out", str(b), "--partitions", "2", "3", "4", *common])
     out = bench.main(["--merge", str(a), str(b), "--out", str(merged)])
@@ -81,6 +81,8 @@ def test_quick_run_in_pieces_merges_to_the_whole_protocol(tiny, tmp_path):
     svs = out["softmax_vs_sigmoid"]
     assert set(svs) >= {"all", "multi_location", "single_location"}
     assert svs["multi_location"]["softmax"]["mean_true_locations"] > 1
+    assert set(out["extra_heads"]["membrane"]) == {"mcc", "accuracy", "f1"}
+    assert out["partitions"]["4"]["extra_heads"]["membrane"]["n"] == 24
     assert out["device"].startswith("cpu") and out["peak_gpu_mem_gb"] is None
     assert out["train_seconds"] > 0 and out["train_proteins_per_second"] > 0 and out["predict_proteins_per_second"] > 0
 
