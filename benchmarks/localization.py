@@ -167,7 +167,7 @@ def prediction_speed(model, seqs: list[str], enc: dict, batch_size: int, device:
 
 
 def run_partition(df: pd.DataFrame, test: str, task: dict, trainer: dict, seed: int, classes: list[str],
-                  device: str, predict_batch: int, softmax: bool, speed_seqs: list[str]) -> dict:
+                  device: str, predict_batch: int, softmax: bool, speed_seqs: list[str], floor_only: bool = False) -> dict:
     partitions = sorted(df["group"].unique())
     val_p, train_ps = rotation(partitions, test)
     tr, va, te = (df[df["group"].isin(ps)] for ps in (train_ps, [val_p], [test]))
@@ -175,6 +175,12 @@ def run_partition(df: pd.DataFrame, test: str, task: dict, trainer: dict, seed: 
     out: dict = {"test_partition": test, "threshold_partition": val_p, "train_partitions": train_ps,
                  "n_train": len(tr), "n_threshold": len(va), "n_test": len(te)}
     pseed = seed + int(test) if test.isdigit() else seed
+
+    # the floor, on the same proteins
+    fv, ft = floor_probs(tr, [va, te], classes)
+    out["floor"] = scores(ft, Yt, mcc_thresholds(fv, Yv), classes)
+    if floor_only:
+        return out
 
     # barloc as the workflow trains and calibrates it
     model, meta, _ = fit(tr, va, task, trainer, pseed, f"partition{test}")
@@ -195,10 +201,6 @@ def run_partition(df: pd.DataFrame, test: str, task: dict, trainer: dict, seed: 
     out["timing"] = {"train_seconds": meta["train_seconds"], "epochs": meta["epochs"], "best_epoch": meta["best_epoch"],
                      "train_protein_epochs": len(tr) * meta["epochs"], "device": meta["device"],
                      "precision": meta["precision"], **prediction_speed(model, speed_seqs, enc, predict_batch, device)}
-
-    # the floor, on the same proteins
-    fv, ft = floor_probs(tr, [va, te], classes)
-    out["floor"] = scores(ft, Yt, mcc_thresholds(fv, Yv), classes)
 
     # the same encoder with a softmax head
     if softmax:
@@ -237,8 +239,14 @@ def _mean_scores(rows: list[dict]) -> dict:
 def summarise(result: dict) -> dict:
     parts = [result["partitions"][k] for k in sorted(result["partitions"])]
     result["test_partitions"] = sorted(result["partitions"])
-    result["barloc"] = _mean_scores([p["barloc"] for p in parts])
     result["floor"] = _mean_scores([p["floor"] for p in parts])
+    if any("barloc" not in p for p in parts):  # --floor-only
+        for key in ("barloc", "softmax_vs_sigmoid", "train_seconds", "train_proteins_per_second",
+                    "predict_proteins_per_second", "locations_below_floor_mcc"):
+            result[key] = None
+        result["device"] = result["settings"]["device"]
+        return result
+    result["barloc"] = _mean_scores([p["barloc"] for p in parts])
     below = [c for c in result["barloc"]["mcc"] if result["barloc"]["mcc"][c] < result["floor"]["mcc"][c]]
     result["locations_below_floor_mcc"] = below
     if all("softmax_vs_sigmoid" in p for p in parts):
@@ -309,6 +317,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--attention-layers", type=int, help="override encoder.attention_layers")
     ap.add_argument("--membrane-head", action="store_true", help="also train and score the membrane head (membrane_head: true)")
     ap.add_argument("--no-softmax", action="store_true", help="skip the softmax-vs-sigmoid model")
+    ap.add_argument("--floor-only", action="store_true", help="only the composition floor (minutes on a CPU for the full set)")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--threads", type=int, help="CPU threads (default: the config's trainer.threads, at most the cores)")
     ap.add_argument("--predict-batch", type=int, help="proteins per forward pass (default 128 on CPU, 512 on GPU)")
@@ -330,8 +339,8 @@ def main(argv: list[str] | None = None) -> dict:
     args.out.write_text(json.dumps(result, indent=2, default=float) + "\n")
     brief = {k: result[k] for k in ("device", "train_seconds", "train_proteins_per_second",
                                     "predict_proteins_per_second", "peak_gpu_mem_gb")}
-    print(json.dumps({"barloc": {k: result["barloc"][k] for k in SUMMARY_KEYS},
-                      "floor": {k: result["floor"][k] for k in SUMMARY_KEYS}, **brief}, indent=2))
+    print(json.dumps({name: {k: result[name][k] for k in SUMMARY_KEYS} if result[name] else None
+                      for name in ("barloc", "floor")} | brief, indent=2))
     return result
 
 
@@ -375,7 +384,7 @@ def run(args) -> dict:
         "calibration": task.get("calibration"), "membrane_head": bool(task.get("membrane_head")), "seed": args.seed, "partitions": tests, "classes": classes,
         "device": torch.cuda.get_device_name(0) if cuda else f"cpu ({platform.processor() or platform.machine()}, "
                                                               f"{threads} threads of {os.cpu_count()} cores)",
-        "predict_batch": predict_batch, "softmax": not args.no_softmax, "versions": versions(),
+        "predict_batch": predict_batch, "softmax": not args.no_softmax, "floor_only": args.floor_only, "versions": versions(),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
     }
     if args.quick:
@@ -390,11 +399,12 @@ def run(args) -> dict:
         pool = full[full["group"] == test]
         speed = pool.sample(min(SPEED_PROTEINS, len(pool)), random_state=args.seed)["sequence"].tolist()
         result["partitions"][test] = run_partition(df, test, task, trainer, args.seed, classes, device, predict_batch,
-                                                   not args.no_softmax, speed)
+                                                   not args.no_softmax, speed, args.floor_only)
         p = result["partitions"][test]
-        log.info("partition %s: barloc micro-F1 %.3f macro-F1 %.3f; floor %.3f / %.3f; %.0f s training",
-                 test, p["barloc"]["micro_f1"], p["barloc"]["macro_f1"], p["floor"]["micro_f1"], p["floor"]["macro_f1"],
-                 p["timing"]["train_seconds"])
+        log.info("partition %s: floor micro-F1 %.3f macro-F1 %.3f", test, p["floor"]["micro_f1"], p["floor"]["macro_f1"])
+        if "barloc" in p:
+            log.info("partition %s: barloc micro-F1 %.3f macro-F1 %.3f; %.0f s training", test,
+                     p["barloc"]["micro_f1"], p["barloc"]["macro_f1"], p["timing"]["train_seconds"])
     result["peak_gpu_mem_gb"] = round(torch.cuda.max_memory_allocated() / 1e9, 3) if cuda else None
     result["protocol_seconds"] = round(time.perf_counter() - t_start, 1)
     settings["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]

@@ -88,3 +88,10 @@ def test_quick_run_in_pieces_merges_to_the_whole_protocol(tiny, tmp_path):
 
     with pytest.raises(SystemExit, match="more than one file"):
         bench.main(["--merge", str(a), str(a), "--out", str(tmp_path / "dup.json")])
+
+
+def test_floor_only_needs_no_training(tiny, tmp_path):
+    where, config = tiny
+    out = _bench().main(["--config", str(config), "--floor-only", "--partitions", "1", "--out", str(tmp_path / "f.json")])
+    assert out["barloc"] is None and out["predict_proteins_per_second"] is None
+    assert 0 <= out["floor"]["micro_f1"] <= 1 and out["partitions"]["1"]["threshold_partition"] == "2"
