@@ -6,6 +6,9 @@ on the pooled out-of-fold predictions.
 
 Baselines: q2-feature-classifier's recipe (char 7-mer hashing + multinomial naive Bayes), 6-mer
 logistic regression, and "each species' majority basin". Ablation: barloc's loss options.
+Seed spread: barloc retrained with other training seeds on the same folds, with and without
+the config's training-set augmentation (``train.augment``), and the ensembles that average
+those members' calibrated probabilities.
 
     python benchmarks/fish_origin.py --out benchmarks/results/fish_origin.json [--oof oof.parquet]
 """
@@ -14,8 +17,10 @@ from __future__ import annotations
 
 import argparse
 import copy
+import datetime as dt
 import json
 import logging
+import sys
 import time
 from pathlib import Path
 
@@ -59,13 +64,59 @@ def scores(probs: np.ndarray, y: np.ndarray, raw: np.ndarray | None = None) -> d
     return out
 
 
-def barloc_scores(labelled, task, trainer, seed) -> tuple[dict, pd.DataFrame]:
-    oof, _ = out_of_fold(labelled, task, trainer, N_FOLDS, seed)
+def barloc_scores(labelled, task, trainer, seed, folds=None) -> tuple[dict, pd.DataFrame]:
+    oof, _ = out_of_fold(labelled, task, trainer, N_FOLDS, seed, folds=folds)
     classes = [c.split("::", 1)[1] for c in oof.columns if c.startswith("prob::")]
     y = oof["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
     probs = oof[[f"prob::{c}" for c in classes]].to_numpy()
     raw = softmax_probs(oof[[f"logit::{c}" for c in classes]].to_numpy())
     return scores(probs, y, raw), oof
+
+
+def _result_options(argv: list[str]) -> list[str]:
+    """The command-line options that decide the figures (not where they are written)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("--out", "--oof"):
+            skip = True
+        elif not arg.startswith(("--out=", "--oof=")):
+            out.append(arg)
+    return out
+
+
+def without_augment(task: dict) -> dict:
+    return {**task, "train": {**task.get("train", {}), "augment": {"copies": 0}}}
+
+
+def seed_spread(labelled, task, trainer, folds, seeds, first: pd.DataFrame | None) -> dict:
+    """barloc with each training seed (same folds), with the configured augmentation and
+    without; per seed, the paired change, and the ensembles averaging each set's calibrated
+    probabilities. ``first``: the out-of-fold frame already trained with seeds[0]."""
+    out: dict = {"seeds": seeds}
+    probs: dict[str, list[np.ndarray]] = {}
+    y = None
+    for name, variant in (("augmented", task), ("plain", without_augment(task))):
+        out[name], probs[name] = [], []
+        for i, seed in enumerate(seeds):
+            if i == 0 and first is not None and name == "augmented":
+                oof = first
+            else:
+                oof = barloc_scores(labelled, variant, trainer, seed, folds)[1]
+            oof = oof.set_index("id").loc[labelled["id"]]
+            classes = [c.split("::", 1)[1] for c in oof.columns if c.startswith("prob::")]
+            y = oof["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
+            p = oof[[f"prob::{c}" for c in classes]].to_numpy()
+            probs[name].append(p)
+            out[name].append(scores(p, y))
+    for name in ("augmented", "plain"):
+        ba = [s["balanced_accuracy"] for s in out[name]]
+        out[f"{name}_balanced_accuracy"] = {"mean": round(float(np.mean(ba)), 4), "min": min(ba), "max": max(ba)}
+        out[f"{name}_ensemble"] = scores(np.mean(probs[name], axis=0), y)
+    diffs = [a["balanced_accuracy"] - p["balanced_accuracy"] for a, p in zip(out["augmented"], out["plain"])]
+    out["paired_change"] = {"per_seed": [round(d, 4) for d in diffs], "mean": round(float(np.mean(diffs)), 4)}
+    return out
 
 
 def baseline_scores(labelled: pd.DataFrame, folds: np.ndarray, classes: list[str]) -> dict:
@@ -113,17 +164,25 @@ def main() -> None:
     ap.add_argument("--oof", type=Path, help="also write barloc's pooled out-of-fold logits (parquet)")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--no-ablation", action="store_true")
+    ap.add_argument("--no-augment", action="store_true", help="train without the config's train.augment")
+    ap.add_argument("--spread-seeds", type=int, default=5,
+                    help="training seeds for the seed spread and ensembles (0: skip)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(1)  # one thread: runs repeat bit for bit (summation order is fixed)
     t0 = time.perf_counter()
 
     labelled, task, trainer = load_task(args.config)
+    if args.no_augment:
+        task = without_augment(task)
     folds = assign_folds(labelled, N_FOLDS, args.seed)
     classes = sorted(labelled["label"].unique())
-    result: dict = {"n_records": len(labelled), "n_groups": int(labelled["group"].nunique()), "classes": classes,
+    result: dict = {"date": dt.date.today().isoformat(),
+                    "command": " ".join(["python benchmarks/fish_origin.py --out FILE", *_result_options(sys.argv[1:])]),
+                    "n_records": len(labelled), "n_groups": int(labelled["group"].nunique()), "classes": classes,
                     "class_counts": labelled["label"].value_counts().to_dict(), "n_folds": N_FOLDS,
-                    "encoder": task.get("encoder"), "loss": task.get("loss")}
+                    "encoder": task.get("encoder"), "loss": task.get("loss"),
+                    "augment": task.get("train", {}).get("augment")}
     result["barloc"], oof = barloc_scores(labelled, task, trainer, args.seed)
     result["baselines"] = baseline_scores(labelled, folds, classes)
     if not args.no_ablation:
@@ -131,6 +190,9 @@ def main() -> None:
         for name, loss in ABLATION.items():
             variant = copy.deepcopy(task) | {"loss": loss}
             result["ablation"][name] = barloc_scores(labelled, variant, trainer, args.seed)[0]
+    if args.spread_seeds > 0 and not args.no_augment:
+        seeds = [args.seed + 1000 * i for i in range(args.spread_seeds)]
+        result["seed_spread"] = seed_spread(labelled, task, trainer, folds, seeds, oof)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     print(json.dumps(result, indent=2))
     args.out.parent.mkdir(parents=True, exist_ok=True)

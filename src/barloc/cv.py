@@ -26,15 +26,18 @@ def assign_folds(labelled: pd.DataFrame, n_folds: int, seed: int) -> np.ndarray:
 
 
 def out_of_fold(
-    labelled: pd.DataFrame, cfg: dict, trainer_cfg: dict, n_folds: int = 5, seed: int = 0
+    labelled: pd.DataFrame, cfg: dict, trainer_cfg: dict, n_folds: int = 5, seed: int = 0,
+    folds: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, list[dict]]:
     """Out-of-fold raw logits and calibrated probabilities for every labelled record.
 
     Returns a frame (id, label, fold, logit::c..., prob::c...) and per-fold info dicts
     (meta, calibration). Calibration is fitted on each fold's own validation fold.
+    ``folds`` (one fold number per record) fixes the folds, so that runs with other training
+    seeds (ensemble members, seed spread) share them; by default they come from ``seed``.
     """
     labelled = labelled.reset_index(drop=True)
-    folds = assign_folds(labelled, n_folds, seed)
+    folds = assign_folds(labelled, n_folds, seed) if folds is None else np.asarray(folds)
     classes = sorted(set(labelled["label"].str.split(";").explode())) if not cfg.get("classes") else list(cfg["classes"])
     cfg = {**cfg, "classes": classes}
     parts, info = [], []

@@ -23,6 +23,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
 from barloc.errors import InputError
 from barloc import extra_heads, soft
+from barloc.augment import augment_records
 from barloc.data import EncodedDataset, SequenceDataModule
 from barloc.modelio import build_model, save_model
 from barloc.models import VAL_METRIC_NAME, n_kmer_features
@@ -187,12 +188,16 @@ def fit(
     sets = {
         name: EncodedDataset(part["sequence"].tolist(), enc, alphabet,
                              extra_heads.append_targets(soft.targets(part, classes, kind), part, extra))
-        for name, part in (("train", train), ("val", val))
+        # train.augment: altered copies of the training records (DNA), never of val.
+        for name, part in (("train", augment_records(train, tr.get("augment"), seed, alphabet)), ("val", val))
     }
     y_train = sets["train"].targets.numpy()[:, :len(classes)] if extra else sets["train"].targets.numpy()
     # Soft targets (a probability row each) count as expected class counts.
     counts = np.bincount(y_train, minlength=len(classes)) if y_train.ndim == 1 else y_train.sum(axis=0)
     n_train = len(y_train)
+    if n_train > len(train):  # augmented: every record repeated equally, so count records, not copies
+        reps = n_train // len(train)
+        counts, n_train = (counts // reps if counts.dtype.kind == "i" else counts / reps), len(train)
 
     meta = {
         "task": task, "kind": kind, "classes": classes, "alphabet": alphabet,
