@@ -86,21 +86,32 @@ def _result_options(argv: list[str]) -> list[str]:
     return out
 
 
+# The augmentation the seed spread compares with, when the config has none of its own.
+AUGMENT = {"copies": 2, "crop": 0.7, "substitution": 0.01}
+
+
 def without_augment(task: dict) -> dict:
     return {**task, "train": {**task.get("train", {}), "augment": {"copies": 0}}}
 
 
+def with_augment(task: dict) -> dict:
+    aug = task.get("train", {}).get("augment") or {}
+    return {**task, "train": {**task.get("train", {}), "augment": aug if aug.get("copies", 0) > 0 else AUGMENT}}
+
+
 def seed_spread(labelled, task, trainer, folds, seeds, first: pd.DataFrame | None) -> dict:
-    """barloc with each training seed (same folds), with the configured augmentation and
-    without; per seed, the paired change, and the ensembles averaging each set's calibrated
-    probabilities. ``first``: the out-of-fold frame already trained with seeds[0]."""
+    """barloc with each training seed (same folds), with training-set augmentation (the
+    config's, else AUGMENT) and without; per seed, the paired change, and the ensembles
+    averaging each set's calibrated probabilities. ``first``: the out-of-fold frame already
+    trained with seeds[0] and the config as it is."""
     out: dict = {"seeds": seeds}
     probs: dict[str, list[np.ndarray]] = {}
     y = None
-    for name, variant in (("augmented", task), ("plain", without_augment(task))):
+    configured = (task.get("train", {}).get("augment") or {}).get("copies", 0) > 0
+    for name, variant in (("augmented", with_augment(task)), ("plain", without_augment(task))):
         out[name], probs[name] = [], []
         for i, seed in enumerate(seeds):
-            if i == 0 and first is not None and name == "augmented":
+            if i == 0 and first is not None and (name == "augmented") == configured:
                 oof = first
             else:
                 oof = barloc_scores(labelled, variant, trainer, seed, folds)[1]
@@ -190,7 +201,7 @@ def main() -> None:
         for name, loss in ABLATION.items():
             variant = copy.deepcopy(task) | {"loss": loss}
             result["ablation"][name] = barloc_scores(labelled, variant, trainer, args.seed)[0]
-    if args.spread_seeds > 0 and not args.no_augment:
+    if args.spread_seeds > 0:
         seeds = [args.seed + 1000 * i for i in range(args.spread_seeds)]
         result["seed_spread"] = seed_spread(labelled, task, trainer, folds, seeds, oof)
     result["seconds"] = round(time.perf_counter() - t0, 1)
