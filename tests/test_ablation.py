@@ -16,7 +16,7 @@ import torch
 
 from barloc.report.html import _ablation_section, render_report
 from barloc.steps import ablation
-from test_soft_targets import _pipeline, synthetic_inputs
+from test_soft_targets import _pipeline, synthetic_cfg, synthetic_inputs
 
 WORDS = {"thing": "basin", "things": "basins", "nouns": "barcodes"}
 
@@ -71,12 +71,8 @@ def synthetic_run(tmp_path_factory):
     workflow's steps, then the ablation step on the same split."""
     where = tmp_path_factory.mktemp("synthetic_ablation")
     ref, labels = synthetic_inputs(where, sizes=(90, 30, 15), seed=1, motif_len=6)
-    cfg = {"kind": "multiclass", "alphabet": "dna", "reference": str(ref), "format": "fasta", "labels": str(labels),
-           "min_class_size": 5, "split": {"method": "grouped", "n_folds": 5, "test_fold": 0, "val_fold": 1},
-           "encoder": {"type": "kmer", "k": 4, "hidden": 16, "dropout": 0.0},
-           "loss": {"type": "cross_entropy", "class_weights": "inverse"},
-           "train": {"max_epochs": 6, "batch_size": 16, "lr": 0.01, "patience": 6},
-           "prior_shift": {"method": "em", "bootstrap": 0}}
+    cfg = synthetic_cfg(ref, labels, max_epochs=6)
+    cfg["train"]["patience"] = 6
     files = _pipeline(cfg, where)
     params = NS(task="synthetic_origin", cfg=cfg, seed=5,
                 trainer={"accelerator": "cpu", "devices": 1, "precision": "32-true"})

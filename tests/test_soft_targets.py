@@ -238,6 +238,16 @@ def synthetic_inputs(where: Path, sizes: tuple[int, ...] = (40, 40, 40), seed: i
     return where / "synthetic_ref.fasta", where / "synthetic_labels.tsv"
 
 
+def synthetic_cfg(ref: Path, labels: Path, max_epochs: int) -> dict:
+    """A multiclass task config over synthetic_inputs' files: small k-mer model, weighted CE."""
+    return {"kind": "multiclass", "alphabet": "dna", "reference": str(ref), "format": "fasta", "labels": str(labels),
+            "min_class_size": 5, "split": {"method": "grouped", "n_folds": 5, "test_fold": 0, "val_fold": 1},
+            "encoder": {"type": "kmer", "k": 4, "hidden": 16, "dropout": 0.0},
+            "loss": {"type": "cross_entropy", "class_weights": "inverse"},
+            "train": {"max_epochs": max_epochs, "batch_size": 16, "lr": 0.01, "patience": 8},
+            "prior_shift": {"method": "em", "bootstrap": 0}}
+
+
 def _pipeline(cfg: dict, out: Path) -> dict:
     from barloc.steps import calibrate, evaluate, ingest, predict, prior_shift, split, train
 
@@ -269,13 +279,7 @@ def _pipeline(cfg: dict, out: Path) -> dict:
 def soft_run(tmp_path_factory):
     where = tmp_path_factory.mktemp("synthetic_soft")
     ref, labels = synthetic_inputs(where)
-    cfg = {"kind": "multiclass", "alphabet": "dna", "reference": str(ref), "format": "fasta", "labels": str(labels),
-           "min_class_size": 5, "split": {"method": "grouped", "n_folds": 5, "test_fold": 0, "val_fold": 1},
-           "encoder": {"type": "kmer", "k": 4, "hidden": 16, "dropout": 0.0},
-           "loss": {"type": "cross_entropy", "class_weights": "inverse"},
-           "train": {"max_epochs": 8, "batch_size": 16, "lr": 0.01, "patience": 8},
-           "prior_shift": {"method": "em", "bootstrap": 0}}
-    return _pipeline(cfg, where), ref, labels
+    return _pipeline(synthetic_cfg(ref, labels, max_epochs=8), where), ref, labels
 
 
 def test_a_sheet_with_soft_rows_trains_end_to_end(soft_run):
@@ -315,13 +319,7 @@ def test_soft_rows_change_training_and_hard_rows_do_not(soft_run, tmp_path):
     sheet[CLASSES] = hard.astype(str)
     hard_labels = tmp_path / "synthetic_hard.tsv"
     sheet.to_csv(hard_labels, sep="\t", index=False)
-    cfg = {"kind": "multiclass", "alphabet": "dna", "reference": str(ref), "format": "fasta", "labels": str(hard_labels),
-           "min_class_size": 5, "split": {"method": "grouped", "n_folds": 5, "test_fold": 0, "val_fold": 1},
-           "encoder": {"type": "kmer", "k": 4, "hidden": 16, "dropout": 0.0},
-           "loss": {"type": "cross_entropy", "class_weights": "inverse"},
-           "train": {"max_epochs": 2, "batch_size": 16, "lr": 0.01, "patience": 8},
-           "prior_shift": {"method": "em", "bootstrap": 0}}
-    g = _pipeline(cfg, tmp_path)
+    g = _pipeline(synthetic_cfg(ref, hard_labels, max_epochs=2), tmp_path)
     assert soft.SOFT not in pd.read_parquet(g["records.parquet"]).columns
     assert soft.SOFT not in pd.read_parquet(g["logits.parquet"]).columns
     assert "n_test_soft" not in json.loads(Path(g["metrics.json"]).read_text())
