@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,22 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
 BUNDLED_BOLD = REPO / "resources" / "barcodes" / "tuna_bold_v4.tsv"
 DEEPLOC_FULL = REPO.parent / "shared" / "data" / "protein" / "deeploc2_swissprot_train_val.csv.gz"
+
+
+def wait_for_epochs(last: Path, epochs: int, proc: subprocess.Popen, timeout: float = 600) -> int:
+    """How many epochs the Lightning checkpoint ``last`` has finished, polled while ``proc``
+    runs until it has at least ``epochs`` (fewer if ``proc`` ends or time runs out); for the
+    tests that kill a training run part-way."""
+    from barloc.steps.train import _ckpt_epoch
+
+    done, deadline = 0, time.monotonic() + timeout
+    while done < epochs and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+        try:
+            done = _ckpt_epoch(last) if last.exists() else 0
+        except Exception:  # being written
+            continue
+    return done
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ import os
 import re
 import signal
 import subprocess
-import time
 import sys
 import textwrap
 from pathlib import Path
@@ -20,7 +19,7 @@ import torch
 import yaml
 
 from barloc.data import BucketBatchSampler
-from barloc.steps.train import _ckpt_epoch
+from conftest import wait_for_epochs
 from test_workflow import REPO, SNAKEMAKE, make_workdir
 
 pytestmark = pytest.mark.slow
@@ -109,14 +108,7 @@ def test_killed_two_process_run_resumes_to_the_same_weights(tmp_path):
     (run / "train_synthetic.py").write_text(SCRIPT)
     cmd = [sys.executable, str(run / "train_synthetic.py"), str(out), "2", "ddp", "6", "1.0"]
     proc = subprocess.Popen(cmd, cwd=run, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    last, done = out / "checkpoints/last.ckpt", 0
-    deadline = time.monotonic() + 300
-    while proc.poll() is None and time.monotonic() < deadline and done < 2:
-        time.sleep(0.1)
-        try:
-            done = _ckpt_epoch(last) if last.exists() else 0
-        except Exception:  # being written
-            continue
+    done = wait_for_epochs(out / "checkpoints/last.ckpt", 2, proc, timeout=300)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert 2 <= done < 6 and not (out / "model.ckpt").exists(), done

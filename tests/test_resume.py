@@ -6,7 +6,6 @@ import logging
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from barloc.steps.train import _ckpt_epoch, fit
+from conftest import wait_for_epochs
 
 CPU = {"accelerator": "cpu", "devices": 1, "precision": "32-true", "threads": 1}
 EPOCHS = 6
@@ -149,19 +149,13 @@ def test_workflow_retry_of_a_killed_train_job_resumes(tmp_path):
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     killed = None
     try:
-        deadline = time.monotonic() + 600
-        while killed is None and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-            try:
-                done = _ckpt_epoch(ck) if ck.exists() else 0
-            except Exception:  # being written
-                continue
-            if done >= 2:
-                train_jobs = [p for p in psutil.Process(proc.pid).children(recursive=True)
-                              if any(a.endswith(".train.py") for a in p.cmdline())]
-                for p in train_jobs:  # the job's Python process, as a time limit would end it
-                    p.send_signal(signal.SIGKILL)
-                killed = done if train_jobs else None
+        done = wait_for_epochs(ck, 2, proc)
+        if done >= 2:
+            train_jobs = [p for p in psutil.Process(proc.pid).children(recursive=True)
+                          if any(a.endswith(".train.py") for a in p.cmdline())]
+            for p in train_jobs:  # the job's Python process, as a time limit would end it
+                p.send_signal(signal.SIGKILL)
+            killed = done if train_jobs else None
         out, _ = proc.communicate(timeout=600)
     finally:
         if proc.poll() is None:

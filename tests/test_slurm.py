@@ -22,8 +22,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from barloc.steps.train import _ckpt_epoch
-
+from conftest import wait_for_epochs
 from test_workflow import REPO, SNAKEMAKE, make_workdir, snakemake
 
 PROFILE = REPO / "workflow/profiles/slurm/config.yaml"
@@ -237,16 +236,9 @@ def test_cancelled_train_job_is_resubmitted_and_resumes(slurm_cluster, tmp_path)
     )
     cancelled = None
     try:
-        deadline = time.monotonic() + 600
-        while cancelled is None and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.1)
-            try:
-                done = _ckpt_epoch(ck) if ck.exists() else 0
-            except Exception:  # being written
-                continue
-            if done >= 2:
-                cancelled = [p.stem for p in logs.glob("*.log")]
-                subprocess.run(["scancel", *cancelled], check=True)
+        if wait_for_epochs(ck, 2, proc) >= 2:
+            cancelled = [p.stem for p in logs.glob("*.log")]
+            subprocess.run(["scancel", *cancelled], check=True)
         out, _ = proc.communicate(timeout=600)
     finally:
         if proc.poll() is None:
