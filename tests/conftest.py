@@ -96,18 +96,23 @@ def small_fish_origin_inputs(where: Path) -> dict:
 SMALL_TASKS = {"localization": small_localization_inputs, "fish_origin": small_fish_origin_inputs}
 
 
-def run_small_pipeline(cfg: dict, out: Path, seed: int = SMALL_SEED) -> Path:
-    """Run the ingest, split, train and predict steps' ``run()`` on ``cfg`` into ``out``."""
+STEP_FILES = ("records.parquet", "splits.tsv", "model.ckpt", "model.json", "history.tsv", "logits.parquet",
+              "calibration.json", "priors.json", "calls.tsv", "metrics.json")
+
+
+def run_small_pipeline(cfg: dict, out: Path, seed: int = SMALL_SEED, task: str | None = None,
+                       geo_table: Path | None = GEO_TABLE, to_evaluate: bool = False) -> Path:
+    """Run the ingest, split, train and predict steps' ``run()`` on ``cfg`` into ``out`` (the
+    files named in STEP_FILES); with ``to_evaluate`` also calibrate, prior_shift and evaluate."""
     from types import SimpleNamespace as NS
 
     import torch
 
-    from barloc.steps import ingest, predict, split, train
+    from barloc.steps import calibrate, evaluate, ingest, predict, prior_shift, split, train
 
-    files = {name: str(out / name) for name in
-             ("records.parquet", "splits.tsv", "model.ckpt", "model.json", "history.tsv", "logits.parquet")}
-    params = NS(task="localization" if cfg["kind"] == "multilabel" else "fish_origin", cfg=cfg, seed=seed,
-                geo_table=str(GEO_TABLE),
+    files = {name: str(out / name) for name in STEP_FILES}
+    task = task or ("localization" if cfg["kind"] == "multilabel" else "fish_origin")
+    params = NS(task=task, cfg=cfg, seed=seed, geo_table=str(geo_table) if geo_table else None,
                 trainer={"accelerator": "cpu", "devices": 1, "precision": "32-true", "threads": 1})
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as run_step does with the rule's threads: 1
@@ -118,6 +123,15 @@ def run_small_pipeline(cfg: dict, out: Path, seed: int = SMALL_SEED) -> Path:
                   NS(model=files["model.ckpt"], meta=files["model.json"], history=files["history.tsv"]), params)
         predict.run(NS(records=files["records.parquet"], splits=files["splits.tsv"], model=files["model.ckpt"],
                        meta=files["model.json"]), NS(logits=files["logits.parquet"]), params)
+        if to_evaluate:
+            calibrate.run(NS(meta=files["model.json"], logits=files["logits.parquet"]),
+                          NS(calibration=files["calibration.json"]), params)
+            prior_shift.run(NS(meta=files["model.json"], calibration=files["calibration.json"],
+                               logits=files["logits.parquet"]), NS(priors=files["priors.json"], calls=files["calls.tsv"]),
+                            params)
+            evaluate.run(NS(meta=files["model.json"], calibration=files["calibration.json"],
+                            logits=files["logits.parquet"], priors=files["priors.json"]),
+                         NS(metrics=files["metrics.json"]), params)
     finally:
         torch.set_num_threads(threads)
     return out

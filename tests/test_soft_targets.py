@@ -20,6 +20,7 @@ from barloc.errors import InputError
 from barloc.io import read_table
 from barloc.io.labels import read_labels
 from barloc.losses import make_loss, softmax_cross_entropy, softmax_focal_loss
+from conftest import STEP_FILES, run_small_pipeline
 
 CLASSES = ["Atlantic", "Indian", "Pacific"]
 
@@ -249,30 +250,9 @@ def synthetic_cfg(ref: Path, labels: Path, max_epochs: int) -> dict:
 
 
 def _pipeline(cfg: dict, out: Path) -> dict:
-    from barloc.steps import calibrate, evaluate, ingest, predict, prior_shift, split, train
-
-    f = {name: str(out / name) for name in (
-        "records.parquet", "splits.tsv", "model.ckpt", "model.json", "history.tsv", "logits.parquet",
-        "calibration.json", "priors.json", "calls.tsv", "metrics.json")}
-    params = NS(task="synthetic_origin", cfg=cfg, seed=5, geo_table=None,
-                trainer={"accelerator": "cpu", "devices": 1, "precision": "32-true"})
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        ingest.run(NS(), NS(records=f["records.parquet"]), params)
-        split.run(NS(records=f["records.parquet"]), NS(splits=f["splits.tsv"]), params)
-        train.run(NS(records=f["records.parquet"], splits=f["splits.tsv"]),
-                  NS(model=f["model.ckpt"], meta=f["model.json"], history=f["history.tsv"]), params)
-        predict.run(NS(records=f["records.parquet"], splits=f["splits.tsv"], model=f["model.ckpt"], meta=f["model.json"]),
-                    NS(logits=f["logits.parquet"]), params)
-        calibrate.run(NS(meta=f["model.json"], logits=f["logits.parquet"]), NS(calibration=f["calibration.json"]), params)
-        prior_shift.run(NS(meta=f["model.json"], calibration=f["calibration.json"], logits=f["logits.parquet"]),
-                        NS(priors=f["priors.json"], calls=f["calls.tsv"]), params)
-        evaluate.run(NS(meta=f["model.json"], calibration=f["calibration.json"], logits=f["logits.parquet"],
-                        priors=f["priors.json"]), NS(metrics=f["metrics.json"]), params)
-    finally:
-        torch.set_num_threads(threads)
-    return f
+    """Every step from ingest to evaluate; file name -> path."""
+    run_small_pipeline(cfg, out, seed=5, task="synthetic_origin", geo_table=None, to_evaluate=True)
+    return {name: str(out / name) for name in STEP_FILES}
 
 
 @pytest.fixture(scope="module")
