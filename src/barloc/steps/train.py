@@ -21,10 +21,10 @@ import torch
 from lightning.fabric.plugins.environments import LightningEnvironment
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
-from barloc.errors import InputError
 from barloc import extra_heads, soft
 from barloc.augment import augment_records
 from barloc.data import EncodedDataset, SequenceDataModule
+from barloc.errors import InputError
 from barloc.modelio import build_model, save_model
 from barloc.models import VAL_METRIC_NAME, n_kmer_features
 from barloc.runtime import atomic_path, parquet_meta, process_rank, versions
@@ -233,7 +233,7 @@ def fit(
                               train[soft.key_columns(train)], val[soft.key_columns(val)])
             # Under DDP the first process decides (and clears a stale folder) before it starts
             # the others, which then find the same last.ckpt, or none, and only read.
-            resume = _resumable(ckdir, fp) if rank == 0 else _resumable(ckdir, fp, clear=False)
+            resume = _resumable(ckdir, fp, clear=rank == 0)
         best = ModelCheckpoint(dirpath=ckdir, filename="best", monitor=monitor, mode=mode, save_top_k=1,
                                save_weights_only=True, enable_version_counter=False)
         cbs = [best, history, EarlyStopping(monitor, mode=mode, patience=int(tr.get("patience", 5))), *callbacks]
