@@ -308,3 +308,47 @@ def test_soft_rows_change_training_and_hard_rows_do_not(soft_run, tmp_path):
     hard_counts = json.loads(Path(g["model.json"]).read_text())["train_counts"]
     soft_counts = json.loads(Path(f["model.json"]).read_text())["train_counts"]
     assert all(float(c).is_integer() for c in hard_counts) and not np.allclose(hard_counts, soft_counts)
+
+
+def test_early_stopping_metric_scores_one_hot_rows_only():
+    """A soft row's most probable class is not its class: the validation metric that early
+    stopping watches leaves it out, as the test metrics do."""
+    from barloc.models.classifier import _val_metric
+
+    logits = np.array([[3.0, 0, 0], [0, 3.0, 0], [0, 0, 3.0], [3.0, 0, 0]])
+    hard = np.eye(3, dtype=np.float32)
+    right = _val_metric("multiclass", logits[:3], np.arange(3))
+    assert right == 1.0
+    # A fourth row, soft, whose argmax (Indian, 0.6) the model misses: still 1.0.
+    target = np.vstack([hard, [[0.4, 0.6, 0.0]]]).astype(np.float32)
+    assert _val_metric("multiclass", logits, target) == 1.0
+    # The same row given as a hard Indian label does count.
+    target[3] = [0, 1, 0]
+    assert _val_metric("multiclass", logits, target) < 1.0
+    # With no one-hot row at all, rows are scored by their most probable class (never NaN,
+    # which would end training at once).
+    assert _val_metric("multiclass", logits[3:], np.array([[0.6, 0.4, 0.0]], dtype=np.float32)) == 1.0
+
+
+def test_out_of_fold_leaves_soft_rows_out_of_scores_and_calibration(tmp_path, monkeypatch):
+    """barloc.cv (the benchmarks' cross-validation) trains on soft rows but returns, and
+    calibrates on, hard rows only."""
+    from barloc import cv
+    from barloc.steps.ingest import load_reference
+
+    ref, labels = synthetic_inputs(tmp_path, sizes=(25, 25, 25))
+    cfg = synthetic_cfg(ref, labels, max_epochs=2)
+    labelled = load_reference(cfg, None)
+    is_soft = labelled[soft.SOFT].notna().to_numpy()
+    folds = np.arange(len(labelled)) % 3
+    calibrated_on = []
+    fit_calibration = cv.fit_calibration
+    monkeypatch.setattr(cv, "fit_calibration", lambda *a: calibrated_on.append(len(a[3])) or fit_calibration(*a))
+    oof, info = cv.out_of_fold(labelled, cfg, {"accelerator": "cpu", "precision": "32-true", "threads": 1}, 3,
+                               seed=1, folds=folds)
+    assert is_soft.sum() > 0
+    assert sorted(oof["id"]) == sorted(labelled.loc[~is_soft, "id"])
+    # Fold k+1 (mod 3) calibrates fold k's model: its hard records only.
+    assert calibrated_on == [int(((folds == (k + 1) % 3) & ~is_soft).sum()) for k in range(3)]
+    # Soft records still train: with 3 folds each record is a training record exactly once.
+    assert sum(i["meta"]["n_train"] for i in info) == len(labelled)

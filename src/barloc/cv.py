@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from barloc import soft
 from barloc.calibrate import apply, weighting_offset
 from barloc.data import EncodedDataset, predict_logits, targets_for
 from barloc.steps.calibrate import fit as fit_calibration
@@ -33,6 +34,8 @@ def out_of_fold(
 
     Returns a frame (id, label, fold, logit::c..., prob::c...) and per-fold info dicts
     (meta, calibration). Calibration is fitted on each fold's own validation fold.
+    Records with a soft target (:mod:`barloc.soft`) train like in the workflow but, their
+    class being unknown, are left out of the calibration fit and of the returned frame.
     ``folds`` (one fold number per record) fixes the folds, so that runs with other training
     seeds (ensemble members, seed spread) share them; by default they come from ``seed``.
     """
@@ -40,12 +43,14 @@ def out_of_fold(
     folds = assign_folds(labelled, n_folds, seed) if folds is None else np.asarray(folds)
     classes = sorted(set(labelled["label"].str.split(";").explode())) if not cfg.get("classes") else list(cfg["classes"])
     cfg = {**cfg, "classes": classes}
+    hard = soft.hard_mask(labelled)
     parts, info = [], []
     for k in range(n_folds):
         val_k = (k + 1) % n_folds
         test_m, val_m = folds == k, folds == val_k
         train_m = ~(test_m | val_m)
         model, meta, _ = fit(labelled[train_m], labelled[val_m], cfg, trainer_cfg, seed + k, f"fold{k}")
+        val_m, test_m = val_m & hard, test_m & hard
         logits = {}
         for name, m in (("val", val_m), ("test", test_m)):
             ds = EncodedDataset(labelled.loc[m, "sequence"].tolist(), meta["encoder"], meta["alphabet"])

@@ -97,7 +97,16 @@ class SequenceClassifier(L.LightningModule):
 def _val_metric(kind: str, logits: np.ndarray, target: np.ndarray) -> float:
     """Balanced accuracy (multiclass) or micro-F1 at 0.5 (multilabel) for early-stopping logs."""
     if kind == "multiclass":
-        y = target if target.ndim == 1 else target.argmax(axis=1)
+        if target.ndim == 2:
+            # Soft targets (probability rows) have no known class: score the one-hot rows only,
+            # as evaluation does (all rows by their most probable class if none is one-hot,
+            # since a NaN would stop early stopping at once).
+            hard = target.max(axis=1) == 1.0
+            if hard.any():
+                logits, target = logits[hard], target[hard]
+            y = target.argmax(axis=1)
+        else:
+            y = target
         probs = np.exp(logits - logits.max(axis=1, keepdims=True))
         return multiclass_metrics(probs / probs.sum(axis=1, keepdims=True), y)["balanced_accuracy"]
     pred = logits > 0
