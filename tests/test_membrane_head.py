@@ -96,3 +96,84 @@ def test_pipeline_writes_membrane_logits_calibration_and_separate_metrics(tmp_pa
     assert m["n"] == len(test) and m["positives"] == int(test["membrane"].sum())
     assert -1 <= m["mcc"] <= 1 and 0 <= m["accuracy"] <= 1
     assert "membrane" not in metrics["per_class"] and "Membrane" not in metrics["classes"]
+
+
+
+# --------------------------------------------------------------------------- membrane head in the outputs
+
+def _platt(z: np.ndarray, params: dict) -> np.ndarray:
+    """P(membrane) written out by hand: sigmoid(logit / T + b), the head's Platt scaling."""
+    return 1 / (1 + np.exp(-(np.asarray(z, dtype=np.float64) / params["temperature"] + params["bias"])))
+
+
+def _read_calls(path) -> pd.DataFrame:
+    return pd.read_csv(path, sep="\t", keep_default_na=False)
+
+
+def _check_membrane_columns(calls: pd.DataFrame, logits: dict, params: dict, atol: float = 1e-6) -> None:
+    """membrane_prob is the calibrated P(membrane) of each row's stored logit (``logits``: id ->
+    extra::membrane) and membrane_call follows the calibration's threshold."""
+    assert list(calls.columns[-2:]) == ["membrane_prob", "membrane_call"]
+    z = np.array([logits[i] for i in calls["id"]])
+    p = _platt(z, params)
+    np.testing.assert_allclose(calls["membrane_prob"].to_numpy(float), p, atol=atol)
+    want = np.where(p >= params["threshold"], "membrane", "soluble")
+    assert calls["membrane_call"].tolist() == want.tolist()
+
+
+def _synthetic_task(where: Path, head: bool) -> NS:
+    """model.json, calibration.json and logits.parquet of a 3-label task, by hand."""
+    rng = np.random.default_rng(5)
+    where.mkdir(parents=True, exist_ok=True)
+    classes = ["a", "b", "c"]
+    n = {"val": 20, "test": 20, "query": 30}
+    split = [s for s, k in n.items() for _ in range(k)]
+    df = pd.DataFrame({"id": [f"r{i}" for i in range(len(split))], "split": split,
+                       "label": [("a;b" if i % 3 else "c") if s != "query" else None for i, s in enumerate(split)]})
+    for c in classes:
+        df["logit::" + c] = rng.normal(0, 2, len(df))
+    meta = {"kind": "multilabel", "classes": classes, "train_priors": [0.4, 0.3, 0.3]}
+    calib = {"kind": "multilabel", "classes": classes, "method": "temperature", "offset": [0.0] * 3,
+             "temperature": [1.1, 0.9, 1.3], "thresholds": [0.4, 0.5, 0.6]}
+    if head:
+        df["extra::membrane"] = rng.normal(0, 3, len(df))
+        df["membrane"] = np.where(df["split"] == "query", np.nan, (rng.random(len(df)) < 0.4).astype(float))
+        meta["extra_heads"] = ["membrane"]
+        calib["extra_heads"] = {"membrane": {"temperature": 1.7, "bias": -0.4, "threshold": 0.45, "n_val": 20}}
+    files = NS(meta=str(where / "model.json"), calibration=str(where / "calibration.json"),
+               logits=str(where / "logits.parquet"), priors=str(where / "priors.json"), calls=str(where / "calls.tsv"))
+    Path(files.meta).write_text(json.dumps(meta))
+    Path(files.calibration).write_text(json.dumps(calib))
+    df.to_parquet(files.logits, index=False)
+    return NS(files=files, df=df, meta=meta, calib=calib)
+
+
+def test_calls_tsv_has_the_membrane_columns_only_with_the_head(tmp_path):
+    from barloc.calibrate import apply
+    from barloc.steps import prior_shift
+
+    params = NS(task="localization", cfg={"prior_shift": {"method": "none"}}, seed=3)
+    for head in (False, True):
+        t = _synthetic_task(tmp_path / str(head), head)
+        prior_shift.run(t.files, t.files, params)
+        calls = _read_calls(t.files.calls)
+        base = ["id", "call", "probability", "alternatives", "uncertain", "p::a", "p::b", "p::c"]
+        q = t.df[t.df["split"] == "query"]
+        if not head:
+            # Exactly the table calls_table makes (what the step wrote before the head existed).
+            want = prior_shift.calls_table(q["id"].tolist(), apply(q[[f"logit::{c}" for c in "abc"]].to_numpy(),
+                                           "multilabel", t.calib), t.meta["classes"], "multilabel", 0.6,
+                                           np.array(t.calib["thresholds"]))
+            assert list(calls.columns) == base
+            assert Path(t.files.calls).read_text() == want.to_csv(sep="\t", index=False)
+            continue
+        assert list(calls.columns) == base + ["membrane_prob", "membrane_call"]
+        params_m = t.calib["extra_heads"]["membrane"]
+        _check_membrane_columns(calls, dict(zip(q["id"], q["extra::membrane"])), params_m)
+        assert {"membrane", "soluble"} == set(calls["membrane_call"])  # the threshold splits this query
+    # A model with the head but a calibration without it is refused with a message naming the file.
+    t = _synthetic_task(tmp_path / "stale", True)
+    Path(t.files.calibration).write_text(json.dumps({k: v for k, v in t.calib.items() if k != "extra_heads"}))
+    with pytest.raises(InputError, match="no extra_heads.membrane"):
+        prior_shift.run(t.files, t.files, params)
+

@@ -12,7 +12,9 @@ Its target rides as an extra column after the class columns of each record's tar
 the data module needs no second target; its logit is written to logits.parquet as
 ``extra::membrane`` beside the record's flag (``membrane``); calibration.json holds its
 Platt scaling and MCC-optimal threshold under ``extra_heads``, metrics.json its test metrics
-under ``extra_heads``.
+under ``extra_heads``. The calls tables (the workflow's calls.tsv and ``barloc predict``'s)
+get its calibrated probability and call as ``membrane_prob`` and ``membrane_call``
+(:func:`add_call_columns`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from barloc.metrics import mcc_thresholds
 EXTRA = "extra::"
 #: config key -> head name (= the record column that holds its 0/1 target)
 HEADS = {"membrane_head": "membrane"}
+#: head name -> its call at or above the head's threshold, and below it
+CALL_WORDS = {"membrane": ("membrane", "soluble")}
 
 
 def heads(cfg: dict) -> list[str]:
@@ -118,6 +122,25 @@ def fit_calibration(df: pd.DataFrame, names: list[str]) -> dict:
 def probabilities(z: np.ndarray, params: dict) -> np.ndarray:
     """Calibrated P(flag) from an extra head's logits (its loss is unweighted: no offset)."""
     return cal.apply(z, "multilabel", {"temperature": params["temperature"], "bias": params["bias"]})
+
+
+def add_call_columns(table: pd.DataFrame, z: np.ndarray, calibration: dict, names: list[str],
+                     source: object = None) -> pd.DataFrame:
+    """A calls table with each extra head's ``{name}_prob`` (calibrated P(flag), rounded as the
+    ``p::`` columns are) and ``{name}_call`` (``CALL_WORDS[name]``: the first at or above the
+    head's calibrated threshold, the second below it) appended; ``z`` holds the rows' extra
+    logits in ``names`` order and ``calibration`` is calibration.json's ``extra_heads``."""
+    z = np.asarray(z, dtype=np.float64).reshape(len(table), len(names))
+    for j, name in enumerate(names):
+        params = (calibration or {}).get(name)
+        if not params:
+            raise InputError(source, f"the model has a {name} head but calibration.json has no "
+                                     f"extra_heads.{name} (rerun the calibrate step)")
+        p = probabilities(z[:, j : j + 1], params)[:, 0]
+        yes, no = CALL_WORDS.get(name, (name, f"not {name}"))
+        table[f"{name}_prob"] = np.round(p, 6)
+        table[f"{name}_call"] = np.where(p >= params["threshold"], yes, no)
+    return table
 
 
 def binary_metrics(p: np.ndarray, y: np.ndarray, threshold: float) -> dict:

@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from barloc import shift
+from barloc import extra_heads, shift
 from barloc.calibrate import apply
 from barloc.errors import InputError
 from barloc.metrics import predict_multilabel
@@ -160,6 +160,10 @@ def run(inputs, outputs, params, threads: int = 1) -> None:
               "applied": applied, "reason": reason, "test": test}
     probs = corrected if applied else calibrated
     calls = calls_table(df.loc[q, "id"].tolist(), probs, classes, kind, float(cfg.get("uncertain_below", 0.6)), thresholds)
+    heads = meta.get("extra_heads", [])
+    if heads:  # e.g. membrane_prob and membrane_call, after the class columns
+        z = df.loc[q, [extra_heads.EXTRA + n for n in heads]].to_numpy(np.float64)
+        calls = extra_heads.add_call_columns(calls, z, calib.get("extra_heads"), heads, inputs.calibration)
     log.info("%d query calls, %d uncertain", len(calls), int(calls["uncertain"].sum()))
     write_json(priors, outputs.priors)
     with atomic_path(outputs.calls) as tmp:
