@@ -97,6 +97,37 @@ def test_pipeline_writes_membrane_logits_calibration_and_separate_metrics(tmp_pa
     assert -1 <= m["mcc"] <= 1 and 0 <= m["accuracy"] <= 1
     assert "membrane" not in metrics["per_class"] and "Membrane" not in metrics["classes"]
 
+    # calls.tsv: each query protein's calibrated P(membrane) from its stored logit, and its call
+    params_m = calib["extra_heads"]["membrane"]
+    query = logits[logits["split"] == "query"]
+    stored = dict(zip(query["id"], query["extra::membrane"]))
+    calls = _read_calls(f["calls.tsv"])
+    assert len(calls) == len(query) == 40
+    _check_membrane_columns(calls, stored, params_m)
+
+    # barloc predict on the same query file: the same columns and, within float noise of
+    # other batch sizes, the same values, with and without EM prior estimation
+    from barloc.cli import main
+
+    for extra in ([], ["--estimate-priors"]):
+        out_tsv = tmp_path / f"predict{len(extra)}.tsv"
+        assert main(["predict", "--model", f["model.ckpt"], "--input", cfg["query"], "--out", str(out_tsv),
+                     "--chunk-size", "7", "--quiet", *extra]) == 0
+        got = _read_calls(out_tsv)
+        assert list(got.columns) == list(calls.columns) and got["id"].tolist() == calls["id"].tolist()
+        _check_membrane_columns(got, stored, params_m, atol=2e-6)
+        np.testing.assert_allclose(got["membrane_prob"], calls["membrane_prob"], atol=2e-6)
+
+    # a model folder whose calibration.json lacks the head's calibration is refused
+    stale = tmp_path / "stale"
+    stale.mkdir()
+    for name in ("model.ckpt", "model.json"):
+        (stale / name).write_bytes((out / name).read_bytes())
+    (stale / "calibration.json").write_text(json.dumps({k: v for k, v in calib.items() if k != "extra_heads"}))
+    assert main(["predict", "--model", str(stale / "model.ckpt"), "--input", cfg["query"],
+                 "--out", str(tmp_path / "x.tsv"), "--quiet"]) == 2
+    assert not (tmp_path / "x.tsv").exists()
+
 
 
 # --------------------------------------------------------------------------- membrane head in the outputs

@@ -173,7 +173,9 @@ def _add_predict(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, metavar="CKPT",
                         help="results/{task}/model.ckpt; model.json and calibration.json must sit beside it")
     parser.add_argument("--input", required=True, metavar="FILE", help="FASTA or FASTQ, plain or gzip, any size")
-    parser.add_argument("--out", required=True, metavar="TSV", help="calls table (same columns as the workflow's calls.tsv)")
+    parser.add_argument("--out", required=True, metavar="TSV",
+                        help="calls table (same columns as the workflow's calls.tsv, so membrane_prob and "
+                             "membrane_call too when the model has the membrane head)")
     parser.add_argument("--format", choices=("fasta", "fastq"), help="default: detected from the first record")
     priors = parser.add_mutually_exclusive_group()
     priors.add_argument("--priors", metavar="TSV",

@@ -2,12 +2,15 @@
 
 A trained task directory (``results/{task}/``) holds ``model.ckpt`` + ``model.json`` and
 ``calibration.json``; this module loads them and writes the workflow's ``calls.tsv`` table
-(:func:`barloc.steps.prior_shift.calls_table`) for any FASTA/FASTQ file.
+(:func:`barloc.steps.prior_shift.calls_table`, plus ``membrane_prob``/``membrane_call`` from
+:func:`barloc.extra_heads.add_call_columns` when the model has the membrane head) for any
+FASTA/FASTQ file.
 
 Memory does not grow with the input: records are streamed in chunks, each chunk is encoded,
 predicted and written before the next is read. The one exception is ``estimate_priors``:
 EM needs every sample's probabilities at once, so the first pass keeps an (n, K) float32
-matrix (4 * n * K bytes: 100,000 barcodes x 4 basins = 1.6 MB), never the sequences.
+matrix (4 * n * K bytes: 100,000 barcodes x 4 basins = 1.6 MB), never the sequences; a
+model with extra heads also keeps their float32 logits (4 * n bytes a head).
 
 Every problem with the user's files is an :class:`~barloc.errors.InputError`.
 """
@@ -27,7 +30,7 @@ from typing import TextIO
 import numpy as np
 import pandas as pd
 
-from barloc import shift
+from barloc import extra_heads, shift
 from barloc.calibrate import apply
 from barloc.errors import InputError
 from barloc.runtime import atomic_path, read_json
@@ -64,6 +67,11 @@ class Predictor:
     def label_thresholds(self) -> np.ndarray:
         return np.asarray(self.calibration.get("thresholds", [0.5] * len(self.classes)), dtype=np.float64)
 
+    @property
+    def extra_heads(self) -> list[str]:
+        """The model's extra sigmoid heads (model.json ``extra_heads``), e.g. ``["membrane"]``."""
+        return list(self.meta.get("extra_heads", []))
+
 
 def _read_json_file(path: Path, what: str) -> dict:
     if not path.is_file():
@@ -97,6 +105,10 @@ def load_predictor(model_path: str | Path) -> Predictor:
         raise InputError(cal_path, "calibration.json is for other classes than model.json")
     if calibration.get("kind", meta["kind"]) != meta["kind"]:
         raise InputError(cal_path, f"calibration.json is for a {calibration['kind']} model, not {meta['kind']}")
+    for name in meta.get("extra_heads", []):
+        if not (calibration.get("extra_heads") or {}).get(name):
+            raise InputError(cal_path, f"the model has a {name} head but calibration.json has no "
+                                       f"extra_heads.{name} (rerun the calibrate step)")
     try:
         model, meta = load_model(ckpt, meta_path)
     except (RuntimeError, OSError, KeyError, ValueError, EOFError) as exc:
@@ -202,13 +214,37 @@ def iter_chunks(
         yield emit(ids, seqs)
 
 
-def calibrated_probs(pred: Predictor, seqs: list[str], batch_size: int, device: str = "cpu") -> np.ndarray:
-    """Calibrated probabilities of ``seqs``, exactly as the workflow's predict + calibrate steps."""
+def calibrated_outputs(pred: Predictor, seqs: list[str], batch_size: int,
+                       device: str = "cpu") -> tuple[np.ndarray, np.ndarray | None]:
+    """Calibrated class probabilities of ``seqs``, exactly as the workflow's predict +
+    calibrate steps, and the extra heads' raw logits ((n, heads); None without extra heads),
+    from the same forward pass as the workflow's predict step."""
     from barloc.data import EncodedDataset, predict_logits
 
     ds = EncodedDataset(seqs, pred.meta["encoder"], pred.meta["alphabet"])
-    logits = predict_logits(pred.model, ds, batch_size, device)
-    return apply(logits, pred.kind, pred.calibration)
+    heads = pred.extra_heads
+    model = extra_heads.WithExtraHeads(pred.model) if heads else pred.model
+    logits = predict_logits(model, ds, batch_size, device)
+    k = len(pred.classes)
+    return apply(logits[:, :k], pred.kind, pred.calibration), (logits[:, k:] if heads else None)
+
+
+def calibrated_probs(pred: Predictor, seqs: list[str], batch_size: int, device: str = "cpu") -> np.ndarray:
+    """Calibrated probabilities of ``seqs``, exactly as the workflow's predict + calibrate steps."""
+    return calibrated_outputs(pred, seqs, batch_size, device)[0]
+
+
+def call_rows(pred: Predictor, ids: list[str], probs: np.ndarray, extra: np.ndarray | None,
+              threshold: float) -> pd.DataFrame:
+    """The calls table of one chunk: :func:`~barloc.steps.prior_shift.calls_table`, then the
+    extra heads' calibrated probability and call, as the workflow's prior_shift step writes."""
+    from barloc.steps.prior_shift import calls_table
+
+    table = calls_table(ids, probs, pred.classes, pred.kind, threshold, pred.label_thresholds)
+    if pred.extra_heads:
+        table = extra_heads.add_call_columns(table, extra, pred.calibration.get("extra_heads"), pred.extra_heads,
+                                             pred.task_dir / "calibration.json")
+    return table
 
 
 class Progress:
@@ -255,6 +291,8 @@ class PredictResult:
     classes: list[str] = field(default_factory=list)
     query_priors: np.ndarray | None = None
     converged: bool | None = None
+    #: per extra head: {call: number of records}, e.g. {"membrane": {"membrane": 3, "soluble": 9}}
+    extra_calls: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def predict_file(
@@ -281,7 +319,7 @@ def predict_file(
     corrects with them. The table is written to a temporary file that is renamed to
     ``out_path`` only when every record succeeded.
     """
-    from barloc.steps.prior_shift import calls_table, correct
+    from barloc.steps.prior_shift import correct
 
     if priors is not None and estimate_priors:
         raise InputError(None, "give either --priors or --estimate-priors, not both")
@@ -302,14 +340,21 @@ def predict_file(
 
     result = PredictResult(0, 0, "none", classes)
     em_probs: np.ndarray | None = None
+    em_extra: np.ndarray | None = None
     if estimate_priors:
-        # Pass 1: calibrated probabilities of every record, kept as one float32 matrix.
-        parts = [calibrated_probs(pred, seqs, batch_size, device).astype(np.float32)
-                 for _, seqs in chunks("pass 1/2: predicting")]
+        # Pass 1: calibrated probabilities of every record, kept as one float32 matrix (and
+        # the extra heads' float32 logits, as the model gives them, for pass 2's calls).
+        parts, extra_parts = [], []
+        for _, seqs in chunks("pass 1/2: predicting"):
+            probs, extra = calibrated_outputs(pred, seqs, batch_size, device)
+            parts.append(probs.astype(np.float32))
+            if extra is not None:
+                extra_parts.append(extra)
         if not parts:
             raise InputError(input_path, "no records to classify")
         all_probs = np.concatenate(parts)
-        del parts
+        em_extra = np.concatenate(extra_parts) if extra_parts else None
+        del parts, extra_parts
         pcfg = {"method": "em", "bootstrap": 0, "prior_strength": prior_strength}
         em_probs, info = correct(kind, all_probs.astype(np.float64), train, pcfg, classes, seed)
         del all_probs
@@ -330,14 +375,19 @@ def predict_file(
                     if n + len(ids) > len(em_probs):
                         raise InputError(input_path, "the file changed between the two passes")
                     probs = em_probs[n : n + len(ids)]
+                    extra = None if em_extra is None else em_extra[n : n + len(ids)]
                 else:
-                    probs = calibrated_probs(pred, seqs, batch_size, device)
+                    probs, extra = calibrated_outputs(pred, seqs, batch_size, device)
                     if target is not None:
                         probs = correct_known(probs, kind, train, target)
-                table = calls_table(ids, probs, classes, kind, threshold, pred.label_thresholds)
+                table = call_rows(pred, ids, probs, extra, threshold)
                 table.to_csv(fh, sep="\t", index=False, header=n == 0)
                 n += len(ids)
                 n_uncertain += int(table["uncertain"].sum())
+                for name in pred.extra_heads:
+                    counts = result.extra_calls.setdefault(name, dict.fromkeys(extra_heads.CALL_WORDS.get(name, ()), 0))
+                    for call, k in table[f"{name}_call"].value_counts().items():
+                        counts[call] = counts.get(call, 0) + int(k)
             if n == 0:
                 raise InputError(input_path, "no records to classify")
             if em_probs is not None and n != len(em_probs):
@@ -357,5 +407,8 @@ def summary(result: PredictResult, out_path: str | Path) -> str:
         lines.append(f"probabilities: calibrated and corrected to the query priors {how}: {pri}")
         if result.method == "em" and result.converged is False:
             lines.append("warning: EM did not converge; the priors are its last estimate")
+    for name, counts in result.extra_calls.items():
+        lines.append(f"{name} head: " + ", ".join(f"{k:,} {call}" for call, k in counts.items())
+                     + f" (column {name}_call, at the calibrated threshold)")
     return "\n".join(lines)
 
