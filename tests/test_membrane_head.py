@@ -128,6 +128,17 @@ def test_pipeline_writes_membrane_logits_calibration_and_separate_metrics(tmp_pa
                  "--out", str(tmp_path / "x.tsv"), "--quiet"]) == 2
     assert not (tmp_path / "x.tsv").exists()
 
+    # the report shows the head's section with this run's threshold and counts
+    from barloc.report import build_report
+
+    from test_report import run_info
+
+    build_report({"localization": out}, tmp_path / "index.html", run_info(tmp_path))
+    html = (tmp_path / "index.html").read_text(encoding="utf-8")
+    assert 'id="task-localization-membrane"' in html and "Membrane or soluble" in html
+    n_mem = int((calls["membrane_call"] == "membrane").sum())
+    assert f"{n_mem} of 40 query proteins called membrane" in html
+    assert f"{params_m['threshold'] * 100:.1f}%" in html
 
 
 # --------------------------------------------------------------------------- membrane head in the outputs
@@ -208,3 +219,48 @@ def test_calls_tsv_has_the_membrane_columns_only_with_the_head(tmp_path):
     with pytest.raises(InputError, match="no extra_heads.membrane"):
         prior_shift.run(t.files, t.files, params)
 
+
+def _report_task(where: Path, head: bool) -> None:
+    """The report test's synthetic localization artifacts, with the membrane head's added."""
+    from test_report import make_synthetic_task
+
+    make_synthetic_task(where, "localization", "multilabel", seed=2, n_query=33)
+    if not head:
+        return
+    meta, calib, metrics = (json.loads((where / f).read_text()) for f in ("model.json", "calibration.json", "metrics.json"))
+    meta["extra_heads"] = ["membrane"]
+    calib["extra_heads"] = {"membrane": {"temperature": 1.3, "bias": 0.2, "threshold": 0.375, "n_val": 50}}
+    metrics["extra_heads"] = {"membrane": {"n": 287, "positives": 91, "threshold": 0.375, "mcc": 0.4412,
+                                           "accuracy": 0.7561, "f1": 0.6123, "nll": 0.5012, "ece": 0.0431}}
+    for name, d in (("model.json", meta), ("calibration.json", calib), ("metrics.json", metrics)):
+        (where / name).write_text(json.dumps(d))
+    calls = _read_calls(where / "calls.tsv")
+    z = np.random.default_rng(4).normal(0, 2, (len(calls), 1))
+    extra_heads.add_call_columns(calls, z, calib["extra_heads"], ["membrane"]).to_csv(
+        where / "calls.tsv", sep="\t", index=False)
+
+
+def test_report_has_a_membrane_section_only_with_the_head(tmp_path):
+    from barloc.report import build_report
+    from test_report import Page, run_info
+
+    pages = {}
+    for head in (False, True):
+        root = tmp_path / str(head)
+        _report_task(root / "localization", head)
+        build_report({"localization": root / "localization"}, root / "index.html", run_info(root))
+        pages[head] = (root / "index.html").read_text(encoding="utf-8")
+    off, on = Page(pages[False]), Page(pages[True])
+    sid = "task-localization-membrane"
+    assert sid not in off.ids() and "Membrane or soluble" not in pages[False] and "membrane_prob" not in pages[False]
+    assert sid in on.ids() and f'href="#{sid}"' in pages[True]
+    text = on.text(sid)
+    assert "Membrane or soluble" in text and "37.5%" in text  # the calibration's threshold
+    assert "0.441" in text and "0.756" in text and "287" in text  # metrics.json extra_heads.membrane
+    calls = _read_calls(tmp_path / "True" / "localization" / "calls.tsv")
+    rows = [a for a, ids in on.find("tr", within="membrane-localization")]
+    assert len(rows) == len(calls) + 1  # header + one a query sample
+    n_mem = int((calls["membrane_call"] == "membrane").sum())
+    assert f"{n_mem} of {len(calls)} query proteins called membrane" in text
+    first = calls.iloc[0]
+    assert f"{first['membrane_prob'] * 100:.1f}%" in text and first["id"] in text

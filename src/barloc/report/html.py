@@ -272,6 +272,51 @@ def _calls_section(df: pd.DataFrame | None, kind: str, classes: list[str], path:
     }
 
 
+#: The membrane head's test metrics (metrics.json extra_heads.membrane) in display order.
+MEMBRANE_METRICS = [
+    ("mcc", "Matthews correlation (MCC)", True),
+    ("accuracy", "Accuracy", True),
+    ("f1", "F1 of the membrane call", True),
+    ("nll", "Log loss (NLL)", False),
+    ("ece", "Calibration error (ECE)", False),
+]
+
+
+def _membrane_section(model: dict | None, metrics: dict | None, calibration: dict | None,
+                      calls: pd.DataFrame | None, words: dict) -> dict:
+    """The membrane/soluble head (``membrane_head: true``): its test metrics and, per query
+    sample, the calibrated P(membrane) and call that calls.tsv holds. Not applicable (and
+    not on the page) when the model has no such head."""
+    heads = (model or {}).get("extra_heads") or list(((calibration or {}).get("extra_heads") or {}))
+    if "membrane" not in heads:
+        return {"state": "not_applicable"}
+    params = ((calibration or {}).get("extra_heads") or {}).get("membrane") or {}
+    m = ((metrics or {}).get("extra_heads") or {}).get("membrane") or {}
+    threshold = params.get("threshold", m.get("threshold"))
+    out: dict[str, Any] = {"state": "ok", "threshold": fmt_pct(threshold, 1), "sentence": "", "metrics": [],
+                           "rows": [], "n": 0, "n_membrane": 0, "truncated": False, "max_rows": MAX_CALL_ROWS,
+                           "has_calls": False}
+    if m:
+        n, pos = m.get("n"), m.get("positives")
+        out["sentence"] = (
+            f"Of {fmt_int(n)} held-out test {words['nouns']} with a known flag ({fmt_int(pos)} membrane), calling "
+            f"“membrane” at a calibrated probability of {fmt_pct(threshold, 1)} or more is right for "
+            f"{fmt_pct(m.get('accuracy'))} of them (MCC {fmt_num(m.get('mcc'), 2)})."
+        )
+        out["metrics"] = [{"label": label, "value": fmt_num(m.get(key)), "better": "higher" if hi else "lower"}
+                          for key, label, hi in MEMBRANE_METRICS if key in m]
+    if calls is not None and not calls.empty and {"id", "membrane_prob", "membrane_call"} <= set(calls.columns):
+        shown = calls.iloc[:MAX_CALL_ROWS]
+        prob = _numeric(shown, "membrane_prob")
+        out["rows"] = [{"id": str(i), "prob_text": fmt_pct(p, 1), "prob_sort": f"{p:.6f}" if _finite(p) else "-1",
+                        "call": str(c)} for i, p, c in zip(shown["id"], prob, shown["membrane_call"])]
+        out["n"] = len(calls)
+        out["n_membrane"] = int((calls["membrane_call"] == "membrane").sum())
+        out["truncated"] = len(calls) > MAX_CALL_ROWS
+        out["has_calls"] = True
+    return out
+
+
 def _pick_reliability_bin(r: Mapping | None, target: float = 0.8) -> tuple[float, float] | None:
     """(confidence, accuracy) of the populated bin whose confidence is nearest ``target``."""
     if not r:
@@ -734,6 +779,7 @@ def _task_context(name: str, task_dir: Path, cutoff: float | None = None) -> dic
         "metrics": _metrics_section(metrics, kind, classes, words, calibration, task_dir / "metrics.json"),
         "ablation": (_ablation_section(_read_json(task_dir / "ablation.json"), words, task_dir / "ablation.json")
                      if kind == "multiclass" else {"state": "not_applicable"}),
+        "membrane": _membrane_section(model, metrics, calibration, calls_df, words),
         "calibration": _calibration_section(calibration, kind, classes, task_dir / "calibration.json"),
         "priors": _priors_section(priors, kind, classes, task_dir / "priors.json"),
         "coverage": _coverage_section(task_dir, kind, classes, calibration, cutoff, words),
