@@ -11,7 +11,7 @@ import pandas as pd
 
 from barloc import soft
 from barloc.calibrate import apply, weighting_offset
-from barloc.data import EncodedDataset, predict_logits, targets_for
+from barloc.data import EncodedDataset, group_ids, predict_logits, targets_for
 from barloc.steps.calibrate import fit as fit_calibration
 from barloc.steps.predict import LOGIT
 from barloc.steps.split import grouped_folds
@@ -53,7 +53,8 @@ def out_of_fold(
         val_m, test_m = val_m & hard, test_m & hard
         logits = {}
         for name, m in (("val", val_m), ("test", test_m)):
-            ds = EncodedDataset(labelled.loc[m, "sequence"].tolist(), meta["encoder"], meta["alphabet"])
+            ds = EncodedDataset(labelled.loc[m, "sequence"].tolist(), meta["encoder"], meta["alphabet"],
+                                groups=group_ids(labelled[m], meta.get("reference_groups")))
             logits[name] = predict_logits(model, ds, 256)
         yv = targets_for(labelled.loc[val_m, "label"].tolist(), classes, cfg["kind"])
         offset = weighting_offset(cfg["kind"], meta["loss"], np.asarray(meta["train_counts"]), meta["n_train"])

@@ -6,10 +6,12 @@ from collections.abc import Iterator, Sequence
 
 import lightning as L
 import numpy as np
+import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from barloc.encode import kmer_profile, tokenize
+from barloc.models.encoders import KMER_TYPES
 
 
 def targets_for(labels: Sequence[str | None], classes: list[str], kind: str) -> np.ndarray:
@@ -25,11 +27,36 @@ def targets_for(labels: Sequence[str | None], classes: list[str], kind: str) -> 
     return Y
 
 
-class EncodedDataset(Dataset):
-    """Either k-mer feature rows or token arrays, plus optional targets."""
+#: group id of a record outside the nearest-reference model's reference groups: matches none
+NO_GROUP = -2
 
-    def __init__(self, seqs: Sequence[str], encoder: dict, alphabet: str, targets: np.ndarray | None = None) -> None:
-        self.kmer = encoder.get("type") == "kmer"
+
+def group_keys(df: pd.DataFrame) -> pd.Series:
+    """What a record may not match in a nearest-reference model: its group (BOLD project), or
+    the record itself (its id) where it has none."""
+    ids = df["id"].astype(str) if "id" in df.columns else pd.Series(df.index.astype(str), index=df.index)
+    if "group" not in df.columns:
+        return ids
+    return df["group"].astype("string").fillna(ids).astype(str)
+
+
+def group_ids(df: pd.DataFrame, names: Sequence[str] | None) -> np.ndarray | None:
+    """Each row's index in ``names`` (model.json's ``reference_groups``; NO_GROUP when its
+    group holds no reference), so a nearest-reference model never scores a labelled record
+    against references from its own project; None for any other model."""
+    if names is None:
+        return None
+    index = {name: i for i, name in enumerate(names)}
+    return np.array([index.get(k, NO_GROUP) for k in group_keys(df)], dtype=np.int64)
+
+
+class EncodedDataset(Dataset):
+    """Either k-mer feature rows or token arrays, plus optional targets and group ids (the
+    nearest-reference encoder keeps a training record from matching its own group)."""
+
+    def __init__(self, seqs: Sequence[str], encoder: dict, alphabet: str, targets: np.ndarray | None = None,
+                 groups: np.ndarray | None = None) -> None:
+        self.kmer = encoder.get("type") in KMER_TYPES
         if self.kmer:
             self.features = torch.from_numpy(kmer_profile(list(seqs), encoder.get("k", 6)))
             self.lengths = np.ones(len(seqs), dtype=np.int64)
@@ -37,6 +64,7 @@ class EncodedDataset(Dataset):
             self.tokens = [torch.from_numpy(t) for t in tokenize(seqs, alphabet, encoder.get("max_len"))]
             self.lengths = np.array([len(t) for t in self.tokens], dtype=np.int64)
         self.targets = None if targets is None else torch.from_numpy(targets)
+        self.groups = None if groups is None else torch.as_tensor(groups, dtype=torch.long)
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -49,6 +77,8 @@ class EncodedDataset(Dataset):
             item["tokens"] = self.tokens[i]
         if self.targets is not None:
             item["target"] = self.targets[i]
+        if self.groups is not None:
+            item["group"] = self.groups[i]
         return item
 
 
@@ -58,8 +88,9 @@ def collate(items: list[dict]) -> dict:
         batch["features"] = torch.stack([it["features"] for it in items])
     else:
         batch["tokens"] = torch.nn.utils.rnn.pad_sequence([it["tokens"] for it in items], batch_first=True)
-    if "target" in items[0]:
-        batch["target"] = torch.stack([it["target"] for it in items])
+    for key in ("target", "group"):
+        if key in items[0]:
+            batch[key] = torch.stack([it[key] for it in items])
     return batch
 
 

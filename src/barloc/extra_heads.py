@@ -53,14 +53,6 @@ def check_columns(records: pd.DataFrame, names: list[str], source) -> None:
                                      "(the DeepLoc CSV's Membrane column; other formats have none)")
 
 
-def parquet_columns(path: object, names: list[str]) -> list[str]:
-    """The extra heads' target columns that the parquet file at ``path`` has."""
-    import pyarrow.parquet as pq
-
-    have = set(pq.read_schema(path).names)
-    return [n for n in names if n in have]
-
-
 def append_targets(Y: np.ndarray, part: pd.DataFrame, names: list[str]) -> np.ndarray:
     """Class target rows with each extra head's 0/1 flag (NaN = unknown) appended."""
     if not names:

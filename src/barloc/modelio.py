@@ -25,6 +25,7 @@ def build_model(meta: dict) -> SequenceClassifier:
         n_train=meta["n_train"],
         n_features=meta.get("n_features"),
         extra_heads=meta.get("extra_heads", ()),
+        n_reference=meta.get("n_reference"),
     )
 
 

@@ -99,6 +99,14 @@ def write_parquet(df: Any, path: str | Path, meta: dict | None = None) -> None:
         pq.write_table(table, tmp)
 
 
+def present_columns(path: str | Path, names: list[str]) -> list[str]:
+    """Those of ``names`` that the parquet file at ``path`` has, in order (optional columns)."""
+    import pyarrow.parquet as pq
+
+    have = set(pq.read_schema(path).names)
+    return [n for n in names if n in have]
+
+
 def parquet_meta(path: str | Path) -> dict:
     """The ``barloc`` metadata dict of a parquet file written by :func:`write_parquet`
     (empty when it has none)."""

@@ -109,9 +109,9 @@ def hard_mask(df: pd.DataFrame) -> np.ndarray:
 
 def parquet_columns(path: object, columns: list[str]) -> list[str]:
     """``columns`` plus ``label_probs`` when the parquet file at ``path`` has it."""
-    import pyarrow.parquet as pq
+    from barloc.runtime import present_columns
 
-    return columns + ([SOFT] if SOFT in pq.read_schema(path).names else [])
+    return columns + present_columns(path, [SOFT])
 
 
 def targets(df: pd.DataFrame, classes: list[str], kind: str) -> np.ndarray:

@@ -31,11 +31,12 @@ class SequenceClassifier(L.LightningModule):
         n_train: int,
         n_features: int | None = None,
         extra_heads: list[str] | tuple[str, ...] = (),
+        n_reference: int | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.kind = kind
-        self.encoder = build_encoder(encoder, alphabet, n_features)
+        self.encoder = build_encoder(encoder, alphabet, n_features, n_reference, n_classes)
         self.head = nn.Linear(self.encoder.out_dim, n_classes)
         self.loss_fn = make_loss(kind, loss, np.asarray(target_counts), n_train)
         # Extra sigmoid outputs on the same encoding (barloc.extra_heads: the membrane flag);

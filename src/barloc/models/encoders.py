@@ -10,6 +10,10 @@ from torch import nn
 from barloc.encode import iupac_matrix, vocab_size
 
 
+#: encoder types whose input is a k-mer profile
+KMER_TYPES = ("kmer", "nearest")
+
+
 class KmerEncoder(nn.Module):
     """MLP over a k-mer frequency profile (alignment-free; robust to length differences).
 
@@ -46,6 +50,67 @@ class KmerEncoder(nn.Module):
 
     def forward(self, batch: dict) -> torch.Tensor:
         return self.net((batch["features"] * self.scale - self.mean) * self.inv_std)
+
+
+class NearestReferenceEncoder(nn.Module):
+    """How close a barcode comes to each class's nearest reference barcode (``type: nearest``).
+
+    Origin signal in a barcode is largely which haplotypes were sampled where: a query that
+    matches a Pacific reference's haplotype exactly is good evidence for the Pacific, which a
+    smooth k-mer composition model blurs. The encoding, per class c, is d_c = 1 - the highest
+    cosine similarity between the query's k-mer profile and a class-c reference profile, given
+    as (d_c, log(d_c + 1e-4)/10) and standardised; the head learns how strongly each distance
+    speaks for each class. ``hidden > 0`` adds a :class:`KmerEncoder` of the profile beside it.
+
+    The references (training records with a hard label) are buffers, so they travel in the
+    state_dict and ``barloc predict`` needs nothing else. They are all labelled records outside
+    the test split (training and validation), so a query is compared with as much of the
+    library as possible. A labelled record never matches references of its own group (BOLD
+    project, or itself; batch["group"], see :func:`barloc.data.group_ids`): a project's
+    barcodes match each other far better than a new project's would, and the head must learn,
+    and calibration measure, what a match to *another* project is worth, which is what a
+    query has.
+    """
+
+    EPS = 1e-4
+
+    def __init__(self, n_features: int, n_reference: int, n_classes: int, hidden: int = 0, dropout: float = 0.3) -> None:
+        super().__init__()
+        self.n_classes = n_classes
+        self.register_buffer("ref", torch.zeros(n_reference, n_features))
+        self.register_buffer("ref_class", torch.zeros(n_reference, dtype=torch.long))
+        self.register_buffer("ref_group", torch.full((n_reference,), -1, dtype=torch.long))
+        self.register_buffer("mean", torch.zeros(2 * n_classes))
+        self.register_buffer("inv_std", torch.ones(2 * n_classes))
+        self.kmer = KmerEncoder(n_features, hidden, dropout) if hidden > 0 else None
+        self.out_dim = 2 * n_classes + (self.kmer.out_dim if self.kmer is not None else 0)
+
+    def set_reference(self, features: torch.Tensor, classes: torch.Tensor, groups: torch.Tensor) -> None:
+        """Store the reference profiles (unit length), their class indices and group ids."""
+        self.ref = F.normalize(features.float(), dim=1)
+        self.ref_class, self.ref_group = classes.long(), groups.long()
+
+    def distances(self, features: torch.Tensor, groups: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, 2C) raw features; references of a row's own group (``groups``) are skipped."""
+        sim = F.normalize(features.float(), dim=1) @ self.ref.T  # (B, R)
+        if groups is not None:
+            sim = sim.masked_fill(groups[:, None] == self.ref_group[None, :], -1.0)
+        best = torch.full((len(sim), self.n_classes), -1.0, device=sim.device)
+        best = best.scatter_reduce(1, self.ref_class.expand(len(sim), -1), sim, reduce="amax")
+        d = (1.0 - best).clamp(0.0, 2.0)  # a class without any other-group reference gets 2
+        return torch.cat([d, torch.log(d + self.EPS) / 10], dim=1)
+
+    def fit_standardizer(self, features: torch.Tensor, groups: torch.Tensor | None = None) -> None:
+        x = torch.cat([self.distances(features[i:i + 1024], None if groups is None else groups[i:i + 1024])
+                       for i in range(0, len(features), 1024)])
+        self.mean.copy_(x.mean(0))
+        self.inv_std.copy_(1.0 / x.std(0).clamp_min(1e-3))
+        if self.kmer is not None:
+            self.kmer.fit_standardizer(features)
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        z = (self.distances(batch["features"], batch.get("group")) - self.mean) * self.inv_std
+        return z if self.kmer is None else torch.cat([z, self.kmer(batch)], dim=1)
 
 
 class SelfAttentionBlock(nn.Module):
@@ -138,10 +203,14 @@ class ConvEncoder(nn.Module):
         return torch.cat([attended, maxed], dim=1)
 
 
-def build_encoder(cfg: dict, alphabet: str, n_features: int | None) -> nn.Module:
+def build_encoder(cfg: dict, alphabet: str, n_features: int | None, n_reference: int | None = None,
+                  n_classes: int | None = None) -> nn.Module:
     kind = cfg.get("type", "cnn")
     if kind == "kmer":
         return KmerEncoder(int(n_features), cfg.get("hidden", 256), cfg.get("dropout", 0.3))
+    if kind == "nearest":
+        return NearestReferenceEncoder(int(n_features), int(n_reference), int(n_classes), cfg.get("hidden", 0),
+                                       cfg.get("dropout", 0.3))
     if kind == "cnn":
         return ConvEncoder(
             alphabet,
@@ -156,4 +225,4 @@ def build_encoder(cfg: dict, alphabet: str, n_features: int | None) -> nn.Module
 
 
 def n_kmer_features(cfg: dict) -> int | None:
-    return int(np.power(4, cfg.get("k", 6))) if cfg.get("type") == "kmer" else None
+    return int(np.power(4, cfg.get("k", 6))) if cfg.get("type") in KMER_TYPES else None

@@ -18,8 +18,8 @@ import pandas as pd
 
 from barloc import metrics, soft
 from barloc.calibrate import apply, weighting_offset
-from barloc.data import EncodedDataset, predict_logits
-from barloc.runtime import write_json
+from barloc.data import EncodedDataset, group_ids, predict_logits
+from barloc.runtime import present_columns, write_json
 from barloc.steps.calibrate import fit as fit_calibration
 from barloc.steps.train import fit
 
@@ -80,7 +80,8 @@ def measure(data: pd.DataFrame, cfg: dict, trainer: dict, seed: int, task: str =
         z = {}
         for split in ("val", "test"):
             hard = parts[split][soft.hard_mask(parts[split])]  # a soft target's class is unknown
-            ds = EncodedDataset(hard["sequence"].tolist(), meta["encoder"], meta["alphabet"])
+            ds = EncodedDataset(hard["sequence"].tolist(), meta["encoder"], meta["alphabet"],
+                                groups=group_ids(hard, meta.get("reference_groups")))
             z[split] = (predict_logits(model, ds, 256), hard["label"].map({c: i for i, c in enumerate(classes)}).to_numpy())
         offset = weighting_offset(kind, meta["loss"], np.asarray(meta["train_counts"]), meta["n_train"])
         calib = fit_calibration(kind, cfg.get("calibration", {}).get("method", "temperature"), *z["val"], offset)
@@ -108,7 +109,7 @@ def measure(data: pd.DataFrame, cfg: dict, trainer: dict, seed: int, task: str =
 
 
 def run(inputs, outputs, params, threads: int = 1) -> None:
-    cols = soft.parquet_columns(inputs.records, ["id", "sequence", "label"])
+    cols = soft.parquet_columns(inputs.records, ["id", "sequence", "label"]) + present_columns(inputs.records, ["group"])
     records = pd.read_parquet(inputs.records, columns=cols)
     splits = pd.read_csv(inputs.splits, sep="\t", dtype=str)
     data = records.merge(splits, on="id")

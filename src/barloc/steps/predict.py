@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 
 from barloc import extra_heads, soft
-from barloc.data import EncodedDataset, predict_logits
+from barloc.data import EncodedDataset, group_ids, predict_logits
 from barloc.modelio import load_model
-from barloc.runtime import atomic_path
+from barloc.runtime import atomic_path, present_columns
 
 LOGIT = "logit::"
 
@@ -28,12 +28,13 @@ def run(inputs, outputs, params, threads: int = 1) -> None:
     model, meta = load_model(inputs.model, inputs.meta)
     extra = meta.get("extra_heads", [])
     records = pd.read_parquet(inputs.records, columns=soft.parquet_columns(inputs.records, ["id", "sequence", "label", "role"])
-                              + extra_heads.parquet_columns(inputs.records, extra))
+                              + present_columns(inputs.records, [*extra, "group"]))
     splits = pd.read_csv(inputs.splits, sep="\t", dtype=str)
     data = records.merge(splits, on="id", how="left")
     data.loc[data["role"] == "query", "split"] = "query"
     data = data[data["split"].isin(["val", "test", "query"])].reset_index(drop=True)
-    ds = EncodedDataset(data["sequence"].tolist(), meta["encoder"], meta["alphabet"])
+    ds = EncodedDataset(data["sequence"].tolist(), meta["encoder"], meta["alphabet"],
+                        groups=group_ids(data, meta.get("reference_groups")))
     batch_size = int(params.cfg.get("train", {}).get("batch_size", 64)) * 2
     logits = predict_logits(extra_heads.WithExtraHeads(model) if extra else model, ds, batch_size)
     k = len(meta["classes"])

@@ -23,11 +23,11 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
 from barloc import extra_heads, soft
 from barloc.augment import augment_records
-from barloc.data import EncodedDataset, SequenceDataModule
+from barloc.data import EncodedDataset, SequenceDataModule, group_ids, group_keys
 from barloc.errors import InputError
 from barloc.modelio import build_model, save_model
 from barloc.models import VAL_METRIC_NAME, n_kmer_features
-from barloc.runtime import atomic_path, parquet_meta, process_rank, versions
+from barloc.runtime import atomic_path, parquet_meta, present_columns, process_rank, versions
 
 log = logging.getLogger(__name__)
 
@@ -185,10 +185,22 @@ def fit(
     extra = extra_heads.heads(cfg)  # e.g. the membrane flag: target columns after the classes'
     if extra:
         extra_heads.check_columns(pd.concat([train, val]), extra, "the training records")
+    nearest = enc.get("type") == "nearest"
+    if nearest and (kind != "multiclass" or alphabet != "dna"):
+        raise InputError(None, "encoder type 'nearest' compares DNA k-mer profiles for a softmax head: "
+                               "it needs kind: multiclass and alphabet: dna")
+    refs, names = None, None
+    if nearest:
+        # The references: every labelled record outside the test split with a hard label.
+        labelled = pd.concat([train, val], ignore_index=True)
+        refs = labelled[soft.hard_mask(labelled)]
+        names = list(dict.fromkeys(group_keys(refs)))
     sets = {
         name: EncodedDataset(part["sequence"].tolist(), enc, alphabet,
-                             extra_heads.append_targets(soft.targets(part, classes, kind), part, extra))
-        # train.augment: altered copies of the training records (DNA), never of val.
+                             extra_heads.append_targets(soft.targets(part, classes, kind), part, extra),
+                             group_ids(part, names) if nearest else None)
+        # train.augment: altered copies of the training records (DNA), never of val; a copy keeps
+        # its original's group and id, so it never matches its original either.
         for name, part in (("train", augment_records(train, tr.get("augment"), seed, alphabet)), ("val", val))
     }
     y_train = sets["train"].targets.numpy()[:, :len(classes)] if extra else sets["train"].targets.numpy()
@@ -209,8 +221,15 @@ def fit(
         "length_limit": {"max_length": cfg.get("max_length"), "on_long": cfg.get("on_long", "clip")},
         **({"extra_heads": extra} if extra else {}),
     }
+    if nearest:
+        meta.update({"n_reference": len(refs), "reference_groups": names})
     model = build_model(meta)
-    if enc.get("standardize") and hasattr(model.encoder, "fit_standardizer"):
+    if nearest:
+        ref = EncodedDataset(refs["sequence"].tolist(), enc, alphabet, groups=group_ids(refs, names))
+        model.encoder.set_reference(ref.features, torch.as_tensor([classes.index(c) for c in refs["label"]]), ref.groups)
+        # Always standardised: the distances' scale says nothing about their weight.
+        model.encoder.fit_standardizer(sets["train"].features, sets["train"].groups)
+    elif enc.get("standardize") and hasattr(model.encoder, "fit_standardizer"):
         model.encoder.fit_standardizer(sets["train"].features)
     dm = SequenceDataModule(sets["train"], sets["val"], int(tr.get("batch_size", 64)), seed)
     history = History()
@@ -230,7 +249,8 @@ def fit(
         if checkpoint_dir is not None:
             ckdir = Path(checkpoint_dir)
             fp = _fingerprint({k: v for k, v in settings.items() if k != "plugins"} | {"seed": seed, "cfg": cfg, "task": task},
-                              train[soft.key_columns(train)], val[soft.key_columns(val)])
+                              train[soft.key_columns(train) + (["group"] if nearest and "group" in train else [])],
+                              val[soft.key_columns(val)])
             # Under DDP the first process decides (and clears a stale folder) before it starts
             # the others, which then find the same last.ckpt, or none, and only read.
             resume = _resumable(ckdir, fp, clear=rank == 0)
@@ -313,8 +333,9 @@ def _ckpt_epoch(path: Path) -> int:
 
 
 def run(inputs, outputs, params, threads: int = 1) -> None:
+    # group (the BOLD project) keeps the nearest-reference encoder from matching a record's own project.
     records = pd.read_parquet(inputs.records, columns=soft.parquet_columns(inputs.records, ["id", "sequence", "label"])
-                              + extra_heads.parquet_columns(inputs.records, extra_heads.heads(params.cfg)))
+                              + present_columns(inputs.records, [*extra_heads.heads(params.cfg), "group"]))
     splits = pd.read_csv(inputs.splits, sep="\t", dtype=str)
     data = records.merge(splits, on="id")
     model, meta, history = fit(
