@@ -5,7 +5,10 @@ COI-5P records with a basin label (Atlantic / Pacific / Indian / Mediterranean),
 on the pooled out-of-fold predictions.
 
 Baselines: q2-feature-classifier's recipe (char 7-mer hashing + multinomial naive Bayes), 6-mer
-logistic regression, and "each species' majority basin". Ablation: barloc's loss options.
+logistic regression, "each species' majority basin", and the nearest reference barcode (cosine
+of 5-mer profiles; tied references vote, balanced by class). Ablation: barloc's loss options.
+barloc_nearest: the same model with the nearest-reference encoder (``encoder.type: nearest``).
+Fold spread: barloc, barloc_nearest and the baselines on the folds of other seeds.
 Seed spread: barloc retrained with other training seeds on the same folds, with and without
 the config's training-set augmentation (``train.augment``), and the ensembles that average
 those members' calibrated probabilities.
@@ -55,22 +58,31 @@ def load_task(config: Path) -> tuple[pd.DataFrame, dict, dict]:
     return labelled, task, trainer
 
 
-def scores(probs: np.ndarray, y: np.ndarray, raw: np.ndarray | None = None) -> dict:
+def scores(probs: np.ndarray, y: np.ndarray, raw: np.ndarray | None = None, priors: np.ndarray | None = None) -> dict:
+    """Metrics of the calls a method makes under its training class mix (argmax of its
+    probabilities), and, given each row's training ``priors``, balanced accuracy of the calls
+    under equal priors (probabilities divided by the priors: what barloc calls with
+    ``prior_shift: known`` and equal ``target_priors``), the decision balanced accuracy rewards."""
     m = multiclass_metrics(probs, y)
     out = {k: round(m[k], 4) for k in ("balanced_accuracy", "macro_f1", "accuracy", "nll")}
     out["ece_calibrated"] = round(m["ece"], 4)
     if raw is not None:
         out["ece_uncalibrated"] = round(ece_from_bins(multiclass_reliability(raw, y)), 4)
+    if priors is not None:
+        even = probs / np.clip(priors, 1e-9, None)
+        out["balanced_accuracy_equal_priors"] = round(multiclass_metrics(even / even.sum(axis=1, keepdims=True), y)["balanced_accuracy"], 4)
     return out
 
 
 def barloc_scores(labelled, task, trainer, seed, folds=None) -> tuple[dict, pd.DataFrame]:
-    oof, _ = out_of_fold(labelled, task, trainer, N_FOLDS, seed, folds=folds)
+    oof, info = out_of_fold(labelled, task, trainer, N_FOLDS, seed, folds=folds)
     classes = [c.split("::", 1)[1] for c in oof.columns if c.startswith("prob::")]
     y = oof["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
     probs = oof[[f"prob::{c}" for c in classes]].to_numpy()
     raw = softmax_probs(oof[[f"logit::{c}" for c in classes]].to_numpy())
-    return scores(probs, y, raw), oof
+    train_priors = {i["fold"]: i["meta"]["train_priors"] for i in info}
+    priors = np.array([train_priors[f] for f in oof["fold"]])
+    return scores(probs, y, raw, priors), oof
 
 
 def _result_options(argv: list[str]) -> list[str]:
@@ -130,14 +142,29 @@ def seed_spread(labelled, task, trainer, folds, seeds, first: pd.DataFrame | Non
     return out
 
 
+def nearest_votes(query: np.ndarray, ref: np.ndarray, y_ref: np.ndarray, k: int) -> np.ndarray:
+    """1-nearest-neighbour by cosine similarity of unit-length k-mer profiles, as a barcode
+    identification engine matches a query to its closest reference. Identical haplotypes
+    tie, so every reference at the top similarity votes; the vote shares are the probabilities."""
+    sim = query @ ref.T
+    top = sim >= sim.max(axis=1, keepdims=True) - 1e-9
+    votes = np.stack([top[:, y_ref == c].sum(axis=1) for c in range(k)], axis=1).astype(float)
+    return votes / votes.sum(axis=1, keepdims=True)
+
+
 def baseline_scores(labelled: pd.DataFrame, folds: np.ndarray, classes: list[str]) -> dict:
     y = labelled["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
     seqs = labelled["sequence"].tolist()
     k = len(classes)
     nb_x = HashingVectorizer(analyzer="char", ngram_range=(7, 7), n_features=8192, alternate_sign=False, norm=None).transform(seqs)
     lr_x = kmer_profile(seqs, 6)
+    nn_x = kmer_profile(seqs, 5)
+    nn_x /= np.clip(np.linalg.norm(nn_x, axis=1, keepdims=True), 1e-12, None)
     out = {}
-    for name in ("kmer_nb", "kmer_logreg", "species_majority"):
+    priors = np.zeros((len(y), k))
+    for f in range(N_FOLDS):
+        priors[folds == f] = np.bincount(y[folds != f], minlength=k) / (folds != f).sum()
+    for name in ("kmer_nb", "kmer_logreg", "species_majority", "nearest_neighbour"):
         probs = np.zeros((len(y), k))
         for f in range(N_FOLDS):
             test, train = folds == f, folds != f
@@ -147,6 +174,8 @@ def baseline_scores(labelled: pd.DataFrame, folds: np.ndarray, classes: list[str
             elif name == "kmer_logreg":
                 model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=3000)).fit(lr_x[train], y[train])
                 probs[np.ix_(test, model.classes_)] = model.predict_proba(lr_x[test])
+            elif name == "nearest_neighbour":
+                probs[test] = nearest_votes(nn_x[test], nn_x[train], y[train], k)
             else:
                 species = labelled["species"].fillna("")
                 table = pd.crosstab(species[train], y[train])
@@ -156,7 +185,34 @@ def baseline_scores(labelled: pd.DataFrame, folds: np.ndarray, classes: list[str
                 rows = np.where(np.isnan(rows), prior, rows)
                 probs[test] = rows / rows.sum(axis=1, keepdims=True)
         probs = np.clip(probs, 1e-9, None)
-        out[name] = scores(probs / probs.sum(axis=1, keepdims=True), y)
+        out[name] = scores(probs / probs.sum(axis=1, keepdims=True), y, priors=priors)
+    return out
+
+
+# The nearest-reference encoder (encoder.type: nearest), as measured against the configured
+# model: a linear head over 8 distances learns faster (lr 0.03) and early-stops on the loss,
+# which is smooth, where the validation fold's balanced accuracy jumps with a few records.
+NEAREST = {"encoder": {"type": "nearest", "k": 5, "hidden": 0}, "train": {"lr": 0.03, "monitor": "val_loss"}}
+
+
+def nearest_variant(task: dict) -> dict:
+    return {**task, "encoder": NEAREST["encoder"], "train": {**task.get("train", {}), **NEAREST["train"]}}
+
+
+def fold_spread(labelled, task, trainer, seeds, first: dict) -> dict:
+    """The configured model, the nearest-reference variant and the baselines on the folds of
+    each seed (other projects share a fold each time); ``first``: seed[0]'s scores so far."""
+    classes = sorted(labelled["label"].unique())
+    rows = [first]
+    for seed in seeds[1:]:
+        folds = assign_folds(labelled, N_FOLDS, seed)
+        rows.append({"barloc": barloc_scores(labelled, task, trainer, seed, folds)[0],
+                     "barloc_nearest": barloc_scores(labelled, nearest_variant(task), trainer, seed, folds)[0],
+                     **baseline_scores(labelled, folds, classes)})
+    out: dict = {"seeds": seeds, "per_seed": rows}
+    out["mean_balanced_accuracy"] = {m: round(float(np.mean([r[m]["balanced_accuracy"] for r in rows])), 4) for m in rows[0]}
+    for key in ("balanced_accuracy_equal_priors", "ece_calibrated"):
+        out[f"mean_{key}"] = {m: round(float(np.mean([r[m][key] for r in rows])), 4) for m in rows[0]}
     return out
 
 
@@ -178,6 +234,9 @@ def main() -> None:
     ap.add_argument("--no-augment", action="store_true", help="train without the config's train.augment")
     ap.add_argument("--spread-seeds", type=int, default=5,
                     help="training seeds for the seed spread and ensembles (0: skip)")
+    ap.add_argument("--fold-seeds", type=int, default=3,
+                    help="fold assignments (seed, seed + 1000, ...) on which to compare barloc, its nearest-reference "
+                         "variant and the baselines (1: only --seed)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(1)  # one thread: runs repeat bit for bit (summation order is fixed)
@@ -196,11 +255,16 @@ def main() -> None:
                     "augment": task.get("train", {}).get("augment")}
     result["barloc"], oof = barloc_scores(labelled, task, trainer, args.seed)
     result["baselines"] = baseline_scores(labelled, folds, classes)
+    result["barloc_nearest"] = {"variant": NEAREST, **barloc_scores(labelled, nearest_variant(task), trainer, args.seed, folds)[0]}
     if not args.no_ablation:
         result["ablation"] = {}
         for name, loss in ABLATION.items():
             variant = copy.deepcopy(task) | {"loss": loss}
             result["ablation"][name] = barloc_scores(labelled, variant, trainer, args.seed)[0]
+    if args.fold_seeds > 1:
+        first = {"barloc": result["barloc"], "barloc_nearest": {k: v for k, v in result["barloc_nearest"].items() if k != "variant"},
+                 **result["baselines"]}
+        result["fold_spread"] = fold_spread(labelled, task, trainer, [args.seed + 1000 * i for i in range(args.fold_seeds)], first)
     if args.spread_seeds > 0:
         seeds = [args.seed + 1000 * i for i in range(args.spread_seeds)]
         result["seed_spread"] = seed_spread(labelled, task, trainer, folds, seeds, oof)
