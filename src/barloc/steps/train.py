@@ -189,12 +189,12 @@ def fit(
     if nearest and (kind != "multiclass" or alphabet != "dna"):
         raise InputError(None, "encoder type 'nearest' compares DNA k-mer profiles for a softmax head: "
                                "it needs kind: multiclass and alphabet: dna")
-    refs, names = None, None
+    names = None
     if nearest:
         # The references: every labelled record outside the test split with a hard label.
         labelled = pd.concat([train, val], ignore_index=True)
-        refs = labelled[soft.hard_mask(labelled)]
-        names = list(dict.fromkeys(group_keys(refs)))
+        refs = soft.hard_mask(labelled)
+        names = list(dict.fromkeys(group_keys(labelled[refs])))
     sets = {
         name: EncodedDataset(part["sequence"].tolist(), enc, alphabet,
                              extra_heads.append_targets(soft.targets(part, classes, kind), part, extra),
@@ -222,11 +222,15 @@ def fit(
         **({"extra_heads": extra} if extra else {}),
     }
     if nearest:
-        meta.update({"n_reference": len(refs), "reference_groups": names})
+        meta.update({"n_reference": int(refs.sum()), "reference_groups": names})
     model = build_model(meta)
     if nearest:
-        ref = EncodedDataset(refs["sequence"].tolist(), enc, alphabet, groups=group_ids(refs, names))
-        model.encoder.set_reference(ref.features, torch.as_tensor([classes.index(c) for c in refs["label"]]), ref.groups)
+        # Encoded already: the training records are the first rows of the (augmented) training set.
+        mask = torch.from_numpy(refs)
+        model.encoder.set_reference(
+            torch.cat([sets["train"].features[: len(train)], sets["val"].features])[mask],
+            torch.as_tensor([classes.index(c) for c in labelled.loc[refs, "label"]]),
+            torch.cat([sets["train"].groups[: len(train)], sets["val"].groups])[mask])
         # Always standardised: the distances' scale says nothing about their weight.
         model.encoder.fit_standardizer(sets["train"].features, sets["train"].groups)
     elif enc.get("standardize") and hasattr(model.encoder, "fit_standardizer"):
