@@ -229,11 +229,6 @@ def calibrated_outputs(pred: Predictor, seqs: list[str], batch_size: int,
     return apply(logits[:, :k], pred.kind, pred.calibration), (logits[:, k:] if heads else None)
 
 
-def calibrated_probs(pred: Predictor, seqs: list[str], batch_size: int, device: str = "cpu") -> np.ndarray:
-    """Calibrated probabilities of ``seqs``, exactly as the workflow's predict + calibrate steps."""
-    return calibrated_outputs(pred, seqs, batch_size, device)[0]
-
-
 def call_rows(pred: Predictor, ids: list[str], probs: np.ndarray, extra: np.ndarray | None,
               threshold: float) -> pd.DataFrame:
     """The calls table of one chunk: :func:`~barloc.steps.prior_shift.calls_table`, then the
