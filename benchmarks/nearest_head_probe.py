@@ -1,6 +1,6 @@
 """How far the nearest-reference features go with an ideal head: scikit-learn's logistic
 regression (L-BFGS to convergence, L2, C = 1) on barloc's per-basin nearest-reference
-distances (the ``nearest`` encoder's features, recomputed here with numpy), grouped 5-fold CV
+distances (``NearestReferenceEncoder.distances``, the ``nearest`` encoder's features), grouped 5-fold CV
 on the bundled tuna records, folds of seeds 42, 1042 and 2042.
 
 Arms: ``balanced_4folds`` (class-balanced weights, head fitted on all four non-test folds),
@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import torch
 from sklearn.linear_model import LogisticRegression
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -27,17 +29,7 @@ from fish_origin import N_FOLDS, REPO, load_task  # noqa: E402
 from barloc.cv import assign_folds  # noqa: E402
 from barloc.encode import kmer_profile  # noqa: E402
 from barloc.metrics import multiclass_metrics  # noqa: E402
-
-EPS = 1e-4  # as NearestReferenceEncoder
-
-
-def features(dist: np.ndarray, ref_class: np.ndarray, k: int) -> np.ndarray:
-    """Per class: distance to its nearest reference (2 when none), and log(d + EPS) / 10."""
-    d = np.stack([dist[:, ref_class == c].min(axis=1) if (ref_class == c).any() else np.full(len(dist), 2.0)
-                  for c in range(k)], axis=1)
-    d = np.minimum(d, 2.0)
-    return np.hstack([d, np.log(d + EPS) / 10])
-
+from barloc.models.encoders import NearestReferenceEncoder  # noqa: E402
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -47,19 +39,18 @@ def main() -> None:
     labelled, _, _ = load_task(REPO / "config/config.yaml")
     classes = sorted(labelled["label"].unique())
     y = labelled["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
-    groups = labelled["group"].astype(str).to_numpy()
-    x = kmer_profile(labelled["sequence"].tolist(), args.k).astype(np.float64)
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    dist = 1 - x @ x.T
+    groups = torch.as_tensor(pd.factorize(labelled["group"].astype(str))[0])
+    x = torch.from_numpy(kmer_profile(labelled["sequence"].tolist(), args.k))
     out: dict = {"k": args.k, "per_seed": {}}
     for seed in (42, 1042, 2042):
         folds = assign_folds(labelled, N_FOLDS, seed)
         probs = {arm: np.zeros((len(y), len(classes))) for arm in ("balanced_4folds", "balanced_3folds", "unweighted_4folds")}
         for f in range(N_FOLDS):
             test, ref = folds == f, folds != f
-            d_ref = dist[np.ix_(ref, ref)].copy()
-            d_ref[groups[ref][:, None] == groups[ref][None, :]] = np.inf  # never the own project
-            f_ref, f_test = features(d_ref, y[ref], len(classes)), features(dist[np.ix_(test, ref)], y[ref], len(classes))
+            enc = NearestReferenceEncoder(x.shape[1], int(ref.sum()), len(classes))
+            enc.set_reference(x[ref], torch.as_tensor(y[ref]), groups[ref])
+            with torch.no_grad():  # a reference never matches its own project
+                f_ref, f_test = enc.distances(x[ref], groups[ref]).numpy(), enc.distances(x[test]).numpy()
             mu, sd = f_ref.mean(axis=0), f_ref.std(axis=0) + 1e-3
             f_ref, f_test = (f_ref - mu) / sd, (f_test - mu) / sd
             head_rows = {"balanced_4folds": np.ones(ref.sum(), bool), "balanced_3folds": folds[ref] != (f + 1) % N_FOLDS,
