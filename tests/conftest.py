@@ -96,7 +96,7 @@ def small_fish_origin_inputs(where: Path) -> dict:
 SMALL_TASKS = {"localization": small_localization_inputs, "fish_origin": small_fish_origin_inputs}
 
 
-STEP_FILES = ("records.parquet", "splits.tsv", "model.ckpt", "model.json", "history.tsv", "logits.parquet",
+STEP_FILES = ("records.parquet", "splits.tsv", "model.ckpt", "model.json", "history.tsv", "val_logits.parquet", "logits.parquet",
               "calibration.json", "priors.json", "calls.tsv", "metrics.json")
 
 
@@ -120,9 +120,10 @@ def run_small_pipeline(cfg: dict, out: Path, seed: int = SMALL_SEED, task: str |
         ingest.run(NS(), NS(records=files["records.parquet"]), params)
         split.run(NS(records=files["records.parquet"]), NS(splits=files["splits.tsv"]), params)
         train.run(NS(records=files["records.parquet"], splits=files["splits.tsv"]),
-                  NS(model=files["model.ckpt"], meta=files["model.json"], history=files["history.tsv"]), params)
+                  NS(model=files["model.ckpt"], meta=files["model.json"], history=files["history.tsv"],
+                     val_logits=files["val_logits.parquet"]), params)
         predict.run(NS(records=files["records.parquet"], splits=files["splits.tsv"], model=files["model.ckpt"],
-                       meta=files["model.json"]), NS(logits=files["logits.parquet"]), params)
+                       meta=files["model.json"], val_logits=files["val_logits.parquet"]), NS(logits=files["logits.parquet"]), params)
         if to_evaluate:
             calibrate.run(NS(meta=files["model.json"], logits=files["logits.parquet"]),
                           NS(calibration=files["calibration.json"]), params)

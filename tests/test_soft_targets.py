@@ -342,8 +342,8 @@ def test_out_of_fold_leaves_soft_rows_out_of_scores_and_calibration(tmp_path, mo
     is_soft = labelled[soft.SOFT].notna().to_numpy()
     folds = np.arange(len(labelled)) % 3
     calibrated_on = []
-    fit_calibration = cv.fit_calibration
-    monkeypatch.setattr(cv, "fit_calibration", lambda *a: calibrated_on.append(len(a[3])) or fit_calibration(*a))
+    fit_for_model = cv.fit_for_model
+    monkeypatch.setattr(cv, "fit_for_model", lambda *a: calibrated_on.append(len(a[3])) or fit_for_model(*a))
     oof, info = cv.out_of_fold(labelled, cfg, {"accelerator": "cpu", "precision": "32-true", "threads": 1}, 3,
                                seed=1, folds=folds)
     assert is_soft.sum() > 0

@@ -45,7 +45,7 @@ def run_dir(workflow_run) -> Path:
 
 def test_every_step_wrote_its_outputs(run_dir):
     for task in ("fish_origin", "localization"):
-        for name in ("records.parquet", "splits.tsv", "model.ckpt", "model.json", "history.tsv",
+        for name in ("records.parquet", "splits.tsv", "model.ckpt", "model.json", "history.tsv", "val_logits.parquet",
                      "logits.parquet", "calibration.json", "priors.json", "calls.tsv", "metrics.json"):
             assert (run_dir / "results" / task / name).stat().st_size > 0, (task, name)
         for step in ("ingest", "split", "train", "predict", "calibrate", "prior_shift", "evaluate"):

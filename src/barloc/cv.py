@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 
 from barloc import soft
-from barloc.calibrate import apply, weighting_offset
+from barloc.calibrate import apply
 from barloc.data import EncodedDataset, group_ids, predict_logits, targets_for
-from barloc.steps.calibrate import fit as fit_calibration
+from barloc.steps.calibrate import fit_for_model
 from barloc.steps.predict import LOGIT
 from barloc.steps.split import grouped_folds
-from barloc.steps.train import fit
+from barloc.steps.train import train_for_calls
 
 
 def assign_folds(labelled: pd.DataFrame, n_folds: int, seed: int) -> np.ndarray:
@@ -49,16 +49,17 @@ def out_of_fold(
         val_k = (k + 1) % n_folds
         test_m, val_m = folds == k, folds == val_k
         train_m = ~(test_m | val_m)
-        model, meta, _ = fit(labelled[train_m], labelled[val_m], cfg, trainer_cfg, seed + k, f"fold{k}")
+        trained = train_for_calls(labelled[train_m], labelled[val_m], cfg, trainer_cfg, seed + k, f"fold{k}")
+        meta = trained.meta
         val_m, test_m = val_m & hard, test_m & hard
         logits = {}
-        for name, m in (("val", val_m), ("test", test_m)):
+        # As in the workflow: val logits from the model early-stopped on them (see train.refit).
+        for name, m, model in (("val", val_m, trained.val_model), ("test", test_m, trained.model)):
             ds = EncodedDataset(labelled.loc[m, "sequence"].tolist(), meta["encoder"], meta["alphabet"],
                                 groups=group_ids(labelled[m], meta.get("reference_groups")))
             logits[name] = predict_logits(model, ds, 256)
         yv = targets_for(labelled.loc[val_m, "label"].tolist(), classes, cfg["kind"])
-        offset = weighting_offset(cfg["kind"], meta["loss"], np.asarray(meta["train_counts"]), meta["n_train"])
-        calib = fit_calibration(cfg["kind"], cfg.get("calibration", {}).get("method", "temperature"), logits["val"], yv, offset)
+        calib = fit_for_model(meta, cfg.get("calibration", {}).get("method", "temperature"), logits["val"], yv)
         probs = apply(logits["test"], cfg["kind"], calib)
         frame = pd.DataFrame({"id": labelled.loc[test_m, "id"].to_numpy(), "label": labelled.loc[test_m, "label"].to_numpy(), "fold": k})
         frame[[LOGIT + c for c in classes]] = logits["test"]

@@ -6,6 +6,8 @@ rule train:
         model="results/{task}/model.ckpt",
         meta="results/{task}/model.json",
         history="results/{task}/history.tsv",
+        # scored by the model early-stopped on them: what calibration fits (see train.refit)
+        val_logits="results/{task}/val_logits.parquet",
     params:
         task="{task}",
         cfg=task_cfg,
@@ -53,6 +55,7 @@ rule predict:
         splits="results/{task}/splits.tsv",
         model="results/{task}/model.ckpt",
         meta="results/{task}/model.json",
+        val_logits="results/{task}/val_logits.parquet",
     output:
         logits="results/{task}/logits.parquet",
     params:

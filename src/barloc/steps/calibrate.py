@@ -48,6 +48,24 @@ def fit(kind: str, method: str, z: np.ndarray, y: np.ndarray, offset: np.ndarray
     return out
 
 
+def offsets(meta: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Logit offsets undoing the class weighting of (the model whose val logits calibrate, the
+    model that calls). They differ after a refit (``meta["refit"]``): the early-stopped model's
+    weighting followed the training split's counts, the refit model's train + val's."""
+    kind, loss = meta["kind"], meta["loss"]
+    refit = meta.get("refit", {})
+    held = refit["heldout"] if refit.get("val_scored_by", "first_model") == "first_model" and refit else meta
+    return (cal.weighting_offset(kind, loss, np.asarray(held["train_counts"]), held["n_train"]),
+            cal.weighting_offset(kind, loss, np.asarray(meta["train_counts"]), meta["n_train"]))
+
+
+def fit_for_model(meta: dict, method: str, zv: np.ndarray, yv: np.ndarray) -> dict:
+    """Calibration of ``meta``'s model from the val logits ``zv`` of the model early-stopped on
+    them; the stored offset is the calling model's."""
+    fit_offset, offset = offsets(meta)
+    return {**fit(meta["kind"], method, zv, yv, fit_offset), "offset": offset}
+
+
 def run(inputs, outputs, params, threads: int = 1) -> None:
     meta = read_json(inputs.meta)
     ccfg = params.cfg.get("calibration", {})
@@ -55,9 +73,9 @@ def run(inputs, outputs, params, threads: int = 1) -> None:
     df, logits = read_logits(inputs.logits, meta["classes"])
     zv, yv = split_arrays(df, logits, meta, "val")
     zt, yt = split_arrays(df, logits, meta, "test")
-    offset = cal.weighting_offset(kind, meta["loss"], np.asarray(meta["train_counts"]), meta["n_train"])
-    params_ = fit(kind, ccfg.get("method", "temperature"), zv, yv, offset)
-    raw_v, cal_v = cal.apply(zv, kind), cal.apply(zv, kind, params_)
+    params_ = fit_for_model(meta, ccfg.get("method", "temperature"), zv, yv)
+    # The val logits are the early-stopped model's: judge the fit on them with its own offset.
+    raw_v, cal_v = cal.apply(zv, kind), cal.apply(zv, kind, {**params_, "offset": offsets(meta)[0]})
     out = {
         "kind": kind,
         "classes": meta["classes"],

@@ -13,6 +13,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import lightning as L
 import numpy as np
@@ -28,6 +29,7 @@ from barloc.errors import InputError
 from barloc.modelio import build_model, save_model
 from barloc.models import VAL_METRIC_NAME, n_kmer_features
 from barloc.runtime import atomic_path, parquet_meta, present_columns, process_rank, versions
+from barloc.steps.predict import score_frame
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +166,7 @@ def fit(
     task: str = "",
     checkpoint_dir: str | Path | None = None,
     callbacks: tuple[Callback, ...] = (),
+    epochs: int | None = None,
 ) -> tuple:
     """Train on ``train`` (columns sequence, label), early-stopped on ``val``.
 
@@ -176,7 +179,15 @@ def fit(
     saved, ending with the weights an uninterrupted run gets. A folder left by other data or
     settings is cleared, not resumed; it is removed once training has finished. ``callbacks``
     are extra Lightning callbacks (tests).
+
+    With ``train.early_stopping: false`` it trains for ``max_epochs`` and keeps the last weights
+    (``val`` is still scored, for the history). With ``epochs`` (a refit, :func:`train_for_calls`)
+    it trains on ``train`` for exactly that many epochs and keeps the last weights, with no
+    validation: ``val`` is ignored.
     """
+    refit = epochs is not None
+    if refit:
+        val = train.iloc[:0]
     kind, alphabet = cfg["kind"], cfg["alphabet"]
     enc, tr = dict(cfg.get("encoder", {})), cfg.get("train", {})
     L.seed_everything(seed, workers=True, verbose=False)
@@ -201,8 +212,11 @@ def fit(
                              group_ids(part, names) if nearest else None)
         # train.augment: altered copies of the training records (DNA), never of val; a copy keeps
         # its original's group and id, so it never matches its original either.
-        for name, part in (("train", augment_records(train, tr.get("augment"), seed, alphabet)), ("val", val))
+        for name, part in (("train", augment_records(train, tr.get("augment"), seed, alphabet)),
+                           *((("val", val),) if not refit else ()))
     }
+    if refit:
+        sets["val"] = sets["train"]  # never scored: the trainer runs no validation
     y_train = sets["train"].targets.numpy()[:, :len(classes)] if extra else sets["train"].targets.numpy()
     # Soft targets (a probability row each) count as expected class counts.
     counts = np.bincount(y_train, minlength=len(classes)) if y_train.ndim == 1 else y_train.sum(axis=0)
@@ -227,10 +241,11 @@ def fit(
     if nearest:
         # Encoded already: the training records are the first rows of the (augmented) training set.
         mask = torch.from_numpy(refs)
+        held = () if refit else (sets["val"],)
         model.encoder.set_reference(
-            torch.cat([sets["train"].features[: len(train)], sets["val"].features])[mask],
+            torch.cat([sets["train"].features[: len(train)], *(s.features for s in held)])[mask],
             torch.as_tensor([classes.index(c) for c in labelled.loc[refs, "label"]]),
-            torch.cat([sets["train"].groups[: len(train)], sets["val"].groups])[mask])
+            torch.cat([sets["train"].groups[: len(train)], *(s.groups for s in held)])[mask])
         # Always standardised: the distances' scale says nothing about their weight.
         model.encoder.fit_standardizer(sets["train"].features, sets["train"].groups)
     elif enc.get("standardize") and hasattr(model.encoder, "fit_standardizer"):
@@ -248,11 +263,13 @@ def fit(
     # validation set whose class mix differs (grouped splits) is a noisy guide.
     monitor = tr.get("monitor", "val_metric")
     mode = "min" if monitor == "val_loss" else "max"
+    keep_last = refit or not tr.get("early_stopping", True)
     with tempfile.TemporaryDirectory() as tmpdir:
         ckdir, resume = Path(tmpdir), None
         if checkpoint_dir is not None:
             ckdir = Path(checkpoint_dir)
-            fp = _fingerprint({k: v for k, v in settings.items() if k != "plugins"} | {"seed": seed, "cfg": cfg, "task": task},
+            fp = _fingerprint({k: v for k, v in settings.items() if k != "plugins"}
+                              | {"seed": seed, "cfg": cfg, "task": task, "epochs": epochs},
                               train[soft.key_columns(train) + (["group"] if nearest and "group" in train else [])],
                               val[soft.key_columns(val)])
             # Under DDP the first process decides (and clears a stale folder) before it starts
@@ -260,12 +277,14 @@ def fit(
             resume = _resumable(ckdir, fp, clear=rank == 0)
         best = ModelCheckpoint(dirpath=ckdir, filename="best", monitor=monitor, mode=mode, save_top_k=1,
                                save_weights_only=True, enable_version_counter=False)
-        cbs = [best, history, EarlyStopping(monitor, mode=mode, patience=int(tr.get("patience", 5))), *callbacks]
+        chooser = [] if keep_last else [best, EarlyStopping(monitor, mode=mode, patience=int(tr.get("patience", 5)))]
+        cbs = [*chooser, history, *callbacks]
         if checkpoint_dir is not None:
             # Full state every epoch (weights, optimizer, callbacks, loops), for resuming.
             cbs += [ModelCheckpoint(dirpath=ckdir, filename="last", enable_version_counter=False), _ResumeState(history)]
         trainer = L.Trainer(
-            max_epochs=int(tr.get("max_epochs", 30)),
+            max_epochs=epochs if refit else int(tr.get("max_epochs", 30)),
+            limit_val_batches=0 if refit else None,
             callbacks=cbs,
             logger=False,
             deterministic=True,
@@ -288,16 +307,19 @@ def fit(
                 trainer.fit(model, datamodule=dm)
         seconds = time.perf_counter() - t0
         if trainer.is_global_zero:
-            # Only the first process saved checkpoints, and only it writes outputs.
-            state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
-            model.load_state_dict(state)
+            # Only the first process saved checkpoints, and only it writes outputs. Without early
+            # stopping the model holds the weights it keeps: the last ones.
+            if not keep_last:
+                state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
+                model.load_state_dict(state)
             if checkpoint_dir is not None:
                 shutil.rmtree(ckdir, ignore_errors=True)
     meta.update({
         "device": str(trainer.strategy.root_device), "precision": settings["precision"],
         "world_size": trainer.world_size,
-        "epochs": trainer.current_epoch, "monitor": monitor,
-        "best_epoch": int((np.argmin if mode == "min" else np.argmax)([r[monitor] for r in history.rows])),
+        "epochs": trainer.current_epoch, "monitor": None if keep_last else monitor,
+        "best_epoch": trainer.current_epoch - 1 if keep_last
+        else int((np.argmin if mode == "min" else np.argmax)([r[monitor] for r in history.rows])),
         "train_seconds": round(seconds, 2), "versions": versions(),
     })
     log.info("trained %d epochs in %.1f s on %s (%d process%s, rank %d)", meta["epochs"], seconds, meta["device"],
@@ -336,21 +358,60 @@ def _ckpt_epoch(path: Path) -> int:
     return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"]) + 1
 
 
+class Trained(NamedTuple):
+    model: L.LightningModule  # the model that calls
+    meta: dict
+    history: list[dict]
+    val_model: L.LightningModule  # scores val for calibration: the first model, unless val_scored_by: refit_model
+
+
+def train_for_calls(
+    train: pd.DataFrame, val: pd.DataFrame, cfg: dict, trainer_cfg: dict, seed: int, task: str = "",
+    checkpoint_dir: str | Path | None = None,
+) -> Trained:
+    """Fit on ``train``, scored on ``val``, and, with ``train.refit``, retrain from scratch on
+    train + val for as many epochs as that fit kept (the one early stopping chose, or
+    ``max_epochs`` with ``early_stopping: false``). The validation projects then also teach the
+    calling model, which matters when each basin has few projects, while the first model, which
+    never trained on them, gives the val logits that calibration is fitted on (cross-fitting: the
+    same recipe on fewer records). ``meta["refit"]`` keeps the first model's class counts, which
+    its logits' class weighting followed. With ``calibration.val_scored_by: refit_model`` the
+    refit model scores val instead: for a model too small to overfit, such as the nearest
+    encoder's linear head, that matches its test logits better than the weaker first model's."""
+    model, meta, history = fit(train, val, cfg, trainer_cfg, seed, task, checkpoint_dir)
+    if not cfg.get("train", {}).get("refit"):
+        return Trained(model, meta, history, model)
+    scorer = cfg.get("calibration", {}).get("val_scored_by", "first_model")
+    epochs = meta["best_epoch"] + 1
+    both = pd.concat([train, val], ignore_index=True)
+    final, fmeta, _ = fit(both, None, cfg, trainer_cfg, seed, task,
+                          None if checkpoint_dir is None else Path(checkpoint_dir).with_name("checkpoints_refit"),
+                          epochs=epochs)
+    fmeta["refit"] = {"epochs": epochs, "val_scored_by": scorer, "heldout": {k: meta[k] for k in
+                      ("train_counts", "n_train", "train_priors", "epochs", "best_epoch", "monitor", "train_seconds")}}
+    return Trained(final, fmeta, history, model if scorer == "first_model" else final)
+
+
 def run(inputs, outputs, params, threads: int = 1) -> None:
     # group (the BOLD project) keeps the nearest-reference encoder from matching a record's own project.
     records = pd.read_parquet(inputs.records, columns=soft.parquet_columns(inputs.records, ["id", "sequence", "label"])
                               + present_columns(inputs.records, [*extra_heads.heads(params.cfg), "group"]))
     splits = pd.read_csv(inputs.splits, sep="\t", dtype=str)
     data = records.merge(splits, on="id")
-    model, meta, history = fit(
-        data[data["split"] == "train"], data[data["split"] == "val"], params.cfg, params.trainer, int(params.seed), params.task,
+    val = data[data["split"] == "val"]
+    trained = train_for_calls(
+        data[data["split"] == "train"], val, params.cfg, params.trainer, int(params.seed), params.task,
         # Not a rule output, so Snakemake keeps it when the job dies; a rerun resumes from it.
         checkpoint_dir=Path(outputs.model).parent / "checkpoints",
     )
     if process_rank() != 0:
         return  # a DDP worker Lightning started by rerunning this script: rank 0 writes
+    meta = trained.meta
     # Provenance: checksums of the user files that ingest built records.parquet from.
     meta["inputs"] = parquet_meta(inputs.records).get("inputs", {})
+    batch_size = int(params.cfg.get("train", {}).get("batch_size", 64)) * 2
+    with atomic_path(outputs.val_logits) as tmp:
+        score_frame(trained.val_model, meta, val, batch_size).to_parquet(tmp, index=False)
     with atomic_path(outputs.history) as tmp:
-        pd.DataFrame(history).to_csv(tmp, sep="\t", index=False)
-    save_model(model, meta, outputs.model, outputs.meta)
+        pd.DataFrame(trained.history).to_csv(tmp, sep="\t", index=False)
+    save_model(trained.model, meta, outputs.model, outputs.meta)
