@@ -94,6 +94,19 @@ def test_known_priors_multiclass(tmp_path):
     np.testing.assert_allclose(calls[[f"p::{c}" for c in CLASSES]].to_numpy(), expected, atol=1e-6)
 
 
+def test_equal_target_priors_divide_by_the_training_mix(tmp_path):
+    write_multiclass(tmp_path, n_val=200, n_test=200, n_query=300)
+    pri, calls = run_step(tmp_path, {"method": "known", "target_priors": "equal"})
+    np.testing.assert_allclose(pri["query_priors"], [1 / 3] * 3)
+    df = pd.read_parquet(tmp_path / "logits.parquet")
+    z = df.loc[df["split"] == "query", [f"logit::{c}" for c in CLASSES]].to_numpy()
+    # The logits are log-likelihoods + log training priors: equal priors leave the likelihoods.
+    lik = np.exp(z - np.log(TRAIN))
+    np.testing.assert_allclose(calls[[f"p::{c}" for c in CLASSES]].to_numpy(), lik / lik.sum(axis=1, keepdims=True), atol=1e-6)
+    with pytest.raises(InputError, match="equal is for a softmax"):
+        prior_shift.target_vector("equal", CLASSES, "multilabel")
+
+
 def test_known_priors_must_name_every_class(tmp_path):
     write_multiclass(tmp_path, n_val=50, n_test=50, n_query=50)
     with pytest.raises(InputError, match="lacks classes"):

@@ -18,8 +18,14 @@ from barloc.steps.predict import read_logits
 log = logging.getLogger(__name__)
 
 
-def target_vector(target: dict, classes: list[str], kind: str) -> np.ndarray:
-    """Configured priors as a vector: multiclass must name every class and sum to 1."""
+def target_vector(target: dict | str, classes: list[str], kind: str) -> np.ndarray:
+    """Configured priors as a vector: multiclass must name every class and sum to 1. ``equal``
+    (multiclass): every class as likely, the calls that balanced accuracy scores best."""
+    if target == "equal":
+        if kind != "multiclass":
+            raise InputError(None, "prior_shift.target_priors: equal is for a softmax (multiclass) task; "
+                                   "give each label's prevalence instead")
+        return np.full(len(classes), 1.0 / len(classes))
     unknown = set(target) - set(classes)
     if unknown:
         raise InputError(None, f"prior_shift.target_priors names unknown classes {sorted(unknown)}")
