@@ -183,3 +183,24 @@ def test_temperature_never_changes_the_argmax(k, n, scale, seed):
     clear = top2[:, 1] - top2[:, 0] > 1e-9 * np.maximum(np.abs(top2[:, 1]), 1)
     assert (p.argmax(axis=1)[clear] == z.argmax(axis=1)[clear]).all()
     assert cal.softmax_nll(z, y, T) <= cal.softmax_nll(z, y) + 1e-12
+
+
+def test_ece_floor_is_the_small_sample_bias_of_perfect_calibration():
+    """Synthetic probabilities. Labels drawn from them are calibrated by construction, yet
+    their binned ECE is positive and shrinks with the number of records; certain calls have none."""
+    from barloc.calibrate import multiclass_ece_floor
+
+    rng = np.random.default_rng(3)
+
+    def probs(n):
+        z = rng.normal(size=(n, 4)) * 1.5
+        return np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+
+    small, large = multiclass_ece_floor(probs(300)), multiclass_ece_floor(probs(30000), draws=5)
+    assert 0.03 < small < 0.12 and large < 0.015
+    assert multiclass_ece_floor(np.eye(4)[rng.integers(0, 4, 100)]) == 0.0
+    # Labels from other probabilities (over-confident ones) sit well above the floor.
+    p = probs(3000)
+    y = np.array([rng.choice(4, p=row) for row in p])
+    sharp = p ** 3 / (p ** 3).sum(axis=1, keepdims=True)
+    assert cal.ece_from_bins(cal.multiclass_reliability(sharp, y)) > 3 * multiclass_ece_floor(sharp)

@@ -194,7 +194,7 @@ def make_synthetic_task(
         metrics = {
             "task": name, "kind": kind, "n_test": n_test, "classes": classes,
             "uncalibrated": {**m(0.7115), "ece": 0.14, "nll": 0.95},
-            "calibrated": m(0.7115),
+            "calibrated": {**m(0.7115), "ece_floor": 0.041},
             "prior_corrected": m(0.7342),
             "per_class": {c: {"precision": float(rng.uniform(0.5, 0.9)), "recall": float(rng.uniform(0.5, 0.9)),
                               "f1": float(rng.uniform(0.5, 0.9)), "support": int(matrix[j].sum())}
@@ -441,7 +441,8 @@ def test_plain_language_sentence(built):
     assert "On 312 held-out test barcodes" in fish
     assert "right basin for 71%" in fish
     assert "balanced accuracy 0.64" in fish
-    assert re.search(r"when it says \d+% it is right about \d+% of the time \(ECE 0\.03\)", fish)
+    assert re.search(r"when it says \d+% it is right about \d+% of the time \(ECE 0\.03; perfectly calibrated "
+                     r"probabilities would show about 0\.04 on this many\)", fish)
     loc = page.text("task-localization-metrics")
     assert "On 287 held-out test proteins" in loc
     assert "exact set of locations right for 48%" in loc

@@ -114,6 +114,21 @@ def multiclass_reliability(probs: np.ndarray, y: np.ndarray, n_bins: int = 15, a
     return reliability(probs.max(axis=1), probs.argmax(axis=1) == y, n_bins, adaptive)
 
 
+def multiclass_ece_floor(probs: np.ndarray, n_bins: int = 15, draws: int = 200, seed: int = 0) -> float:
+    """The top-label ECE that perfectly calibrated probabilities would still show on this many
+    records: the mean ECE when each record's class is drawn from its own ``probs`` row. Binned
+    ECE is biased upwards on small sets (each bin's accuracy is a noisy proportion), so an
+    observed ECE means little until compared with this."""
+    rng = np.random.default_rng(seed)
+    cum = np.cumsum(probs, axis=1)
+    cum[:, -1] = 1.0
+    out = []
+    for _ in range(draws):
+        y = (rng.random((len(probs), 1)) > cum).sum(axis=1)
+        out.append(ece_from_bins(multiclass_reliability(probs, y, n_bins)))
+    return float(np.mean(out))
+
+
 def multilabel_reliability(probs: np.ndarray, Y: np.ndarray, n_bins: int = 15, adaptive: bool = False) -> dict:
     """Reliability of every (sample, label) probability: is P(label) = observed rate?"""
     return reliability(probs.ravel(), Y.ravel(), n_bins, adaptive)

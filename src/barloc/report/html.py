@@ -374,6 +374,9 @@ def _plain_sentence(kind: str, words: dict, metrics: dict, reliability_after: Ma
             else ""
         )
     ece_text = f"ECE {float(ece):.2f}" if _finite(ece) else ""
+    if ece_text and _finite(m.get("ece_floor")):
+        # Binned ECE is biased upwards on a small test set: say how far even perfect calibration gets.
+        ece_text += f"; perfectly calibrated probabilities would show about {float(m['ece_floor']):.2f} on this many"
     if second:
         return f"{first}; {second}" + (f" ({ece_text})." if ece_text else ".")
     return first + (f" (calibration error: {ece_text})." if ece_text else ".")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from barloc import extra_heads, metrics, soft
-from barloc.calibrate import apply
+from barloc.calibrate import apply, multiclass_ece_floor
 from barloc.runtime import read_json, write_json
 from barloc.shift import reweight, reweight_multilabel
 from barloc.steps.calibrate import split_arrays
@@ -36,6 +36,7 @@ def run(inputs, outputs, params, threads: int = 1) -> None:
     if kind == "multiclass":
         for name, p in (("uncalibrated", raw), ("calibrated", cal), ("prior_corrected", shifted)):
             out[name] = metrics.multiclass_metrics(p, yt, bins)
+        out["calibrated"]["ece_floor"] = multiclass_ece_floor(cal, bins, seed=int(getattr(params, "seed", 0) or 0))
         out["per_class"] = metrics.per_class_multiclass(cal, yt, classes)
         out["confusion"] = {"classes": classes, "matrix": metrics.confusion(cal, yt)}
     else:
