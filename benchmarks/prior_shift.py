@@ -53,35 +53,27 @@ def out_of_fold_logits(config: Path, cache: Path | None, seed: int) -> pd.DataFr
     labelled, task, trainer = load_task(config)
     oof, info = out_of_fold(labelled, task, trainer, N_FOLDS, seed)
     classes = [c.split("::", 1)[1] for c in oof.columns if c.startswith("logit::")]
-    offsets = fold_offsets(oof, classes, task.get("loss", {}))
-    for fold in info:  # the offsets rebuilt from folds and labels are the ones the fold models used
-        m = fold["meta"]
-        expected = cal.weighting_offset("multiclass", m["loss"], np.asarray(m["train_counts"]), m["n_train"])
-        assert np.allclose(offsets[oof["fold"].to_numpy() == fold["fold"]], expected), "fold offsets disagree"
+    # Per record, the class weighting and training mix of the fold model that scored it (with
+    # train.refit that model also trained on the fold barloc.cv validates on).
+    folds = oof["fold"].to_numpy()
+    for fold in info:
+        m, rows = fold["meta"], folds == fold["fold"]
+        offset = cal.weighting_offset("multiclass", m["loss"], np.asarray(m["train_counts"]), m["n_train"])
+        oof.loc[rows, [OFFSET + c for c in classes]] = offset
+        oof.loc[rows, [PRIOR + c for c in classes]] = np.asarray(m["train_priors"])
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         oof.to_parquet(cache, index=False)
     return oof
 
 
-def fold_offsets(oof: pd.DataFrame, classes: list[str], loss: dict) -> np.ndarray:
-    """Per record, the weighting offset of the fold model that scored it (barloc.cv trains fold
-    k's model on every fold but k and k+1), so 'temperature' means what barloc's calibrate step does."""
-    return fold_train(oof, classes, loss)[0]
+OFFSET, PRIOR = "offset::", "train_prior::"
 
 
-def fold_train(oof: pd.DataFrame, classes: list[str], loss: dict) -> tuple[np.ndarray, np.ndarray]:
+def fold_train(oof: pd.DataFrame, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Per record: the weighting offset and the training priors of the fold model that scored it."""
-    y = oof["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
-    folds = oof["fold"].to_numpy()
-    n_folds = int(folds.max()) + 1
-    off, pri = np.zeros((len(oof), len(classes))), np.zeros((len(oof), len(classes)))
-    for k in range(n_folds):
-        train = ~np.isin(folds, [k, (k + 1) % n_folds])
-        counts = np.bincount(y[train], minlength=len(classes)).astype(float)
-        off[folds == k] = cal.weighting_offset("multiclass", loss, counts, int(train.sum()))
-        pri[folds == k] = counts / counts.sum()
-    return off, pri
+    return (oof[[OFFSET + c for c in classes]].to_numpy(dtype=np.float64),
+            oof[[PRIOR + c for c in classes]].to_numpy(dtype=np.float64))
 
 
 def draw_indices(pool_by_class: list[np.ndarray], priors: np.ndarray, n: int, rng) -> np.ndarray:
@@ -146,18 +138,12 @@ def calibrated(z, zo, y, src, groups, k):
     return p_tsraw, p_ts, p_bc, p_ref, np.mean(temps, axis=0)
 
 
-def ece_floor(p, rng, reps=20):
-    """ECE of a perfectly calibrated model with these probabilities and this many samples:
-    labels drawn from p itself. The binned estimate cannot go much below it."""
-    return float(np.mean([ece(p, np.array([rng.choice(p.shape[1], p=row) for row in p])) for _ in range(reps)]))
-
-
-def run(oof: pd.DataFrame, loss: dict, n_splits: int, n_draws: int, seed: int, scope: str = "per_fold") -> dict:
+def run(oof: pd.DataFrame, n_splits: int, n_draws: int, seed: int, scope: str = "per_fold") -> dict:
     classes = [c.split("::", 1)[1] for c in oof.columns if c.startswith("logit::")]
     k = len(classes)
     y = oof["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
     z = oof[[f"logit::{c}" for c in classes]].to_numpy(dtype=np.float64)
-    offsets, train_priors = fold_train(oof, classes, loss)
+    offsets, train_priors = fold_train(oof, classes)
     zo = z + offsets
     groups = oof["fold"].to_numpy() if scope == "per_fold" else np.zeros(len(y), dtype=int)
     rng = np.random.default_rng(seed)
@@ -186,7 +172,7 @@ def run(oof: pd.DataFrame, loss: dict, n_splits: int, n_draws: int, seed: int, s
             "ece_temperature": ece(p_ts[held], yh),
             "ece_bcts": ece(p_bc[held], yh),
             "ece_abstention_bcts": ece(r_all[held], yh),
-            "ece_floor_temperature": ece_floor(p_ts[held], rng),
+            "ece_floor_temperature": cal.multiclass_ece_floor(p_ts[held], draws=20, seed=rng),
             "adaptive_ece_raw": cal.ece_from_bins(cal.multiclass_reliability(p_raw[held], yh, adaptive=True)),
             "adaptive_ece_temperature": cal.ece_from_bins(cal.multiclass_reliability(p_ts[held], yh, adaptive=True)),
             "adaptive_ece_bcts": cal.ece_from_bins(cal.multiclass_reliability(p_bc[held], yh, adaptive=True)),
@@ -300,13 +286,13 @@ def headline(res: dict) -> dict:
     }
 
 
-def seed_spread(args, loss: dict, first: dict) -> dict:
+def seed_spread(args, first: dict) -> dict:
     """The targets' figures with other seeds: new folds, fold models, halvings and draws.
     One seed's figure moves a lot with which projects share a fold."""
     seeds = [args.seed + 1000 * i for i in range(max(args.spread_seeds, 1))]
     rows = [headline(first)]
     for seed in seeds[1:]:
-        rows.append(headline(run(out_of_fold_logits(args.config, None, seed), loss, args.splits, args.draws, seed)))
+        rows.append(headline(run(out_of_fold_logits(args.config, None, seed), args.splits, args.draws, seed)))
     out = {"seeds": seeds, "per_seed": rows}
     out["mean"] = {k: round(float(np.mean([r[k] for r in rows])), 4) for k in rows[0]}
     return out
@@ -339,11 +325,11 @@ def main() -> None:
         "calibration_scope": ("per_fold: each fold model's logits get their own temperature/BCTS, fitted on that "
                               "model's source-half records, as barloc calibrates its one model; 'pooled' below: one "
                               "calibration for all five models' logits"),
-        **run(oof, loss, args.splits, args.draws, args.seed, "per_fold"),
+        **run(oof, args.splits, args.draws, args.seed, "per_fold"),
     }
-    pooled = run(oof, loss, args.splits, args.draws, args.seed, "pooled")
+    pooled = run(oof, args.splits, args.draws, args.seed, "pooled")
     result["pooled"] = {key: pooled[key] for key in ("calibration", "targets", "alpha")}
-    result["seed_spread"] = seed_spread(args, loss, result)
+    result["seed_spread"] = seed_spread(args, result)
     from importlib.metadata import version
 
     import abstention  # noqa: F401  (recorded for the reference arm)

@@ -114,7 +114,8 @@ def multiclass_reliability(probs: np.ndarray, y: np.ndarray, n_bins: int = 15, a
     return reliability(probs.max(axis=1), probs.argmax(axis=1) == y, n_bins, adaptive)
 
 
-def multiclass_ece_floor(probs: np.ndarray, n_bins: int = 15, draws: int = 200, seed: int = 0) -> float:
+def multiclass_ece_floor(probs: np.ndarray, n_bins: int = 15, draws: int = 200,
+                        seed: int | np.random.Generator = 0) -> float:
     """The top-label ECE that perfectly calibrated probabilities would still show on this many
     records: the mean ECE when each record's class is drawn from its own ``probs`` row. Binned
     ECE is biased upwards on small sets (each bin's accuracy is a noisy proportion), so an
