@@ -38,6 +38,7 @@ TASK_WORDS: dict[str, dict[str, str]] = {
         "blurb": "Ocean basin of origin of tuna from their DNA barcodes.",
         "nouns": "barcodes",
         "held_out": "held-out test barcodes from projects the model never saw",
+        "records": "barcodes",
         "thing": "basin",
         "things": "basins",
         "true": "True basin",
@@ -48,6 +49,7 @@ TASK_WORDS: dict[str, dict[str, str]] = {
         "blurb": "Subcellular location(s) of proteins from their amino-acid sequence.",
         "nouns": "proteins",
         "held_out": "held-out test proteins from partitions the model never saw",
+        "records": "proteins",
         "thing": "location",
         "things": "locations",
         "true": "True location",
@@ -59,6 +61,7 @@ _GENERIC_WORDS = {
     "blurb": "",
     "nouns": "samples",
     "held_out": "held-out test samples from groups the model never saw",
+    "records": "samples",
     "thing": "class",
     "things": "classes",
     "true": "True class",
@@ -376,7 +379,8 @@ def _plain_sentence(kind: str, words: dict, metrics: dict, reliability_after: Ma
     ece_text = f"ECE {float(ece):.2f}" if _finite(ece) else ""
     if ece_text and _finite(m.get("ece_floor")):
         # Binned ECE is biased upwards on a small test set: say how far even perfect calibration gets.
-        ece_text += f"; perfectly calibrated probabilities would show about {float(m['ece_floor']):.2f} on this many"
+        ece_text += (f"; perfectly calibrated probabilities would show about {float(m['ece_floor']):.2f} "
+                     f"on {n_text}{words['records']}")
     if second:
         return f"{first}; {second}" + (f" ({ece_text})." if ece_text else ".")
     return first + (f" (calibration error: {ece_text})." if ece_text else ".")
