@@ -53,8 +53,8 @@ def offsets(meta: dict) -> tuple[np.ndarray, np.ndarray]:
     model that calls). They differ after a refit (``meta["refit"]``): the early-stopped model's
     weighting followed the training split's counts, the refit model's train + val's."""
     kind, loss = meta["kind"], meta["loss"]
-    refit = meta.get("refit", {})
-    held = refit["heldout"] if refit.get("val_scored_by", "first_model") == "first_model" and refit else meta
+    refit = meta.get("refit")
+    held = refit["heldout"] if refit and refit.get("val_scored_by", "first_model") == "first_model" else meta
     return (cal.weighting_offset(kind, loss, np.asarray(held["train_counts"]), held["n_train"]),
             cal.weighting_offset(kind, loss, np.asarray(meta["train_counts"]), meta["n_train"]))
 
