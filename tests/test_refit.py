@@ -7,6 +7,7 @@ test, which runs the steps on the bundled real tuna export.
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace as NS
 
 import numpy as np
@@ -130,6 +131,9 @@ def test_workflow_steps_calibrate_on_the_first_models_val_logits(tmp_path):
     vseq = records.set_index("id").loc[held["id"]].reset_index()
     again = predict_logits(model, EncodedDataset(vseq["sequence"].tolist(), meta["encoder"], "dna"), 64)
     assert not np.allclose(held[cols].to_numpy(), again, atol=1e-3)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    # ~150 test barcodes: perfectly calibrated probabilities would still show a few hundredths.
+    assert 0.01 < metrics["calibrated"]["ece_floor"] < 0.3
     stale = tmp_path / "stale.parquet"
     held.iloc[1:].to_parquet(stale)
     with pytest.raises(RuntimeError, match="rerun train"):
