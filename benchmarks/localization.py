@@ -194,7 +194,8 @@ def run_partition(df: pd.DataFrame, test: str, task: dict, trainer: dict, seed: 
         out["extra_heads"] = extra_heads.evaluate(frame, extra_heads.fit_calibration(frame, extra))
         zv, zt = zv[:, :k], zt[:, :k]
     offset = weighting_offset("multilabel", meta["loss"], np.asarray(meta["train_counts"]), meta["n_train"])
-    calib = fit_calibration("multilabel", task.get("calibration", {}).get("method", "temperature"), zv, Yv, offset)
+    calib = fit_calibration("multilabel", task.get("calibration", {}).get("method", "temperature"), zv, Yv, offset,
+                            np.asarray(meta["train_priors"]))
     pv, pt = apply(zv, "multilabel", calib), apply(zt, "multilabel", calib)
     thr = mcc_thresholds(pv, Yv)
     out["barloc"] = scores(pt, Yt, thr, classes)

@@ -93,8 +93,8 @@ def test_calibration_undoes_the_first_models_weighting_and_stores_the_calling_mo
     rng = np.random.default_rng(0)
     zv, yv = rng.normal(size=(200, 2)) * 2, rng.integers(0, 2, 200)
     loss = {"type": "cross_entropy", "class_weights": "inverse"}
-    meta = {"kind": "multiclass", "loss": loss, "train_counts": [10, 30], "n_train": 40,
-            "refit": {"heldout": {"train_counts": [5, 25], "n_train": 30}}}
+    meta = {"kind": "multiclass", "loss": loss, "train_counts": [10, 30], "n_train": 40, "train_priors": [0.25, 0.75],
+            "refit": {"heldout": {"train_counts": [5, 25], "n_train": 30, "train_priors": [1 / 6, 5 / 6]}}}
     out = calibrate.fit_for_model(meta, "temperature", zv, yv)
     held = weighting_offset("multiclass", loss, np.array([5, 25]), 30)
     assert np.allclose(out["offset"], weighting_offset("multiclass", loss, np.array([10, 30]), 40))

@@ -12,6 +12,7 @@ from scipy.optimize import minimize_scalar
 from scipy.special import expit, log_expit, log_softmax, softmax
 
 LOG_T_BOUNDS = (-4.0, 6.0)  # T in [0.018, 403]: wide enough for any sane network
+EPS = 1e-12
 BIAS_BOUND = 20.0  # |b| <= 20: e^20 odds, far past anything a validation set supports
 
 
@@ -200,6 +201,25 @@ def fit_platt(logits: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray
         if np.isfinite(res.fun) and res.fun <= f(np.zeros(2))[0]:  # never worse than leaving it alone
             T[j], B[j] = np.exp(res.x[0]), res.x[1]
     return T, B
+
+
+def prior_anchor(kind: str, probs_val: np.ndarray, train_priors: np.ndarray) -> np.ndarray:
+    """Bias shift that puts BCTS- or Platt-calibrated probabilities back under the training priors.
+
+    A fitted bias sets its NLL gradient, sum(p - y), to zero, so the mean calibrated probability
+    on val equals val's class mix: the biases learn val's mix along with the miscalibration.
+    Grouped splits make that mix far from the training one (a val fold of projects with 1%
+    Mediterranean records against 26% in training), and prior-shift correction and the calls
+    treat calibrated probabilities as posteriors under the training priors. So the mix comes
+    off again: log(pi_train / mean p) per softmax class, logit(r_train) - logit(mean p) per
+    sigmoid label. The mean rather than val's counts keeps a class absent from val finite.
+    """
+    p = np.clip(np.asarray(probs_val, dtype=np.float64).mean(axis=0), EPS, 1 - EPS)
+    t = np.clip(np.asarray(train_priors, dtype=np.float64), EPS, 1 - EPS)
+    if kind == "multiclass":
+        shift = np.log(t / t.sum()) - np.log(p / p.sum())
+        return shift - shift.mean()  # softmax ignores a common shift
+    return (np.log(t) - np.log1p(-t)) - (np.log(p) - np.log1p(-p))
 
 
 def apply(logits: np.ndarray, kind: str, calib: dict | None = None) -> np.ndarray:

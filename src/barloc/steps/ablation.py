@@ -84,7 +84,8 @@ def measure(data: pd.DataFrame, cfg: dict, trainer: dict, seed: int, task: str =
                                 groups=group_ids(hard, meta.get("reference_groups")))
             z[split] = (predict_logits(model, ds, 256), hard["label"].map({c: i for i, c in enumerate(classes)}).to_numpy())
         offset = weighting_offset(kind, meta["loss"], np.asarray(meta["train_counts"]), meta["n_train"])
-        calib = fit_calibration(kind, cfg.get("calibration", {}).get("method", "temperature"), *z["val"], offset)
+        calib = fit_calibration(kind, cfg.get("calibration", {}).get("method", "temperature"), *z["val"], offset,
+                                np.asarray(meta["train_priors"]))
         zt, y = z["test"]
         cal, raw = apply(zt, kind, calib), apply(zt, kind)
         m = metrics.multiclass_metrics(cal, y)

@@ -33,19 +33,32 @@ def nll_of(kind: str, probs: np.ndarray, y: np.ndarray) -> float:
     return float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())
 
 
-def fit(kind: str, method: str, z: np.ndarray, y: np.ndarray, offset: np.ndarray) -> dict:
-    """Calibration parameters for (z + offset) / T + bias."""
+def fit(kind: str, method: str, z: np.ndarray, y: np.ndarray, offset: np.ndarray,
+        train_priors: np.ndarray) -> dict:
+    """Calibration parameters for (z + offset) / T + bias, fitted on val logits ``z`` of a model
+    trained under ``train_priors``. Fitted biases are anchored back to those priors
+    (:func:`barloc.calibrate.prior_anchor`): without that they carry val's class mix into the
+    calls and into prior-shift correction."""
     zo = z + offset
     out: dict = {"method": method, "offset": offset}
-    if kind == "multiclass" and method == "temperature":
-        out["temperature"] = cal.fit_temperature(zo, y)
-    elif kind == "multiclass":
-        out["temperature"], out["bias"] = cal.fit_bcts(zo, y)
-    elif method == "temperature":
-        out["temperature"] = cal.fit_label_temperatures(zo, y)
-    else:
-        out["temperature"], out["bias"] = cal.fit_platt(zo, y)
-    return out
+    if method == "temperature":
+        out["temperature"] = (cal.fit_temperature if kind == "multiclass" else cal.fit_label_temperatures)(zo, y)
+        return out
+    temperature, bias = (cal.fit_bcts if kind == "multiclass" else cal.fit_platt)(zo, y)
+    probs_val = cal.apply(zo, kind, {"temperature": temperature, "bias": bias})
+    return {**out, "temperature": temperature, "bias": bias + cal.prior_anchor(kind, probs_val, train_priors)}
+
+
+def _scored_val(meta: dict) -> dict:
+    """The meta of the model whose val logits calibrate: the early-stopped one after a refit
+    unless ``val_scored_by: refit_model``."""
+    refit = meta.get("refit")
+    return refit["heldout"] if refit and refit.get("val_scored_by", "first_model") == "first_model" else meta
+
+
+def fitted_priors(meta: dict) -> np.ndarray:
+    """Training priors of the model whose val logits calibrate (see :func:`_scored_val`)."""
+    return np.asarray(_scored_val(meta)["train_priors"], dtype=np.float64)
 
 
 def offsets(meta: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -53,8 +66,7 @@ def offsets(meta: dict) -> tuple[np.ndarray, np.ndarray]:
     model that calls). They differ after a refit (``meta["refit"]``): the early-stopped model's
     weighting followed the training split's counts, the refit model's train + val's."""
     kind, loss = meta["kind"], meta["loss"]
-    refit = meta.get("refit")
-    held = refit["heldout"] if refit and refit.get("val_scored_by", "first_model") == "first_model" else meta
+    held = _scored_val(meta)
     return (cal.weighting_offset(kind, loss, np.asarray(held["train_counts"]), held["n_train"]),
             cal.weighting_offset(kind, loss, np.asarray(meta["train_counts"]), meta["n_train"]))
 
@@ -63,7 +75,7 @@ def fit_for_model(meta: dict, method: str, zv: np.ndarray, yv: np.ndarray) -> di
     """Calibration of ``meta``'s model from the val logits ``zv`` of the model early-stopped on
     them; the stored offset is the calling model's."""
     fit_offset, offset = offsets(meta)
-    return {**fit(meta["kind"], method, zv, yv, fit_offset), "offset": offset}
+    return {**fit(meta["kind"], method, zv, yv, fit_offset, fitted_priors(meta)), "offset": offset}
 
 
 def run(inputs, outputs, params, threads: int = 1) -> None:
