@@ -129,6 +129,7 @@ def make_synthetic_task(
     cal = {
         "kind": kind,
         "classes": classes,
+        "method": "temperature" if kind == "multiclass" else "bcts",  # as in config/config.yaml
         "temperature": 1.73 if kind == "multiclass" else rng.uniform(0.8, 2.0, k).round(3).tolist(),
         "val": {"nll_before": 0.91, "nll_after": 0.78, "ece_before": 0.12, "ece_after": 0.03},
         "reliability": {"before": _reliability(rng, 10, 0.35), "after": _reliability(rng, 10, 0.02)},
@@ -433,6 +434,14 @@ def test_multilabel_call_lists_each_location_with_probability(tmp_path):
         pct = f"{multi['p::' + lab] * 100:.0f}%"
         assert re.search(re.escape(lab) + r" <span class=\"p\">" + re.escape(pct), row.group(1)), (lab, pct)
     assert exp["n_calls"] == 12
+
+
+def test_calibration_method_named_as_fitted(built):
+    page = built["page"]
+    fish, loc = page.text("task-fish_origin"), page.text("task-localization")
+    assert "Calibrated = after temperature scaling;" in fish and "Platt" not in fish
+    assert "Calibrated = after Platt scaling (a temperature and a bias per label);" in loc
+    assert "temperature scaling" not in loc
 
 
 def test_plain_language_sentence(built):

@@ -447,6 +447,14 @@ def _metrics_section(metrics: dict | None, kind: str, classes: list[str], words:
     return out
 
 
+def calibration_words(method: str, kind: str) -> str:
+    """What calibration.json's method fitted, in the analyst's words."""
+    if method == "bcts":
+        return "Platt scaling (a temperature and a bias per label)" if kind == "multilabel" else \
+            "temperature and bias scaling (BCTS)"
+    return "temperature scaling (one temperature per label)" if kind == "multilabel" else "temperature scaling"
+
+
 def _calibration_section(cal: dict | None, kind: str, classes: list[str], path: Path) -> dict:
     if cal is None:
         return {"state": "missing", "file": str(path)}
@@ -481,6 +489,7 @@ def _calibration_section(cal: dict | None, kind: str, classes: list[str], path: 
     thresholds = cal.get("thresholds")
     return {
         "state": "ok",
+        "method_words": calibration_words(cal.get("method", "temperature"), kind),
         "image": image,
         "caption": caption_t,
         "temps": temps,
