@@ -161,6 +161,7 @@ def fit_bcts(logits: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
 
     The biases absorb a systematic prior offset (from class weights, focal loss or a skewed
     training set), which a single temperature cannot, and which EM prior estimation needs gone.
+    They also absorb the validation set's own class mix, which :func:`prior_anchor` takes off.
     """
     from scipy.optimize import minimize
 
