@@ -80,6 +80,9 @@ METRIC_LABELS: dict[str, tuple[str, bool]] = {
     "ece": ("Calibration error (ECE)", False),
     "brier": ("Brier score", False),
 }
+#: metrics.json keys that are references for a metric, not metrics: the sentence above the table
+#: states them (ece_floor: the ECE perfectly calibrated probabilities would show on this many records).
+REFERENCE_KEYS = {"ece_floor"}
 METRIC_COLUMNS = [
     ("uncalibrated", "Uncalibrated"),
     ("calibrated", "Calibrated"),
@@ -394,7 +397,7 @@ def _metrics_section(metrics: dict | None, kind: str, classes: list[str], words:
     keys: list[str] = []
     for k, _ in present:
         for key in metrics[k]:
-            if key not in keys:
+            if key not in keys and key not in REFERENCE_KEYS:
                 keys.append(key)
     ordered = [k for k in METRIC_LABELS if k in keys] + [k for k in keys if k not in METRIC_LABELS]
     rows = []
