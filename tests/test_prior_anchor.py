@@ -74,6 +74,13 @@ def test_a_class_absent_from_val_keeps_its_training_prior():
     assert cal.apply(ll + np.log(TRAIN), "multiclass", {"temperature": 1.0, "bias": cal.fit_bcts(zv, yv)[1]})[0, 2] < 0.01
 
 
+@pytest.mark.parametrize("kind", ["multiclass", "multilabel"])
+def test_empty_validation_gets_no_anchor(kind):
+    calib = fit(kind, "bcts", np.zeros((0, 3)), np.zeros(0, dtype=int) if kind == "multiclass" else np.zeros((0, 3)),
+                np.zeros(3), TRAIN)
+    np.testing.assert_array_equal(calib["bias"], 0.0)
+
+
 def test_temperature_needs_no_anchor():
     rng = np.random.default_rng(3)
     loglik, yv = draw(VAL, 500, rng)

@@ -215,7 +215,10 @@ def prior_anchor(kind: str, probs_val: np.ndarray, train_priors: np.ndarray) -> 
     off again: log(pi_train / mean p) per softmax class, logit(r_train) - logit(mean p) per
     sigmoid label. The mean rather than val's counts keeps a class absent from val finite.
     """
-    p = np.clip(np.asarray(probs_val, dtype=np.float64).mean(axis=0), EPS, 1 - EPS)
+    probs_val = np.asarray(probs_val, dtype=np.float64)
+    if len(probs_val) == 0:  # nothing was fitted (see fit_bcts / fit_platt): nothing to take off
+        return np.zeros(probs_val.shape[1])
+    p = np.clip(probs_val.mean(axis=0), EPS, 1 - EPS)
     t = np.clip(np.asarray(train_priors, dtype=np.float64), EPS, 1 - EPS)
     if kind == "multiclass":
         shift = np.log(t / t.sum()) - np.log(p / p.sum())
