@@ -16,7 +16,7 @@ from barloc import shift
 abstention = pytest.importorskip(
     "abstention", reason="the abstention package is not installed (pip install -e '.[test]' brings it)"
 )
-from abstention.calibration import TempScaling  # noqa: E402
+from abstention.calibration import TempScaling, VectorScaling  # noqa: E402
 from abstention.label_shift import BBSEImbalanceAdapter, EMImbalanceAdapter  # noqa: E402
 
 
@@ -65,6 +65,20 @@ def test_bcts_matches_abstention(data):
     np.testing.assert_allclose(b, b_ref - b_ref.mean(), atol=1e-3)  # softmax ignores a common shift
     calibrator = TempScaling(bias_positions="all")(valid_preacts=zv, valid_labels=onehot(yv))
     np.testing.assert_allclose(cal.apply(zv, "multiclass", {"temperature": T, "bias": b}), calibrator(zv), atol=1e-3)
+
+
+def test_vector_scaling_matches_abstention(data):
+    zv, yv, _, _ = data
+    zs = zv * np.array([0.6, 1.0, 1.8])  # a model over-confident about one class, under- about another
+    T, b = cal.fit_vector_scaling(zs, yv)
+    calibrator = VectorScaling(verbose=False)(valid_preacts=zs, valid_labels=onehot(yv))
+    ours, theirs = cal.apply(zs, "multiclass", {"temperature": T, "bias": b}), calibrator(zs)
+    # The NLL is flat near its optimum: both land on it (ours no worse), probabilities within 0.01.
+    nll = lambda p: float(-np.log(p[np.arange(len(yv)), yv]).mean())  # noqa: E731
+    assert nll(ours) <= nll(theirs) + 1e-6
+    np.testing.assert_allclose(ours, theirs, atol=1e-2)
+    Tb, bb = cal.fit_bcts(zs, yv)
+    assert cal.softmax_nll(zs / T + b, yv) < cal.softmax_nll(zs / Tb + bb, yv) - 0.005  # one T cannot fix that
 
 
 def test_em_priors_match_abstention_without_calibration(data):

@@ -64,6 +64,38 @@ def test_bcts_removes_a_prior_offset_that_temperature_cannot():
     assert nll_bcts < cal.softmax_nll(shifted, y, cal.fit_temperature(shifted, y)) - 0.02
 
 
+def test_vector_scaling_recovers_a_temperature_per_class():
+    z, y = sample_logits(n=6000, k=3, scale=1.0, seed=7)
+    T, b = cal.fit_vector_scaling(z * np.array([1.0, 2.0, 3.0]), y)
+    np.testing.assert_allclose(T, [1.0, 2.0, 3.0], rtol=0.15)
+    np.testing.assert_allclose(b, 0.0, atol=0.15)
+
+
+@pytest.mark.parametrize("case", ["huge", "constant", "single_class", "empty"])
+def test_vector_scaling_robust(case):
+    rng = np.random.default_rng(14)
+    z, y = rng.normal(0, 1, (200, 3)), rng.integers(0, 3, 200)
+    if case == "huge":
+        z = z * 1e4
+    elif case == "constant":
+        z = np.zeros_like(z)
+    elif case == "single_class":
+        y = np.zeros(200, dtype=int)
+    else:
+        z, y = np.zeros((0, 3)), np.zeros(0, dtype=int)
+    T, b = cal.fit_vector_scaling(z, y)
+    assert T.shape == (3,) and np.isfinite(T).all() and (T > 0).all() and np.isfinite(b).all()
+    if case == "empty":
+        assert (T == 1).all() and (b == 0).all()
+        return
+    p = cal.apply(z, "multiclass", {"temperature": T, "bias": b})
+    assert _finite_probs(p)
+    nll = -np.log(np.clip(p[np.arange(len(y)), y], 1e-300, None)).mean()
+    Tb, bb = cal.fit_bcts(z, y)
+    p_b = cal.apply(z, "multiclass", {"temperature": Tb, "bias": bb})
+    assert nll <= -np.log(np.clip(p_b[np.arange(len(y)), y], 1e-300, None)).mean() + 1e-9  # never worse than BCTS
+
+
 def test_platt_per_label():
     rng = np.random.default_rng(6)
     z = rng.normal(0, 2, (6000, 2))

@@ -35,3 +35,13 @@ def test_missing_key_and_bad_value():
     msg = str(err.value)
     assert "tasks.fish_origin: 'alphabet' is a required property" in msg
     assert "tasks.localization.kind: 'multi' is not one of" in msg
+
+
+@pytest.mark.parametrize("method", ["temperature", "bcts", "vector"])
+def test_calibration_methods(method):
+    cfg = demo()
+    cfg["tasks"]["fish_origin"]["calibration"]["method"] = method
+    check_config(cfg, SCHEMA)
+    cfg["tasks"]["fish_origin"]["calibration"]["method"] = "isotonic"
+    with pytest.raises(InputError, match=r"tasks\.fish_origin\.calibration\.method: 'isotonic' is not one of"):
+        check_config(cfg, SCHEMA, "config.yaml")

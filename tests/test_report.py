@@ -641,3 +641,12 @@ if __name__ == "__main__":
     make_synthetic_task(res / "localization", "localization", "multilabel", seed=2, n_query=33)
     build_report({t: res / t for t in ("fish_origin", "localization")}, outdir / "index.html", run_info(res))
     print(outdir / "index.html")
+
+
+def test_calibration_words_name_each_method():
+    calibration_words = report_html.calibration_words
+    assert calibration_words("temperature", "multiclass") == "temperature scaling"
+    assert calibration_words("bcts", "multiclass") == "temperature and bias scaling (BCTS)"
+    assert calibration_words("vector", "multiclass") == "vector scaling (a temperature and a bias per class)"
+    for method in ("bcts", "vector"):  # a sigmoid head's labels are separate problems: Platt scaling
+        assert calibration_words(method, "multilabel").startswith("Platt scaling")

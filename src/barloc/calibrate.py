@@ -179,6 +179,43 @@ def fit_bcts(logits: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
     return float(np.exp(x[0])), b
 
 
+def _nll_grad_vector(theta: np.ndarray, z: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    """NLL of softmax(z / T + b) with one T per class, and its gradient in (log T, b)."""
+    k = z.shape[1]
+    t, b = np.exp(theta[:k]), theta[k:]
+    s = z / t + b
+    lp = log_softmax(s, axis=1)
+    n = len(y)
+    g = np.exp(lp)
+    g[np.arange(n), y] -= 1.0  # dNLL/ds = p - y
+    g /= n
+    return float(-lp[np.arange(n), y].mean()), np.concatenate([(g * (-z / t)).sum(axis=0), g.sum(axis=0)])
+
+
+def fit_vector_scaling(logits: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Vector scaling (Guo et al. 2017; Alexandari et al. 2020): softmax(z / T_c + b_c), a
+    temperature and a bias per class, started from BCTS and never worse than it on ``y``.
+
+    One temperature cannot fix a model that is over-confident about one class and not another
+    (the class weights and a rare class's few training records make that likely); EM prior
+    estimation reads each class's posterior on its own, so it needs each one calibrated.
+    """
+    from scipy.optimize import minimize
+
+    z = np.asarray(logits, dtype=np.float64)
+    k = z.shape[1]
+    t0, b0 = fit_bcts(z, y)
+    if len(y) == 0:
+        return np.full(k, t0), b0
+    y = np.asarray(y, dtype=np.int64)
+    x0 = np.concatenate([np.full(k, np.log(t0)), b0])
+    res = minimize(_nll_grad_vector, x0, args=(z, y), jac=True, method="L-BFGS-B",
+                   bounds=[log_t_bounds(z)] * k + [(-BIAS_BOUND, BIAS_BOUND)] * k)
+    x = res.x if np.isfinite(res.fun) and res.fun <= _nll_grad_vector(x0, z, y)[0] else x0
+    b = x[k:] - x[k:].mean()  # softmax ignores a common shift
+    return np.exp(x[:k]), b
+
+
 def fit_platt(logits: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-label temperature and bias for sigmoid heads: sigmoid(z_j / T_j + b_j)."""
     from scipy.optimize import minimize

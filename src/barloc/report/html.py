@@ -452,9 +452,12 @@ def _metrics_section(metrics: dict | None, kind: str, classes: list[str], words:
 
 def calibration_words(method: str, kind: str) -> str:
     """What calibration.json's method fitted, in the analyst's words."""
+    if method in ("bcts", "vector") and kind == "multilabel":
+        return "Platt scaling (a temperature and a bias per label)"
     if method == "bcts":
-        return "Platt scaling (a temperature and a bias per label)" if kind == "multilabel" else \
-            "temperature and bias scaling (BCTS)"
+        return "temperature and bias scaling (BCTS)"
+    if method == "vector":
+        return "vector scaling (a temperature and a bias per class)"
     return "temperature scaling (one temperature per label)" if kind == "multilabel" else "temperature scaling"
 
 
@@ -465,7 +468,7 @@ def _calibration_section(cal: dict | None, kind: str, classes: list[str], path: 
     if isinstance(temp, list):
         names = cal.get("classes") or classes
         temps = [{"label": lab, "t": fmt_num(t, 2)} for lab, t in zip(names, temp)]
-        caption_t = "Fitted temperature per label: " + ", ".join(f"{d['label']} {d['t']}" for d in temps) + "."
+        caption_t = f"Fitted temperature per {'label' if kind == 'multilabel' else 'class'}: " + ", ".join(f"{d['label']} {d['t']}" for d in temps) + "."
     elif _finite(temp):
         temps = [{"label": "all classes", "t": fmt_num(temp, 2)}]
         caption_t = f"Fitted temperature T = {float(temp):.2f}"

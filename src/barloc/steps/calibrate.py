@@ -44,7 +44,10 @@ def fit(kind: str, method: str, z: np.ndarray, y: np.ndarray, offset: np.ndarray
     if method == "temperature":
         out["temperature"] = (cal.fit_temperature if kind == "multiclass" else cal.fit_label_temperatures)(zo, y)
         return out
-    temperature, bias = (cal.fit_bcts if kind == "multiclass" else cal.fit_platt)(zo, y)
+    # bcts: one temperature and a bias per class; vector: a temperature and a bias per class.
+    # A sigmoid head's labels are separate problems: both are Platt scaling there.
+    fitter = {"bcts": cal.fit_bcts, "vector": cal.fit_vector_scaling}[method] if kind == "multiclass" else cal.fit_platt
+    temperature, bias = fitter(zo, y)
     probs_val = cal.apply(zo, kind, {"temperature": temperature, "bias": bias})
     return {**out, "temperature": temperature, "bias": bias + cal.prior_anchor(kind, probs_val, train_priors)}
 
