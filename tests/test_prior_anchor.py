@@ -94,3 +94,40 @@ def test_fitted_priors_follow_the_model_that_scored_val():
     np.testing.assert_allclose(fitted_priors(meta), [0.9, 0.1])
     np.testing.assert_allclose(fitted_priors({**meta, "refit": {**meta["refit"], "val_scored_by": "refit_model"}}), [0.5, 0.5])
     np.testing.assert_allclose(fitted_priors({"train_priors": [0.2, 0.8]}), [0.2, 0.8])
+
+
+def test_vector_scaling_through_the_steps(_small_pipeline_pairs, tmp_path):
+    """The small fish pipeline's trained model, calibrated with ``method: vector`` by the steps
+    themselves: per-class temperatures, anchored biases, then prior_shift and evaluate on them."""
+    import json
+    import shutil
+    from types import SimpleNamespace as NS
+
+    from barloc.steps import calibrate, evaluate, prior_shift
+    from barloc.steps.predict import read_logits
+
+    run, _, cfg = _small_pipeline_pairs["fish_origin"]
+    shutil.copytree(run, tmp_path, dirs_exist_ok=True)
+    f = {name: str(tmp_path / name) for name in ("model.json", "logits.parquet", "calibration.json",
+                                                  "priors.json", "calls.tsv", "metrics.json")}
+    params = NS(task="fish_origin", cfg={**cfg, "calibration": {"method": "vector"}}, seed=1)
+    calibrate.run(NS(meta=f["model.json"], logits=f["logits.parquet"]), NS(calibration=f["calibration.json"]), params)
+    prior_shift.run(NS(meta=f["model.json"], calibration=f["calibration.json"], logits=f["logits.parquet"]),
+                    NS(priors=f["priors.json"], calls=f["calls.tsv"]), params)
+    evaluate.run(NS(meta=f["model.json"], calibration=f["calibration.json"], logits=f["logits.parquet"],
+                    priors=f["priors.json"]), NS(metrics=f["metrics.json"]), params)
+    calib, meta = json.loads((tmp_path / "calibration.json").read_text()), json.loads((tmp_path / "model.json").read_text())
+    k = len(meta["classes"])
+    assert calib["method"] == "vector" and len(calib["temperature"]) == k and len(calib["bias"]) == k
+    # The step's biases are vector scaling's on the val logits plus the anchor to the training mix.
+    df, logits = read_logits(f["logits.parquet"], meta["classes"])
+    zv, yv = calibrate.split_arrays(df, logits, meta, "val")
+    zo = zv + np.asarray(calib["offset"])
+    T, b = cal.fit_vector_scaling(zo, yv)
+    anchor = cal.prior_anchor("multiclass", cal.apply(zo, "multiclass", {"temperature": T, "bias": b}), meta["train_priors"])
+    np.testing.assert_allclose(calib["temperature"], T)
+    np.testing.assert_allclose(calib["bias"], b + anchor)
+    assert np.abs(anchor).max() > 1e-3  # the small split's val mix differs from training's
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert np.isfinite(metrics["calibrated"]["nll"]) and 0 <= metrics["calibrated"]["ece"] <= 1
+    assert json.loads((tmp_path / "priors.json").read_text())["classes"] == meta["classes"]
