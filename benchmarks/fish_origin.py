@@ -163,7 +163,7 @@ def baseline_scores(labelled: pd.DataFrame, folds: np.ndarray, classes: list[str
     k = len(classes)
     nb_x = HashingVectorizer(analyzer="char", ngram_range=(7, 7), n_features=8192, alternate_sign=False, norm=None).transform(seqs)
     lr_x = kmer_profile(seqs, 6)
-    nn_x = kmer_profile(seqs, 5).astype(np.float64)  # float32 cosines of identical haplotypes differ by ~1e-7
+    nn_x = kmer_profile(seqs, 5).astype(np.float64)  # ties are within 1e-9: below float32's rounding
     nn_x /= np.clip(np.linalg.norm(nn_x, axis=1, keepdims=True), 1e-12, None)
     out = {}
     priors = np.zeros((len(y), k))

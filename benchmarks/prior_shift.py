@@ -361,10 +361,9 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     t0 = time.perf_counter()
-    args.configured = configured = yaml.safe_load(args.config.read_text())["tasks"]["fish_origin"].get(
-        "calibration", {}).get("method", "temperature")
+    fish = yaml.safe_load(args.config.read_text())["tasks"]["fish_origin"]
+    args.configured = configured = fish.get("calibration", {}).get("method", "temperature")
     oof = out_of_fold_logits(args.config, args.oof, args.seed)
-    loss = yaml.safe_load(args.config.read_text())["tasks"]["fish_origin"].get("loss", {})
     result = {
         "task": "fish_origin",
         "command": "python benchmarks/prior_shift.py " + " ".join(sys.argv[1:]),
@@ -374,7 +373,7 @@ def main() -> None:
                      "(oracle_vector: the vector-scaled ones); "
                      f"EM tol={TOL}, max_iter={MAX_ITER}; abstention: TempScaling(bias_positions='all') then "
                      "EMImbalanceAdapter on the calibrated probabilities, as in its authors' experiment code"),
-        "loss": loss,
+        "loss": fish.get("loss", {}),
         "calibration_scope": ("per_fold: each fold model's logits get their own temperature/BCTS, fitted on that "
                               "model's source-half records, as barloc calibrates its one model; 'pooled' below: one "
                               "calibration for all five models' logits"),

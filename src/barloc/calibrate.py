@@ -11,8 +11,9 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import expit, log_expit, log_softmax, softmax
 
+from barloc.shift import EPS
+
 LOG_T_BOUNDS = (-4.0, 6.0)  # T in [0.018, 403]: wide enough for any sane network
-EPS = 1e-12
 BIAS_BOUND = 20.0  # |b| <= 20: e^20 odds, far past anything a validation set supports
 
 
@@ -141,19 +142,25 @@ def brier(probs: np.ndarray, onehot: np.ndarray) -> float:
     return float(((probs - onehot) ** 2).sum(axis=1).mean())
 
 
-def _nll_grad_softmax(theta: np.ndarray, z: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
-    """NLL of softmax(z / T + b) and its gradient in (log T, b)."""
-    t = np.exp(theta[0])
-    b = theta[1:]
+def _nll_grad_vector(theta: np.ndarray, z: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    """NLL of softmax(z / T + b) with one T per class, and its gradient in (log T, b)."""
+    k = z.shape[1]
+    t, b = np.exp(theta[:k]), theta[k:]
     s = z / t + b
     lp = log_softmax(s, axis=1)
     n = len(y)
-    p = np.exp(lp)
-    g = p.copy()
+    g = np.exp(lp)
     g[np.arange(n), y] -= 1.0  # dNLL/ds = p - y
     g /= n
-    d_logt = float((g * (-z / t)).sum())
-    return float(-lp[np.arange(n), y].mean()), np.concatenate([[d_logt], g.sum(axis=0)])
+    return float(-lp[np.arange(n), y].mean()), np.concatenate([(g * (-z / t)).sum(axis=0), g.sum(axis=0)])
+
+
+def _nll_grad_softmax(theta: np.ndarray, z: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    """NLL of softmax(z / T + b) and its gradient in (log T, b): vector scaling's with every
+    class sharing one temperature, whose gradient is the sum of the per-class ones."""
+    k = z.shape[1]
+    f, g = _nll_grad_vector(np.concatenate([np.full(k, theta[0]), theta[1:]]), z, y)
+    return f, np.concatenate([[g[:k].sum()], g[k:]])
 
 
 def fit_bcts(logits: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
@@ -177,19 +184,6 @@ def fit_bcts(logits: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
     x = res.x if np.isfinite(res.fun) and res.fun <= _nll_grad_softmax(x0, z, y)[0] else x0
     b = x[1:] - x[1:].mean()  # softmax ignores a common shift
     return float(np.exp(x[0])), b
-
-
-def _nll_grad_vector(theta: np.ndarray, z: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
-    """NLL of softmax(z / T + b) with one T per class, and its gradient in (log T, b)."""
-    k = z.shape[1]
-    t, b = np.exp(theta[:k]), theta[k:]
-    s = z / t + b
-    lp = log_softmax(s, axis=1)
-    n = len(y)
-    g = np.exp(lp)
-    g[np.arange(n), y] -= 1.0  # dNLL/ds = p - y
-    g /= n
-    return float(-lp[np.arange(n), y].mean()), np.concatenate([(g * (-z / t)).sum(axis=0), g.sum(axis=0)])
 
 
 def fit_vector_scaling(logits: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -242,7 +236,7 @@ def fit_platt(logits: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 def prior_anchor(kind: str, probs_val: np.ndarray, train_priors: np.ndarray) -> np.ndarray:
-    """Bias shift that puts BCTS- or Platt-calibrated probabilities back under the training priors.
+    """Bias shift that puts BCTS-, vector- or Platt-calibrated probabilities back under the training priors.
 
     A fitted bias sets its NLL gradient, sum(p - y), to zero, so the mean calibrated probability
     on val equals val's class mix: the biases learn val's mix along with the miscalibration.
@@ -253,7 +247,7 @@ def prior_anchor(kind: str, probs_val: np.ndarray, train_priors: np.ndarray) -> 
     sigmoid label. The mean rather than val's counts keeps a class absent from val finite.
     """
     probs_val = np.asarray(probs_val, dtype=np.float64)
-    if len(probs_val) == 0:  # nothing was fitted (see fit_bcts / fit_platt): nothing to take off
+    if len(probs_val) == 0:  # nothing was fitted (see fit_bcts, fit_platt): nothing to take off
         return np.zeros(probs_val.shape[1])
     p = np.clip(probs_val.mean(axis=0), EPS, 1 - EPS)
     t = np.clip(np.asarray(train_priors, dtype=np.float64), EPS, 1 - EPS)
