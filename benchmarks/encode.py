@@ -18,6 +18,8 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import numpy as np  # noqa: E402
+import sklearn  # noqa: E402
 from sklearn.feature_extraction.text import HashingVectorizer  # noqa: E402
 
 from barloc.encode import kmer_profile  # noqa: E402
@@ -39,7 +41,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--k", type=int, default=7)
-    ap.add_argument("--batch", type=int, default=10_000, help="barloc encodes in batches of this size")
+    ap.add_argument("--batch", type=int, default=10_000,
+                    help="barloc is called on batches of this size (it bounds the dense output's memory; "
+                         "kmer_profile chunks its work internally)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
 
@@ -53,7 +57,8 @@ def main() -> None:
         "n_sequences": len(seqs), "k": args.k, "mean_length": sum(map(len, seqs)) / len(seqs),
         "seconds_barloc": round(t_barloc, 3), "seconds_sklearn_hashing": round(t_sklearn, 3),
         "speedup": round(t_sklearn / t_barloc, 2), "target_speedup": 5.0,
-        "baseline": "sklearn HashingVectorizer(analyzer='char', ngram_range=(k, k))",
+        "baseline": "sklearn HashingVectorizer(analyzer='char', ngram_range=(k, k))", "batch": args.batch,
+        "versions": {"numpy": np.__version__, "scikit-learn": sklearn.__version__},
     }
     print(json.dumps(result, indent=2))
     if args.out:

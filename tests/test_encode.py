@@ -47,3 +47,28 @@ def test_iupac_rows_are_fractional_one_hot():
 def test_protein_tokens_nonzero():
     tok = tokenize(["ACDWYXU"], "protein")[0]
     assert (tok > 0).all() and len(set(tok.tolist())) == 7
+
+
+@pytest.mark.parametrize("cells", [1, 7, 64, 1 << 22])
+def test_kmer_profile_chunks_agree(monkeypatch, cells):
+    """Rows are encoded in chunks of _CHUNK_CELLS / 4**k; any chunking gives the same profiles."""
+    import barloc.encode as enc
+
+    rng = np.random.default_rng(0)
+    seqs = ["".join(rng.choice(list("ACGTRN"), size=rng.integers(0, 40), p=[0.23] * 4 + [0.04] * 2)) for _ in range(25)]
+    want = np.stack([naive_profile(s, 2) for s in seqs])
+    monkeypatch.setattr(enc, "_CHUNK_CELLS", cells)
+    np.testing.assert_allclose(enc.kmer_profile(seqs, 2), want, atol=1e-6)
+
+
+def test_kmer_profile_frequencies_are_count_over_total_in_float32():
+    # "AAAA" has 3 AA windows, "AAC" one AA and one AC: exact float32 quotients, not sums of 1/total.
+    prof = kmer_profile(["AAAA", "AAAC", "ACNAC"], 2)
+    assert prof[0, 0] == np.float32(1.0)
+    assert prof[1, 0] == np.float32(2) / np.float32(3) and prof[1, 1] == np.float32(1) / np.float32(3)
+    assert prof[2, 1] == np.float32(1.0)  # AC twice; CN and NA skipped
+
+
+def test_kmer_profile_rejects_k_beyond_int32_codes():
+    with pytest.raises(ValueError, match="1-15"):
+        kmer_profile(["ACGT"], 16)

@@ -66,39 +66,56 @@ def tokenize(seqs: Sequence[str], alphabet: str, max_len: int | None = None) -> 
     return out
 
 
+_BASE_CODE = np.full(256, -1, dtype=np.int8)
+_BASE_CODE[np.frombuffer(b"ACGT", dtype=np.uint8)] = np.arange(4, dtype=np.int8)
+# Rows encoded per chunk: the chunk's slice of the output (rows x 4**k float32) stays within
+# about 16 MB, so the scattered count updates hit cache rather than main memory.
+_CHUNK_CELLS = 1 << 22
+
+
 def kmer_profile(seqs: Sequence[str], k: int) -> np.ndarray:
     """Frequency of each of the 4**k DNA k-mers per sequence, (n, 4**k) float32.
 
-    k-mers that contain an ambiguity code are skipped. All sequences are joined into one
-    buffer so the window codes come from k shifted adds over a single array.
+    k-mers that contain an ambiguity code are skipped. Sequences are encoded in chunks of rows
+    (see ``_CHUNK_CELLS``); within a chunk they are joined into one buffer with a separator byte,
+    so every window code comes from k shifted ORs over contiguous arrays and a window that
+    crosses into the next sequence contains the separator and is skipped like an ambiguity code.
+    Only the counted cells are touched: counts are scattered into the zeroed output and divided
+    in place, never as a dense (n, 4**k) integer array.
     """
+    if not 1 <= k <= 15:  # window codes are int32
+        raise ValueError(f"k-mer size must be 1-15, got {k}")
     n = len(seqs)
     dim = 4**k
     out = np.zeros((n, dim), dtype=np.float32)
-    if n == 0:
-        return out
-    code = np.full(256, -1, dtype=np.int64)
-    for i, b in enumerate(b"ACGT"):
-        code[b] = i
-    lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=n)
-    buf = code[np.frombuffer("".join(seqs).encode("ascii"), dtype=np.uint8)]
-    total = buf.size
-    if total < k:
-        return out
-    nwin = total - k + 1
-    idx = np.zeros(nwin, dtype=np.int64)
-    bad = np.zeros(nwin, dtype=bool)
-    for j in range(k):
-        part = buf[j : j + nwin]
-        idx = idx * 4 + np.maximum(part, 0)
-        bad |= part < 0
-    # A window is valid only if it lies inside one sequence.
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    row = np.repeat(np.arange(n), lengths)[:nwin]
-    pos = np.arange(nwin) - starts[row]
-    valid = ~bad & (pos + k <= lengths[row])
-    flat = row[valid] * dim + idx[valid]
-    counts = np.bincount(flat, minlength=n * dim).reshape(n, dim).astype(np.float32)
-    totals = counts.sum(axis=1, keepdims=True)
-    np.divide(counts, totals, out=out, where=totals > 0)
+    step = max(1, _CHUNK_CELLS // dim)
+    for i in range(0, n, step):
+        _count_into(out[i : i + step], seqs[i : i + step], k)
     return out
+
+
+def _count_into(out: np.ndarray, seqs: Sequence[str], k: int) -> None:
+    n, dim = out.shape
+    buf = _BASE_CODE[np.frombuffer(("\n".join(seqs) + "\n").encode("ascii"), dtype=np.uint8)]
+    nwin = buf.size - k + 1
+    if nwin <= 0:
+        return
+    good = buf >= 0
+    # A window is valid when the count of non-ACGT bytes does not change across it.
+    nbad = np.zeros(buf.size + 1, dtype=np.int32)
+    np.cumsum(~good, out=nbad[1:])
+    starts = np.flatnonzero(nbad[k : k + nwin] == nbad[:nwin])
+    if starts.size == 0:
+        return
+    base = np.where(good, buf, 0).astype(np.int32)
+    code = base[:nwin].copy()
+    for j in range(1, k):
+        code <<= 2
+        code |= base[j : j + nwin]
+    lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=n)
+    row = np.repeat(np.arange(n, dtype=np.int64), lengths + 1)[starts]
+    flat = row * dim + code[starts]
+    cells = out.reshape(-1)
+    np.add.at(cells, flat, np.float32(1))
+    totals = np.bincount(row, minlength=n).astype(np.float32)
+    cells[flat] = cells[flat] / totals[row]  # float32 count / total, as a dense division would give
