@@ -69,6 +69,9 @@ def test_fish_origin_outputs_are_real(run_dir):
     np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-4)
     assert set(calls["call"]) <= set(metrics["classes"])
     assert (calls["uncertain"] == (calls["probability"] < 0.6)).all()
+    calib = json.loads((res / "calibration.json").read_text())
+    assert calib["method"] == "vector" and len(calib["temperature"]) == len(calib["bias"]) == len(metrics["classes"])
+    assert all(t > 0 for t in calib["temperature"])
     priors = json.loads((res / "priors.json").read_text())
     assert priors["method"] == "em" and abs(sum(priors["query_priors"]) - 1) < 1e-6
     assert all(lo <= q <= hi for lo, q, hi in zip(priors["ci_low"], priors["query_priors"], priors["ci_high"]))
@@ -91,6 +94,7 @@ def test_localization_outputs_are_real(run_dir):
 def test_report_shows_both_tasks(run_dir):
     html = (run_dir / "results/report/index.html").read_text()
     assert 'id="task-fish_origin"' in html and 'id="task-localization"' in html
+    assert "vector scaling" in html and "Fitted temperature per class" in html
     assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html
 
 
