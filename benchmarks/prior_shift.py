@@ -289,11 +289,14 @@ def summarise(df: pd.DataFrame, calib: pd.DataFrame, classes, n_records, n_split
         "ece_ratio_vector": round(float(c["ece_vector"] / c["ece_raw"]), 3),
     }
     a1 = out["alpha"]["1"]["n"]["500"]
-    # "met" is judged on the calibration the fish task is configured with (vector scaling:
-    # against its own oracle and abstention's own vector scaling; BCTS: against the BCTS ones).
-    vector = configured == "vector"
-    recovered = a1["oracle_gain_recovered_em_vector_own_oracle" if vector else "oracle_gain_recovered_em_calibrated"]
-    mse_ratio = a1["prior_mse_ratio_em_vector_vs_abstention_em_vector" if vector else "prior_mse_ratio_em_calibrated_vs_abstention_em"]
+    # EM on calibrated probabilities, per calibration barloc offers for softmax heads (vector
+    # scaling against its own oracle and abstention's own vector scaling; BCTS against the
+    # BCTS ones). "met" holds when one of them reaches the target, "met_by" names which, and
+    # "met_with_configured_calibration" says whether the fish task's configured one does.
+    arms = {"vector": ("oracle_gain_recovered_em_vector_own_oracle", "prior_mse_ratio_em_vector_vs_abstention_em_vector"),
+            "bcts": ("oracle_gain_recovered_em_calibrated", "prior_mse_ratio_em_calibrated_vs_abstention_em")}
+    share_met = [m for m, (share, _) in arms.items() if (a1[share] or 0) >= 0.8]
+    mse_met = [m for m, (_, ratio) in arms.items() if a1[ratio] <= 1.05]
     out["targets"] = {
         "configured_calibration": configured,
         "em_recovers_80pct_of_oracle_gain_at_alpha1_n500": {
@@ -302,13 +305,15 @@ def summarise(df: pd.DataFrame, calib: pd.DataFrame, classes, n_records, n_split
             "em_calibrated": a1["oracle_gain_recovered_em_calibrated"],
             "em_temperature": a1["oracle_gain_recovered_em_temperature"],
             "em_raw": a1["oracle_gain_recovered_em"],
-            "met": bool((recovered or 0) >= 0.8),
+            "met": bool(share_met), "met_by": share_met,
+            "met_with_configured_calibration": configured in share_met,
         },
         "prior_mse_at_most_1.05x_abstention_em_at_alpha1_n500": {
             "em_vector": a1["prior_mse_ratio_em_vector_vs_abstention_em_vector"],
             "em_calibrated": a1["prior_mse_ratio_em_calibrated_vs_abstention_em"],
             "em_raw": a1["prior_mse_ratio_em_vs_abstention_em"],
-            "met": bool(mse_ratio <= 1.05),
+            "met": bool(mse_met), "met_by": mse_met,
+            "met_with_configured_calibration": configured in mse_met,
         },
         "temperature_scaling_halves_ece": {
             "ece_ratio_temperature": out["calibration"]["ece_ratio_temperature"],
