@@ -45,3 +45,14 @@ def test_calibration_methods(method):
     cfg["tasks"]["fish_origin"]["calibration"]["method"] = "isotonic"
     with pytest.raises(InputError, match=r"tasks\.fish_origin\.calibration\.method: 'isotonic' is not one of"):
         check_config(cfg, SCHEMA, "config.yaml")
+
+
+@pytest.mark.parametrize("value,ok", [("auto", True), (0, True), (0.35, True), (1, True), (1.5, False), ("fit", False)])
+def test_call_ratio(value, ok):
+    cfg = demo()
+    cfg["tasks"]["localization"].setdefault("calibration", {})["call_ratio"] = value
+    if ok:
+        check_config(cfg, SCHEMA)
+    else:
+        with pytest.raises(InputError, match=r"tasks\.localization\.calibration\.call_ratio"):
+            check_config(cfg, SCHEMA, "config.yaml")

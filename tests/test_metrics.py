@@ -33,3 +33,57 @@ def test_mcc_thresholds_find_separating_cut():
     p = np.where(y, rng.uniform(0.3, 0.5, 500), rng.uniform(0.0, 0.25, 500))
     thr = metrics.mcc_thresholds(p[:, None], y[:, None].astype(int))
     assert 0.25 <= thr[0] <= 0.3
+
+
+def test_call_ratio_drops_calls_far_below_the_top_label():
+    probs = np.array([[0.9, 0.5, 0.2], [0.4, 0.35, 0.1], [0.05, 0.04, 0.01]])
+    thr = np.array([0.1, 0.1, 0.1])
+    np.testing.assert_array_equal(metrics.predict_multilabel(probs, thr), [[1, 1, 1], [1, 1, 1], [1, 0, 0]])
+    # 0.5 >= 0.5 * 0.9 stays, 0.2 does not; 0.35 >= 0.5 * 0.4 stays; the top label is always called
+    np.testing.assert_array_equal(metrics.predict_multilabel(probs, thr, 0.5), [[1, 1, 0], [1, 1, 0], [1, 0, 0]])
+    np.testing.assert_array_equal(metrics.predict_multilabel(probs, thr, 1.0), np.eye(3)[[0, 0, 0]])
+
+
+def _overcalling_model(seed: int, n: int = 600):
+    """Synthetic: 6 labels, mostly one true label a sample. Each sample has its own confidence
+    scale shared by all its labels, and its true labels score about three times its others: no
+    fixed per-label threshold separates them across samples, a ratio to the top label does."""
+    rng = np.random.default_rng(seed)
+    Y = np.zeros((n, 6), bool)
+    Y[np.arange(n), rng.integers(0, 6, n)] = True
+    second = rng.random(n) < 0.15
+    Y[np.flatnonzero(second), rng.integers(0, 6, second.sum())] = True
+    scale = rng.uniform(0.1, 1.0, (n, 1))
+    probs = scale * np.where(Y, 0.9, 0.3) * np.exp(0.25 * rng.standard_normal((n, 6)))
+    return np.clip(probs, 0.001, 0.999), Y
+
+
+def test_fit_call_ratio_beats_thresholds_alone_on_held_out_data():
+    pv, Yv = _overcalling_model(0)
+    pt, Yt = _overcalling_model(1)
+    rule = metrics.fit_calls(pv, Yv)
+    assert 0 < rule["call_ratio"] < 1
+    fitted = metrics.multilabel_metrics(pt, Yt, rule["thresholds"], ratio=rule["call_ratio"])
+    plain = metrics.multilabel_metrics(pt, Yt, rule["thresholds"])
+    assert fitted["micro_f1"] + fitted["macro_f1"] > plain["micro_f1"] + plain["macro_f1"] + 0.02
+    assert metrics.predict_multilabel(pt, rule["thresholds"], rule["call_ratio"]).sum(1).mean() < \
+        metrics.predict_multilabel(pt, rule["thresholds"]).sum(1).mean()
+
+
+def test_fit_calls_fixed_ratio_and_ties():
+    pv, Yv = _overcalling_model(2)
+    assert metrics.fit_calls(pv, Yv, 0)["call_ratio"] == 0.0
+    assert metrics.fit_calls(pv, Yv, 0.4)["call_ratio"] == 0.4
+    # one label a sample and the truth on top: every ratio calls the same, so the smallest wins
+    Y = np.eye(3, dtype=bool)[[0, 1, 2, 0]]
+    probs = np.where(Y, 0.9, 0.05)
+    assert metrics.fit_call_ratio(probs, Y, np.full(3, 0.5)) == 0.0
+    assert metrics.fit_call_ratio(probs[:0], Y[:0], np.full(3, 0.5)) == 0.0
+
+
+def test_call_rule_reads_calibrations_from_before_the_ratio():
+    thr, ratio = metrics.call_rule({"thresholds": [0.2, 0.3]}, 2)
+    np.testing.assert_allclose(thr, [0.2, 0.3])
+    assert ratio == 0.0
+    assert metrics.call_rule({}, 3)[0].tolist() == [0.5] * 3
+    assert metrics.call_rule({"thresholds": [0.2], "call_ratio": 0.35}, 1)[1] == 0.35

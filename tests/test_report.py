@@ -136,6 +136,7 @@ def make_synthetic_task(
     }
     if kind == "multilabel":
         cal["thresholds"] = rng.uniform(0.2, 0.6, k).round(3).tolist()
+        cal["call_ratio"] = 0.45
     (task_dir / "calibration.json").write_text(json.dumps(cal))
 
     query_priors = rng.dirichlet(np.ones(k) * 2) if kind == "multiclass" else rng.uniform(0.05, 0.6, k)
@@ -174,6 +175,7 @@ def make_synthetic_task(
             thr = np.array(cal["thresholds"])
             above = [j for j in order if p[j] >= thr[j]]
             uncertain = not above
+            above = [j for j in above if p[j] >= cal["call_ratio"] * p[order[0]]]
             called = above or [order[0]]
             call = ";".join(classes[j] for j in called)
             alts = "; ".join([f"{classes[j]} ({p[j]:.2f})" for j in order if j not in called][:2])
@@ -442,6 +444,14 @@ def test_calibration_method_named_as_fitted(built):
     assert "Calibrated = after temperature scaling;" in fish and "Platt" not in fish
     assert "Calibrated = after Platt scaling (a temperature and a bias per label);" in loc
     assert "temperature scaling" not in loc
+
+
+def test_call_ratio_is_stated_where_fitted(built):
+    page = built["page"]
+    loc, fish = page.text("task-localization"), page.text("task-fish_origin")
+    assert ("A location is called when its probability reaches its threshold and is at least 45% of the "
+            "sample's most likely location's; the most likely one is always called.") in loc
+    assert "most likely one is always called" not in fish
 
 
 def test_plain_language_sentence(built):

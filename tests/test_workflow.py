@@ -87,6 +87,7 @@ def test_localization_outputs_are_real(run_dir):
         assert 0.0 <= metrics["calibrated"][key] <= 1.0
     calib = json.loads((res / "calibration.json").read_text())
     assert len(calib["temperature"]) == len(calib["thresholds"]) == 10
+    assert 0.0 <= calib["call_ratio"] <= 1.0
     calls = pd.read_csv(res / "calls.tsv", sep="\t")
     assert len(calls) == 300 and calls["call"].str.len().gt(0).all()
 

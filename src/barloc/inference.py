@@ -33,6 +33,7 @@ import pandas as pd
 from barloc import extra_heads, shift
 from barloc.calibrate import apply
 from barloc.errors import InputError
+from barloc.metrics import call_rule
 from barloc.runtime import atomic_path, read_json
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,11 @@ class Predictor:
 
     @property
     def label_thresholds(self) -> np.ndarray:
-        return np.asarray(self.calibration.get("thresholds", [0.5] * len(self.classes)), dtype=np.float64)
+        return call_rule(self.calibration, len(self.classes))[0]
+
+    @property
+    def call_ratio(self) -> float:
+        return call_rule(self.calibration, len(self.classes))[1]
 
     @property
     def extra_heads(self) -> list[str]:
@@ -235,7 +240,7 @@ def call_rows(pred: Predictor, ids: list[str], probs: np.ndarray, extra: np.ndar
     extra heads' calibrated probability and call, as the workflow's prior_shift step writes."""
     from barloc.steps.prior_shift import calls_table
 
-    table = calls_table(ids, probs, pred.classes, pred.kind, threshold, pred.label_thresholds)
+    table = calls_table(ids, probs, pred.classes, pred.kind, threshold, pred.label_thresholds, pred.call_ratio)
     if pred.extra_heads:
         table = extra_heads.add_call_columns(table, extra, pred.calibration.get("extra_heads"), pred.extra_heads,
                                              pred.task_dir / "calibration.json")

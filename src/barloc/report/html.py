@@ -504,6 +504,7 @@ def _calibration_section(cal: dict | None, kind: str, classes: list[str], path: 
             [{"label": lab, "t": fmt_pct(t)} for lab, t in zip(cal.get("classes") or classes, thresholds)]
             if isinstance(thresholds, list) else None
         ),
+        "call_ratio": fmt_pct(cal["call_ratio"]) if cal.get("call_ratio") else None,
     }
 
 

@@ -8,7 +8,7 @@ import numpy as np
 from barloc import calibrate as cal
 from barloc import extra_heads, soft
 from barloc.data import targets_for
-from barloc.metrics import mcc_thresholds
+from barloc.metrics import fit_calls
 from barloc.runtime import read_json, write_json
 from barloc.steps.predict import read_logits
 
@@ -107,7 +107,7 @@ def run(inputs, outputs, params, threads: int = 1) -> None:
         },
     }
     if kind == "multilabel":
-        out["thresholds"] = mcc_thresholds(cal_v, yv)
+        out.update(fit_calls(cal_v, yv, ccfg.get("call_ratio", "auto")))
     if meta.get("extra_heads"):  # e.g. the membrane flag: its own Platt scaling and threshold
         out["extra_heads"] = extra_heads.fit_calibration(df, meta["extra_heads"])
     write_json(out, outputs.calibration)

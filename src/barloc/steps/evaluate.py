@@ -41,11 +41,11 @@ def run(inputs, outputs, params, threads: int = 1) -> None:
         out["confusion"] = {"classes": classes, "matrix": metrics.confusion(cal, yt)}
     else:
         # Thresholds were tuned on calibrated val probabilities; raw probabilities use 0.5.
-        thr = np.asarray(calib["thresholds"])
+        thr, ratio = metrics.call_rule(calib, len(classes))
         out["uncalibrated"] = metrics.multilabel_metrics(raw, yt, np.full(len(classes), 0.5), bins)
-        out["calibrated"] = metrics.multilabel_metrics(cal, yt, thr, bins)
-        out["prior_corrected"] = metrics.multilabel_metrics(shifted, yt, thr, bins)
-        out["per_class"] = metrics.per_label_mcc(cal, yt, thr, classes)
+        out["calibrated"] = metrics.multilabel_metrics(cal, yt, thr, bins, ratio)
+        out["prior_corrected"] = metrics.multilabel_metrics(shifted, yt, thr, bins, ratio)
+        out["per_class"] = metrics.per_label_mcc(cal, yt, thr, classes, ratio)
     if calib.get("extra_heads"):  # scored on their own, never mixed into the classes' metrics
         out["extra_heads"] = extra_heads.evaluate(df, calib["extra_heads"])
     write_json(out, outputs.metrics)

@@ -10,7 +10,7 @@ import pandas as pd
 from barloc import extra_heads, shift
 from barloc.calibrate import apply
 from barloc.errors import InputError
-from barloc.metrics import predict_multilabel
+from barloc.metrics import call_rule, predict_multilabel
 from barloc.runtime import atomic_path, read_json, write_json
 from barloc.steps.calibrate import nll_of, split_arrays
 from barloc.steps.predict import read_logits
@@ -99,7 +99,8 @@ def correct(
     return corrected, {**info, "query_priors": est, "ci_low": lo, "ci_high": hi, "converged": ok, "iterations": iters}
 
 
-def calls_table(ids, probs: np.ndarray, classes: list[str], kind: str, threshold: float, label_thresholds=None) -> pd.DataFrame:
+def calls_table(ids, probs: np.ndarray, classes: list[str], kind: str, threshold: float, label_thresholds=None,
+                call_ratio: float = 0.0) -> pd.DataFrame:
     """One row a sample: the call, its probability, the runners-up and the uncertain flag."""
     order = np.argsort(-probs, axis=1)
     rows = []
@@ -111,7 +112,7 @@ def calls_table(ids, probs: np.ndarray, classes: list[str], kind: str, threshold
             uncertain = bool(p[top] < threshold)
             rest = order[i, 1:3]
         else:
-            pred = predict_multilabel(p[None, :], label_thresholds)[0]
+            pred = predict_multilabel(p[None, :], label_thresholds, call_ratio)[0]
             called = [j for j in order[i] if pred[j]]
             uncertain = not bool((p >= label_thresholds).any())
             rest = [j for j in order[i] if not pred[j]][:2]
@@ -135,7 +136,7 @@ def run(inputs, outputs, params, threads: int = 1) -> None:
     method = pcfg.get("method", "em")
     train = np.asarray(meta["train_priors"], dtype=np.float64)
     df, logits = read_logits(inputs.logits, classes)
-    thresholds = np.asarray(calib.get("thresholds", [0.5] * len(classes)), dtype=np.float64)
+    thresholds, call_ratio = call_rule(calib, len(classes))
     val = None
     if method == "bbse":  # BBSE's confusion matrix comes from the labelled val split
         zv, yv = split_arrays(df, logits, meta, "val")
@@ -165,7 +166,8 @@ def run(inputs, outputs, params, threads: int = 1) -> None:
     priors = {"kind": kind, "classes": classes, "train_priors": train, **info,
               "applied": applied, "reason": reason, "test": test}
     probs = corrected if applied else calibrated
-    calls = calls_table(df.loc[q, "id"].tolist(), probs, classes, kind, float(cfg.get("uncertain_below", 0.6)), thresholds)
+    calls = calls_table(df.loc[q, "id"].tolist(), probs, classes, kind, float(cfg.get("uncertain_below", 0.6)), thresholds,
+                        call_ratio)
     heads = meta.get("extra_heads", [])
     if heads:  # e.g. membrane_prob and membrane_call, after the class columns
         z = df.loc[q, [extra_heads.EXTRA + n for n in heads]].to_numpy(np.float64)
