@@ -4,8 +4,11 @@ Partition protocol (DeepLoc 2.0): for test partition k, the model trains on thre
 partition k+1 (mod 5) early-stops it and tunes its calibration and per-location MCC thresholds,
 and partition k is scored; rotated over all five unless ``--partitions`` names fewer. Scores
 are averaged over the test partitions run. Every number comes from barloc's own code: ``fit``
-(the workflow's train step), the calibrate step's fit, ``mcc_thresholds`` and the DeepLoc
-metrics of ``barloc.metrics``, the DeepLoc reader.
+(the workflow's train step), the calibrate step's fit, its calling rule (``fit_calls``: per-location
+MCC-optimal thresholds and, with ``calibration.call_ratio`` auto, the call ratio) and the DeepLoc
+metrics of ``barloc.metrics``, the DeepLoc reader. Every model, the floor included, is called
+by the same rule, fitted on the threshold partition; ``barloc_thresholds_only`` scores barloc's
+probabilities by the thresholds alone (DeepLoc 2.0's rule, call ratio 0).
 
 - ``floor``: amino-acid, dipeptide and terminal (first/last 50 residues) composition,
   standardised, one-vs-rest logistic regression; thresholds tuned on the same partition.
@@ -52,7 +55,7 @@ from barloc import extra_heads
 from barloc.calibrate import apply, softmax_probs, weighting_offset
 from barloc.data import EncodedDataset, predict_logits, targets_for
 from barloc.losses import softmax_cross_entropy
-from barloc.metrics import mcc_thresholds, multilabel_metrics, per_label_mcc
+from barloc.metrics import fit_calls, multilabel_metrics, per_label_mcc, predict_multilabel
 from barloc.runtime import sha256, versions
 from barloc.steps.calibrate import fit as fit_calibration
 from barloc.steps.ingest import load_reference, limit_length
@@ -137,18 +140,19 @@ class SoftmaxTargets(Callback):
         pl_module.loss_fn = lambda x, y: softmax_cross_entropy(x, y / y.sum(-1, keepdim=True).clamp_min(1.0))
 
 
-def scores(probs: np.ndarray, Y: np.ndarray, thresholds: np.ndarray, classes: list[str]) -> dict:
-    """DeepLoc 2.0's summary scores and per-location MCC (thresholds from the val partition)."""
-    m = multilabel_metrics(probs, Y, thresholds)
-    mcc = per_label_mcc(probs, Y, thresholds, classes)
-    pred_labels = (probs >= thresholds).sum(axis=1)
+def scores(probs: np.ndarray, Y: np.ndarray, rule: dict, classes: list[str]) -> dict:
+    """DeepLoc 2.0's summary scores and per-location MCC under a calling rule fitted on the val
+    partition (:func:`barloc.metrics.fit_calls`: thresholds and call ratio)."""
+    thresholds, ratio = rule["thresholds"], rule["call_ratio"]
+    m = multilabel_metrics(probs, Y, thresholds, ratio=ratio)
+    mcc = per_label_mcc(probs, Y, thresholds, classes, ratio)
     return {
         "n": int(len(Y)),
         "micro_f1": m["micro_f1"], "macro_f1": m["macro_f1"], "jaccard": m["jaccard"], "accuracy": m["exact_match"],
         "mcc": {c: v["mcc"] for c, v in mcc.items()},
-        "thresholds": {c: v["threshold"] for c, v in mcc.items()},
+        "thresholds": {c: v["threshold"] for c, v in mcc.items()}, "call_ratio": ratio,
         "mean_true_locations": float(Y.sum(axis=1).mean()) if len(Y) else float("nan"),
-        "mean_predicted_locations": float(np.maximum(pred_labels, 1).mean()) if len(Y) else float("nan"),
+        "mean_predicted_locations": float(predict_multilabel(probs, thresholds, ratio).sum(axis=1).mean()) if len(Y) else float("nan"),
     }
 
 
@@ -178,7 +182,8 @@ def run_partition(df: pd.DataFrame, test: str, task: dict, trainer: dict, seed: 
 
     # the floor, on the same proteins
     fv, ft = floor_probs(tr, [va, te], classes)
-    out["floor"] = scores(ft, Yt, mcc_thresholds(fv, Yv), classes)
+    call_ratio = task.get("calibration", {}).get("call_ratio", "auto")
+    out["floor"] = scores(ft, Yt, fit_calls(fv, Yv, call_ratio), classes)
     if floor_only:
         return out
 
@@ -197,8 +202,10 @@ def run_partition(df: pd.DataFrame, test: str, task: dict, trainer: dict, seed: 
     calib = fit_calibration("multilabel", task.get("calibration", {}).get("method", "temperature"), zv, Yv, offset,
                             np.asarray(meta["train_priors"]))
     pv, pt = apply(zv, "multilabel", calib), apply(zt, "multilabel", calib)
-    thr = mcc_thresholds(pv, Yv)
-    out["barloc"] = scores(pt, Yt, thr, classes)
+    rule = fit_calls(pv, Yv, call_ratio)
+    out["barloc"] = scores(pt, Yt, rule, classes)
+    # the same probabilities called by the per-label thresholds alone (DeepLoc 2.0's rule)
+    out["barloc_thresholds_only"] = scores(pt, Yt, {**rule, "call_ratio": 0.0}, classes)
     out["timing"] = {"train_seconds": meta["train_seconds"], "epochs": meta["epochs"], "best_epoch": meta["best_epoch"],
                      "train_protein_epochs": len(tr) * meta["epochs"], "device": meta["device"],
                      "precision": meta["precision"], **prediction_speed(model, speed_seqs, enc, predict_batch, device)}
@@ -210,10 +217,10 @@ def run_partition(df: pd.DataFrame, test: str, task: dict, trainer: dict, seed: 
         smodel, smeta, _ = fit(tr, va, stask, trainer, pseed, f"partition{test}-softmax", callbacks=(SoftmaxTargets(),))
         sv = softmax_probs(predict_logits(smodel, EncodedDataset(va["sequence"].tolist(), enc, "protein"), predict_batch, device))
         st = softmax_probs(predict_logits(smodel, EncodedDataset(te["sequence"].tolist(), enc, "protein"), predict_batch, device))
-        sthr = mcc_thresholds(sv, Yv)
+        srule = fit_calls(sv, Yv, call_ratio)
         multi = Yt.sum(axis=1) > 1
         out["softmax_vs_sigmoid"] = {
-            subset: {"sigmoid": scores(pt[m], Yt[m], thr, classes), "softmax": scores(st[m], Yt[m], sthr, classes)}
+            subset: {"sigmoid": scores(pt[m], Yt[m], rule, classes), "softmax": scores(st[m], Yt[m], srule, classes)}
             for subset, m in (("all", np.ones(len(Yt), bool)), ("multi_location", multi), ("single_location", ~multi))
         }
         out["softmax_vs_sigmoid"]["softmax_train_seconds"] = smeta["train_seconds"]
@@ -234,6 +241,7 @@ def _mean_scores(rows: list[dict]) -> dict:
     out["mean_predicted_locations"] = round(float(np.mean([r["mean_predicted_locations"] for r in rows])), 3)
     out["mean_true_locations"] = round(float(np.mean([r["mean_true_locations"] for r in rows])), 3)
     out["n_test"] = int(sum(r["n"] for r in rows))
+    out["call_ratio"] = [r.get("call_ratio", 0.0) for r in rows]  # per test partition
     return out
 
 
@@ -248,6 +256,8 @@ def summarise(result: dict) -> dict:
         result["device"] = result["settings"]["device"]
         return result
     result["barloc"] = _mean_scores([p["barloc"] for p in parts])
+    if all("barloc_thresholds_only" in p for p in parts):  # absent from files written before it
+        result["barloc_thresholds_only"] = _mean_scores([p["barloc_thresholds_only"] for p in parts])
     below = [c for c in result["barloc"]["mcc"] if result["barloc"]["mcc"][c] < result["floor"]["mcc"][c]]
     result["locations_below_floor_mcc"] = below
     if all("softmax_vs_sigmoid" in p for p in parts):
@@ -256,8 +266,9 @@ def summarise(result: dict) -> dict:
             svs[subset] = {head: _mean_scores([p["softmax_vs_sigmoid"][subset][head] for p in parts])
                            for head in ("sigmoid", "softmax")}
         svs["note"] = ("same encoder, data and partitions; sigmoid: BCE per location (barloc); softmax: one "
-                       "cross-entropy over locations against the normalised location row. Both use "
-                       "per-location MCC thresholds tuned on the threshold partition.")
+                       "cross-entropy over locations against the normalised location row. Both are called by "
+                       "the configured rule (per-location MCC thresholds and call ratio) fitted on the "
+                       "threshold partition.")
         result["softmax_vs_sigmoid"] = svs
     else:
         result["softmax_vs_sigmoid"] = None
