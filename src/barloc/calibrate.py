@@ -163,6 +163,15 @@ def _nll_grad_softmax(theta: np.ndarray, z: np.ndarray, y: np.ndarray) -> tuple[
     return f, np.concatenate([[g[:k].sum()], g[k:]])
 
 
+def _minimize_never_worse(f, x0: np.ndarray, bounds: list[tuple[float, float]], args: tuple = ()) -> np.ndarray:
+    """L-BFGS-B on ``f`` (value and gradient) from ``x0``; ``x0`` itself unless the optimum is
+    finite and no worse, so a fit never leaves the probabilities worse than its start."""
+    from scipy.optimize import minimize
+
+    res = minimize(f, x0, args=args, jac=True, method="L-BFGS-B", bounds=bounds)
+    return res.x if np.isfinite(res.fun) and res.fun <= f(x0, *args)[0] else x0
+
+
 def fit_bcts(logits: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
     """Bias-corrected temperature scaling (Alexandari et al. 2020): softmax(z/T + b).
 
@@ -170,8 +179,6 @@ def fit_bcts(logits: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
     training set), which a single temperature cannot, and which EM prior estimation needs gone.
     They also absorb the validation set's own class mix, which :func:`prior_anchor` takes off.
     """
-    from scipy.optimize import minimize
-
     z = np.asarray(logits, dtype=np.float64)
     k = z.shape[1]
     if len(y) == 0:
@@ -179,9 +186,7 @@ def fit_bcts(logits: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
     y = np.asarray(y, dtype=np.int64)
     t0 = fit_temperature(z, y)
     x0 = np.concatenate([[np.log(t0)], np.zeros(k)])
-    res = minimize(_nll_grad_softmax, x0, args=(z, y), jac=True, method="L-BFGS-B",
-                   bounds=[log_t_bounds(z)] + [(-BIAS_BOUND, BIAS_BOUND)] * k)
-    x = res.x if np.isfinite(res.fun) and res.fun <= _nll_grad_softmax(x0, z, y)[0] else x0
+    x = _minimize_never_worse(_nll_grad_softmax, x0, [log_t_bounds(z)] + [(-BIAS_BOUND, BIAS_BOUND)] * k, (z, y))
     b = x[1:] - x[1:].mean()  # softmax ignores a common shift
     return float(np.exp(x[0])), b
 
@@ -194,8 +199,6 @@ def fit_vector_scaling(logits: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, n
     (the class weights and a rare class's few training records make that likely); EM prior
     estimation reads each class's posterior on its own, so it needs each one calibrated.
     """
-    from scipy.optimize import minimize
-
     z = np.asarray(logits, dtype=np.float64)
     k = z.shape[1]
     t0, b0 = fit_bcts(z, y)
@@ -203,17 +206,13 @@ def fit_vector_scaling(logits: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, n
         return np.full(k, t0), b0
     y = np.asarray(y, dtype=np.int64)
     x0 = np.concatenate([np.full(k, np.log(t0)), b0])
-    res = minimize(_nll_grad_vector, x0, args=(z, y), jac=True, method="L-BFGS-B",
-                   bounds=[log_t_bounds(z)] * k + [(-BIAS_BOUND, BIAS_BOUND)] * k)
-    x = res.x if np.isfinite(res.fun) and res.fun <= _nll_grad_vector(x0, z, y)[0] else x0
+    x = _minimize_never_worse(_nll_grad_vector, x0, [log_t_bounds(z)] * k + [(-BIAS_BOUND, BIAS_BOUND)] * k, (z, y))
     b = x[k:] - x[k:].mean()  # softmax ignores a common shift
     return np.exp(x[:k]), b
 
 
 def fit_platt(logits: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-label temperature and bias for sigmoid heads: sigmoid(z_j / T_j + b_j)."""
-    from scipy.optimize import minimize
-
     z = np.asarray(logits, dtype=np.float64)
     k = z.shape[1]
     T, B = np.ones(k), np.zeros(k)
@@ -228,10 +227,8 @@ def fit_platt(logits: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray
             g = (expit(s) - y) / len(y)  # dNLL/ds = p - y
             return float(-(y * log_expit(s) + (1 - y) * log_expit(-s)).mean()), np.array([float((g * -zj / t).sum()), float(g.sum())])
 
-        res = minimize(f, np.zeros(2), jac=True, method="L-BFGS-B",
-                       bounds=[log_t_bounds(z[:, j]), (-BIAS_BOUND, BIAS_BOUND)])
-        if np.isfinite(res.fun) and res.fun <= f(np.zeros(2))[0]:  # never worse than leaving it alone
-            T[j], B[j] = np.exp(res.x[0]), res.x[1]
+        x = _minimize_never_worse(f, np.zeros(2), [log_t_bounds(z[:, j]), (-BIAS_BOUND, BIAS_BOUND)])
+        T[j], B[j] = np.exp(x[0]), x[1]  # x = 0 (T = 1, b = 0) leaves the label as it was
     return T, B
 
 

@@ -65,12 +65,9 @@ class Predictor:
         return np.asarray(self.meta["train_priors"], dtype=np.float64)
 
     @property
-    def label_thresholds(self) -> np.ndarray:
-        return call_rule(self.calibration, len(self.classes))[0]
-
-    @property
-    def call_ratio(self) -> float:
-        return call_rule(self.calibration, len(self.classes))[1]
+    def call_rule(self) -> tuple[np.ndarray, float]:
+        """Multilabel calling rule: per-label thresholds and call ratio (see barloc.metrics)."""
+        return call_rule(self.calibration, len(self.classes))
 
     @property
     def extra_heads(self) -> list[str]:
@@ -240,7 +237,7 @@ def call_rows(pred: Predictor, ids: list[str], probs: np.ndarray, extra: np.ndar
     extra heads' calibrated probability and call, as the workflow's prior_shift step writes."""
     from barloc.steps.prior_shift import calls_table
 
-    table = calls_table(ids, probs, pred.classes, pred.kind, threshold, pred.label_thresholds, pred.call_ratio)
+    table = calls_table(ids, probs, pred.classes, pred.kind, threshold, *pred.call_rule)
     if pred.extra_heads:
         table = extra_heads.add_call_columns(table, extra, pred.calibration.get("extra_heads"), pred.extra_heads,
                                              pred.task_dir / "calibration.json")
