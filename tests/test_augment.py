@@ -61,7 +61,7 @@ def test_protein_tasks_are_refused():
 
 
 def test_fit_counts_records_not_copies():
-    from barloc.steps.train import fit
+    from barloc.training import fit
 
     df = synthetic_train(n=60, length=120, seed=1)
     cfg = {"kind": "multiclass", "alphabet": "dna", "encoder": {"type": "kmer", "k": 3, "hidden": 8},
@@ -76,8 +76,8 @@ def test_fit_counts_records_not_copies():
                           trainer, seed=0)
     finally:
         torch.set_num_threads(threads)
-    assert meta["n_train"] == plain["n_train"] == 45
-    assert meta["train_counts"] == plain["train_counts"] == [15, 15, 15]
+    assert meta.n_train == plain.n_train == 45
+    assert meta.train_counts == plain.train_counts == [15, 15, 15]
 
 
 def test_schema_takes_augment_settings():

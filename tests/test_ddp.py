@@ -30,7 +30,7 @@ SCRIPT = textwrap.dedent(
     import json, os, sys, time
     import numpy as np, pandas as pd
     import lightning as L
-    from barloc.steps.train import fit
+    from barloc.training import fit
     from barloc.runtime import process_rank, setup_logging
     from barloc.modelio import save_model
 
@@ -59,7 +59,7 @@ SCRIPT = textwrap.dedent(
                                checkpoint_dir=os.path.join(out, "checkpoints"), callbacks=(seen,))
     rank = process_rank()
     with open(os.path.join(out, f"rank{rank}.json"), "w") as fh:
-        json.dump({"batches": seen.batches, "world_size": meta["world_size"]}, fh)
+        json.dump({"batches": seen.batches, "world_size": meta.world_size}, fh)
     if rank == 0:
         save_model(model, meta, os.path.join(out, "model.ckpt"), os.path.join(out, "model.json"))
     """
@@ -160,7 +160,7 @@ def test_trainer_settings_pick_who_starts_the_processes(monkeypatch):
     from lightning.fabric.plugins.environments import LightningEnvironment
 
     from barloc.errors import InputError
-    from barloc.steps.train import trainer_settings
+    from barloc.training import trainer_settings
 
     for key in ("SLURM_STEP_NUM_TASKS", "SLURM_NTASKS"):
         monkeypatch.delenv(key, raising=False)

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from barloc import extra_heads
-from barloc.config import check_config
+from barloc.artifacts import ModelMeta
+from barloc.config import check_config, rule_config, with_defaults
 from barloc.errors import InputError
 from barloc.modelio import build_model, load_model
 from conftest import REPO, run_small_pipeline, small_localization_inputs
@@ -21,10 +22,11 @@ from conftest import REPO, run_small_pipeline, small_localization_inputs
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 
 
-def _meta(extra=("membrane",)):
-    return {"kind": "multilabel", "classes": ["a", "b", "c"], "alphabet": "protein",
-            "encoder": {"type": "cnn", "embed_dim": 4, "channels": 4, "kernel_sizes": [3]},
-            "loss": {"type": "bce"}, "train_counts": [3, 3, 3], "n_train": 9, "extra_heads": list(extra)}
+def _meta(extra=("membrane",)) -> ModelMeta:
+    return ModelMeta(kind="multilabel", classes=["a", "b", "c"], alphabet="protein",
+                     encoder={"type": "cnn", "embed_dim": 4, "channels": 4, "kernel_sizes": [3]},
+                     loss={"type": "bce"}, train_counts=[3, 3, 3], n_train=9, train_priors=[1 / 3] * 3,
+                     extra_heads=list(extra) or None)
 
 
 def test_unknown_flags_are_left_out_of_the_membrane_loss():
@@ -75,21 +77,26 @@ def test_pipeline_writes_membrane_logits_calibration_and_separate_metrics(tmp_pa
     out = run_small_pipeline(cfg, tmp_path / "run")
     f = {n: str(out / n) for n in ("model.ckpt", "model.json", "logits.parquet", "calibration.json", "priors.json",
                                    "calls.tsv", "metrics.json")}
-    params = NS(task="localization", cfg=cfg, seed=11)
-    calibrate.run(NS(meta=f["model.json"], logits=f["logits.parquet"]), NS(calibration=f["calibration.json"]), params)
+    full = with_defaults(cfg)
+
+    def params(rule: str) -> NS:  # as the workflow's rules pass them
+        return NS(task="localization", cfg=rule_config(full, rule), seed=11)
+
+    calibrate.run(NS(meta=f["model.json"], logits=f["logits.parquet"]), NS(calibration=f["calibration.json"]),
+                  params("calibrate"))
     prior_shift.run(NS(meta=f["model.json"], calibration=f["calibration.json"], logits=f["logits.parquet"]),
-                    NS(priors=f["priors.json"], calls=f["calls.tsv"]), params)
+                    NS(priors=f["priors.json"], calls=f["calls.tsv"]), params("prior_shift"))
     evaluate.run(NS(meta=f["model.json"], calibration=f["calibration.json"], logits=f["logits.parquet"],
-                    priors=f["priors.json"]), NS(metrics=f["metrics.json"]), params)
+                    priors=f["priors.json"]), NS(metrics=f["metrics.json"]), params("evaluate"))
 
     model, meta = load_model(f["model.ckpt"], f["model.json"])
-    assert meta["extra_heads"] == ["membrane"] and model.extra_head.out_features == 1
+    assert meta.extra_heads == ["membrane"] and model.extra_head.out_features == 1
     logits = pd.read_parquet(f["logits.parquet"])
     assert {"extra::membrane", "membrane"} <= set(logits.columns)
-    assert sum(c.startswith("logit::") for c in logits.columns) == len(meta["classes"])
+    assert sum(c.startswith("logit::") for c in logits.columns) == len(meta.classes)
     calib = json.loads(Path(f["calibration.json"]).read_text())
     assert set(calib["extra_heads"]["membrane"]) == {"temperature", "bias", "threshold", "n_val"}
-    assert len(calib["thresholds"]) == len(meta["classes"])
+    assert len(calib["thresholds"]) == len(meta.classes)
     metrics = json.loads(Path(f["metrics.json"]).read_text())
     m = metrics["extra_heads"]["membrane"]
     test = logits[logits["split"] == "test"]
@@ -131,9 +138,9 @@ def test_pipeline_writes_membrane_logits_calibration_and_separate_metrics(tmp_pa
     # the report shows the head's section with this run's threshold and counts
     from barloc.report import build_report
 
-    from test_report import run_info
+    from test_report import SETTINGS, run_info
 
-    build_report({"localization": out}, tmp_path / "index.html", run_info(tmp_path))
+    build_report({"localization": out}, tmp_path / "index.html", run_info(tmp_path), SETTINGS)
     html = (tmp_path / "index.html").read_text(encoding="utf-8")
     assert 'id="task-localization-membrane"' in html and "Membrane or soluble" in html
     n_mem = int((calls["membrane_call"] == "membrane").sum())
@@ -174,7 +181,8 @@ def _synthetic_task(where: Path, head: bool) -> NS:
                        "label": [("a;b" if i % 3 else "c") if s != "query" else None for i, s in enumerate(split)]})
     for c in classes:
         df["logit::" + c] = rng.normal(0, 2, len(df))
-    meta = {"kind": "multilabel", "classes": classes, "train_priors": [0.4, 0.3, 0.3]}
+    meta = {"kind": "multilabel", "classes": classes, "alphabet": "protein", "encoder": {"type": "cnn"},
+            "train_priors": [0.4, 0.3, 0.3]}
     calib = {"kind": "multilabel", "classes": classes, "method": "temperature", "offset": [0.0] * 3,
              "temperature": [1.1, 0.9, 1.3], "thresholds": [0.4, 0.5, 0.6]}
     if head:
@@ -192,9 +200,11 @@ def _synthetic_task(where: Path, head: bool) -> NS:
 
 def test_calls_tsv_has_the_membrane_columns_only_with_the_head(tmp_path):
     from barloc.calibrate import apply
+    from barloc.calling import calls_table
     from barloc.steps import prior_shift
 
-    params = NS(task="localization", cfg={"prior_shift": {"method": "none"}}, seed=3)
+    task = with_defaults({"kind": "multilabel", "alphabet": "protein", "prior_shift": {"method": "none"}})
+    params = NS(task="localization", cfg=rule_config(task, "prior_shift"), seed=3)
     for head in (False, True):
         t = _synthetic_task(tmp_path / str(head), head)
         prior_shift.run(t.files, t.files, params)
@@ -203,7 +213,7 @@ def test_calls_tsv_has_the_membrane_columns_only_with_the_head(tmp_path):
         q = t.df[t.df["split"] == "query"]
         if not head:
             # Exactly the table calls_table makes (what the step wrote before the head existed).
-            want = prior_shift.calls_table(q["id"].tolist(), apply(q[[f"logit::{c}" for c in "abc"]].to_numpy(),
+            want = calls_table(q["id"].tolist(), apply(q[[f"logit::{c}" for c in "abc"]].to_numpy(),
                                            "multilabel", t.calib), t.meta["classes"], "multilabel", 0.6,
                                            np.array(t.calib["thresholds"]))
             assert list(calls.columns) == base
@@ -242,13 +252,13 @@ def _report_task(where: Path, head: bool) -> None:
 
 def test_report_has_a_membrane_section_only_with_the_head(tmp_path):
     from barloc.report import build_report
-    from test_report import Page, run_info
+    from test_report import SETTINGS, Page, run_info
 
     pages = {}
     for head in (False, True):
         root = tmp_path / str(head)
         _report_task(root / "localization", head)
-        build_report({"localization": root / "localization"}, root / "index.html", run_info(root))
+        build_report({"localization": root / "localization"}, root / "index.html", run_info(root), SETTINGS)
         pages[head] = (root / "index.html").read_text(encoding="utf-8")
     off, on = Page(pages[False]), Page(pages[True])
     sid = "task-localization-membrane"

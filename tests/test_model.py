@@ -6,19 +6,20 @@ import numpy as np
 import pytest
 import torch
 
+from barloc.artifacts import ModelMeta
 from barloc.data import BucketBatchSampler, EncodedDataset, collate, predict_logits, targets_for
 from barloc.errors import InputError
 from barloc.modelio import build_model, load_model, save_model
 from barloc.models import ConvEncoder
 
 
-def meta(kind="multiclass", encoder=None, alphabet="dna", classes=("a", "b")):
-    return {
-        "kind": kind, "classes": list(classes), "alphabet": alphabet,
-        "encoder": encoder or {"type": "cnn", "channels": 8, "kernel_sizes": [3, 5]},
-        "loss": {}, "train_counts": [5] * len(classes), "n_train": 10,
-        "n_features": 64 if (encoder or {}).get("type") == "kmer" else None,
-    }
+def meta(kind="multiclass", encoder=None, alphabet="dna", classes=("a", "b")) -> ModelMeta:
+    return ModelMeta(
+        kind=kind, classes=list(classes), alphabet=alphabet,
+        encoder=encoder or {"type": "cnn", "channels": 8, "kernel_sizes": [3, 5]},
+        loss={}, train_counts=[5] * len(classes), n_train=10, train_priors=[1 / len(classes)] * len(classes),
+        n_features=64 if (encoder or {}).get("type") == "kmer" else None,
+    )
 
 
 def test_targets_for_both_kinds():
@@ -88,7 +89,7 @@ def test_kmer_model_learns_a_synthetic_rule():
     y = np.array([0] * 40 + [1] * 40)
     md = meta(encoder={"type": "kmer", "k": 3, "hidden": 16, "dropout": 0.0})
     m = build_model(md)
-    ds = EncodedDataset(seqs, md["encoder"], "dna", y)
+    ds = EncodedDataset(seqs, md.encoder, "dna", y)
     opt = torch.optim.Adam(m.parameters(), lr=1e-2)
     batch = collate([ds[i] for i in range(len(ds))])
     for _ in range(50):
@@ -104,7 +105,7 @@ def test_model_files_round_trip_and_refuse_pickles(tmp_path):
     m = build_model(md)
     save_model(m, md, tmp_path / "model.ckpt", tmp_path / "model.json")
     m2, md2 = load_model(tmp_path / "model.ckpt", tmp_path / "model.json")
-    assert md2["classes"] == ["x", "y", "z"]
+    assert md2.classes == ["x", "y", "z"]
     for k, v in m.state_dict().items():
         assert torch.equal(v, m2.state_dict()[k])
 
@@ -121,7 +122,7 @@ def test_model_files_round_trip_and_refuse_pickles(tmp_path):
 def test_kmer_standardizer_is_fitted_and_saved(tmp_path):
     md = meta(encoder={"type": "kmer", "k": 3, "hidden": 0, "dropout": 0.0, "standardize": True})
     m = build_model(md)
-    ds = EncodedDataset(["ACGTTGCA" * 5, "GGGCCCAT" * 5, "ATATATCG" * 5], md["encoder"], "dna")
+    ds = EncodedDataset(["ACGTTGCA" * 5, "GGGCCCAT" * 5, "ATATATCG" * 5], md.encoder, "dna")
     m.encoder.fit_standardizer(ds.features)
     z = (ds.features * m.encoder.scale - m.encoder.mean) * m.encoder.inv_std
     assert torch.allclose(z.mean(0), torch.zeros(64), atol=1e-5)

@@ -18,7 +18,7 @@ from barloc.data import NO_GROUP, EncodedDataset, group_ids, group_keys, predict
 from barloc.errors import InputError
 from barloc.modelio import load_model, save_model
 from barloc.models.encoders import NearestReferenceEncoder
-from barloc.steps.train import fit
+from barloc.training import fit
 
 TRAINER = {"accelerator": "cpu", "precision": "32-true", "threads": 1}
 ENC = {"type": "nearest", "k": 3, "hidden": 0}
@@ -91,13 +91,13 @@ def trained():
 
 def test_references_are_the_training_and_validation_records(trained, tmp_path):
     df, train, val, model, meta = trained
-    assert meta["n_reference"] == len(train) + len(val)
-    assert meta["reference_groups"] == [f"PROJ{p}" for p in range(12)]
+    assert meta.n_reference == len(train) + len(val)
+    assert meta.reference_groups == [f"PROJ{p}" for p in range(12)]
     assert model.encoder.ref.shape == (len(df), 64)
     # model.json + weights carry the references: a reloaded model scores the same.
     save_model(model, meta, tmp_path / "m.ckpt", tmp_path / "m.json")
     again, meta2 = load_model(tmp_path / "m.ckpt", tmp_path / "m.json")
-    ds = EncodedDataset(val["sequence"].tolist(), meta2["encoder"], "dna", groups=group_ids(val, meta2["reference_groups"]))
+    ds = EncodedDataset(val["sequence"].tolist(), meta2.encoder, "dna", groups=group_ids(val, meta2.reference_groups))
     assert np.allclose(predict_logits(again, ds, 8), predict_logits(model, ds, 8))
     assert json.loads((tmp_path / "m.json").read_text())["n_reference"] == len(df)
 
@@ -105,11 +105,11 @@ def test_references_are_the_training_and_validation_records(trained, tmp_path):
 def test_a_labelled_record_is_not_scored_against_its_own_project(trained):
     df, train, val, model, meta = trained
     seqs = val["sequence"].tolist()
-    own = predict_logits(model, EncodedDataset(seqs, meta["encoder"], "dna", groups=group_ids(val, meta["reference_groups"])), 8)
-    query = predict_logits(model, EncodedDataset(seqs, meta["encoder"], "dna"), 8)  # a query: no group
+    own = predict_logits(model, EncodedDataset(seqs, meta.encoder, "dna", groups=group_ids(val, meta.reference_groups)), 8)
+    query = predict_logits(model, EncodedDataset(seqs, meta.encoder, "dna"), 8)  # a query: no group
     assert not np.allclose(own, query)
     # Leave-project-out, the class still shows: its haplotypes recur in the other projects.
-    y = val["label"].map({c: i for i, c in enumerate(meta["classes"])}).to_numpy()
+    y = val["label"].map({c: i for i, c in enumerate(meta.classes)}).to_numpy()
     assert (own.argmax(1) == y).mean() > 0.9
 
 
@@ -118,7 +118,7 @@ def test_soft_rows_are_not_references(trained):
     train = train.assign(label_probs=None)
     train.loc[train.index[:5], "label_probs"] = json.dumps({"Atlantic": 0.5, "Indian": 0.5})
     _, meta, _ = fit(train, val, cfg(), TRAINER, seed=3)
-    assert meta["n_reference"] == len(train) + len(val) - 5
+    assert meta.n_reference == len(train) + len(val) - 5
 
 
 def test_nearest_needs_a_dna_multiclass_task(trained):
@@ -136,7 +136,7 @@ def test_cross_validation_with_the_nearest_encoder():
     assert len(oof) == len(df)
     probs = oof[[c for c in oof.columns if c.startswith("prob::")]].to_numpy()
     assert (probs.argmax(1) == oof["label"].map({"Atlantic": 0, "Indian": 1, "Pacific": 2})).mean() > 0.9
-    assert all(i["meta"]["n_reference"] == 4 * 18 for i in info)
+    assert all(i["meta"].n_reference == 4 * 18 for i in info)
 
 
 def test_workflow_steps_on_the_bundled_tuna_records(tmp_path):
@@ -151,13 +151,13 @@ def test_workflow_steps_on_the_bundled_tuna_records(tmp_path):
     model, meta = load_model(tmp_path / "model.ckpt", tmp_path / "model.json")
     splits = pd.read_csv(tmp_path / "splits.tsv", sep="\t")
     records = pd.read_parquet(tmp_path / "records.parquet").merge(splits, on="id")
-    assert meta["n_reference"] == int(records["split"].isin(["train", "val"]).sum())
+    assert meta.n_reference == int(records["split"].isin(["train", "val"]).sum())
     logits = pd.read_parquet(tmp_path / "logits.parquet")
     val = records[records["split"] == "val"].set_index("id").loc[logits.loc[logits["split"] == "val", "id"]].reset_index()
-    stored = logits.loc[logits["split"] == "val", [f"logit::{c}" for c in meta["classes"]]].to_numpy()
-    own = predict_logits(model, EncodedDataset(val["sequence"].tolist(), meta["encoder"], "dna",
-                                               groups=group_ids(val, meta["reference_groups"])), 64)
-    anyone = predict_logits(model, EncodedDataset(val["sequence"].tolist(), meta["encoder"], "dna"), 64)
+    stored = logits.loc[logits["split"] == "val", [f"logit::{c}" for c in meta.classes]].to_numpy()
+    own = predict_logits(model, EncodedDataset(val["sequence"].tolist(), meta.encoder, "dna",
+                                               groups=group_ids(val, meta.reference_groups)), 64)
+    anyone = predict_logits(model, EncodedDataset(val["sequence"].tolist(), meta.encoder, "dna"), 64)
     assert np.allclose(stored, own, atol=1e-5) and not np.allclose(stored, anyone, atol=1e-3)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["n_test"] > 0 and 0 <= metrics["calibrated"]["balanced_accuracy"] <= 1

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from barloc.steps.predict import LOGIT
+from barloc.artifacts import LOGIT
 
 
 def test_records_and_splits_are_byte_identical(small_runs):

@@ -6,7 +6,6 @@ import logging
 import os
 import signal
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,7 +14,8 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from barloc.steps.train import _ckpt_epoch, fit
+from barloc.training import fit
+from barloc.training.resume import checkpoint_epochs
 from conftest import wait_for_epochs
 
 CPU = {"accelerator": "cpu", "devices": 1, "precision": "32-true", "threads": 1}
@@ -87,17 +87,17 @@ def test_killed_training_resumes_at_the_next_epoch_and_ends_as_an_uninterrupted_
     ck = tmp_path / "checkpoints"
     with pytest.raises(Killed):
         fit(train, val, _cfg(), CPU, 3, "t", checkpoint_dir=ck, callbacks=(KillAt(3),))
-    assert (ck / "last.ckpt").exists() and _ckpt_epoch(ck / "last.ckpt") == 3
+    assert (ck / "last.ckpt").exists() and checkpoint_epochs(ck / "last.ckpt") == 3
 
     epochs = Epochs()
-    with caplog.at_level(logging.INFO, logger="barloc.steps.train"):
+    with caplog.at_level(logging.INFO, logger="barloc.training"):
         model, meta, hist = fit(train, val, _cfg(), CPU, 3, "t", checkpoint_dir=ck, callbacks=(epochs,))
     assert "resuming t from" in caplog.text and "(epoch 3 done)" in caplog.text
     assert epochs.trained == [3, 4, 5]  # epochs 0-2 were not trained again
     assert [r["epoch"] for r in hist] == list(range(EPOCHS))
     pd.testing.assert_frame_equal(pd.DataFrame(hist), pd.DataFrame(ref_hist))
     assert _same_weights(model, ref)
-    assert meta["epochs"] == ref_meta["epochs"] and meta["best_epoch"] == ref_meta["best_epoch"]
+    assert meta.epochs == ref_meta.epochs and meta.best_epoch == ref_meta.best_epoch
     assert not ck.exists(), "checkpoints are removed once training has finished"
 
 
@@ -109,7 +109,7 @@ def test_checkpoints_of_another_training_are_not_resumed(data, tmp_path, caplog)
     ref, _, ref_hist = fit(train, val, _cfg(lr=0.02), CPU, 3, "t")
 
     epochs = Epochs()
-    with caplog.at_level(logging.INFO, logger="barloc.steps.train"):
+    with caplog.at_level(logging.INFO, logger="barloc.training"):
         model, _, hist = fit(train, val, _cfg(lr=0.02), CPU, 3, "t", checkpoint_dir=ck, callbacks=(epochs,))
     assert "written for other data or settings; starting over" in caplog.text
     assert epochs.trained == list(range(EPOCHS))
@@ -125,7 +125,7 @@ def test_an_unreadable_last_checkpoint_starts_over(data, tmp_path, caplog):
     last = ck / "last.ckpt"
     last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # cut off mid-write
     epochs = Epochs()
-    with caplog.at_level(logging.INFO, logger="barloc.steps.train"):
+    with caplog.at_level(logging.INFO, logger="barloc.training"):
         fit(train, val, _cfg(), CPU, 3, "t", checkpoint_dir=ck, callbacks=(epochs,))
     assert "last.ckpt does not load" in caplog.text and epochs.trained == list(range(EPOCHS))
 

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from barloc import soft
+from barloc.config import with_defaults
 from barloc.errors import InputError
 from barloc.io import read_table
 from barloc.io.labels import read_labels
@@ -112,11 +113,11 @@ def test_soft_targets_refused_for_a_multilabel_task(tmp_path):
     cfg = {"kind": "multilabel", "alphabet": "dna", "reference": str(tmp_path / "synthetic.fasta"), "format": "fasta",
            "labels": str(tmp_path / "synthetic_soft.tsv"), "min_class_size": 1}
     with pytest.raises(InputError, match=r"record 'r2': row has probabilities \(a soft target\), which only a multiclass"):
-        ingest.run(NS(), NS(records=str(tmp_path / "records.parquet")), NS(task="t", cfg=cfg, geo_table=None))
+        ingest.run(NS(), NS(records=str(tmp_path / "records.parquet")), NS(task="t", cfg=with_defaults(cfg)))
 
 
 def test_rare_class_leaves_the_soft_targets(tmp_path):
-    from barloc.steps.ingest import drop_rare_classes
+    from barloc.records import drop_rare_classes
 
     df = pd.DataFrame({  # object columns holding str or None, as the readers make them
         "id": ["a", "b", "c", "d"],
@@ -334,11 +335,11 @@ def test_out_of_fold_leaves_soft_rows_out_of_scores_and_calibration(tmp_path, mo
     """barloc.cv (the benchmarks' cross-validation) trains on soft rows but returns, and
     calibrates on, hard rows only."""
     from barloc import cv
-    from barloc.steps.ingest import load_reference
+    from barloc.records import load_reference
 
     ref, labels = synthetic_inputs(tmp_path, sizes=(25, 25, 25))
     cfg = synthetic_cfg(ref, labels, max_epochs=2)
-    labelled = load_reference(cfg, None)
+    labelled = load_reference(with_defaults(cfg), None)
     is_soft = labelled[soft.SOFT].notna().to_numpy()
     folds = np.arange(len(labelled)) % 3
     calibrated_on = []
@@ -351,4 +352,4 @@ def test_out_of_fold_leaves_soft_rows_out_of_scores_and_calibration(tmp_path, mo
     # Fold k+1 (mod 3) calibrates fold k's model: its hard records only.
     assert calibrated_on == [int(((folds == (k + 1) % 3) & ~is_soft).sum()) for k in range(3)]
     # Soft records still train: with 3 folds each record is a training record exactly once.
-    assert sum(i["meta"]["n_train"] for i in info) == len(labelled)
+    assert sum(i["meta"].n_train for i in info) == len(labelled)

@@ -1,10 +1,10 @@
-"""The LightningDataModule: encodes sequences once and serves length-bucketed batches."""
+"""Encoded sequence datasets, length-bucketed batches and plain inference over them (the
+training DataModule, which builds these, is :mod:`barloc.training.datamodule`)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-import lightning as L
 import numpy as np
 import pandas as pd
 import torch
@@ -56,9 +56,12 @@ class EncodedDataset(Dataset):
 
     def __init__(self, seqs: Sequence[str], encoder: dict, alphabet: str, targets: np.ndarray | None = None,
                  groups: np.ndarray | None = None) -> None:
-        self.kmer = encoder.get("type") in KMER_TYPES
+        from barloc.config import block_defaults
+
+        encoder = block_defaults("encoder", encoder)
+        self.kmer = encoder["type"] in KMER_TYPES
         if self.kmer:
-            self.features = torch.from_numpy(kmer_profile(list(seqs), encoder.get("k", 6)))
+            self.features = torch.from_numpy(kmer_profile(list(seqs), encoder["k"]))
             self.lengths = np.ones(len(seqs), dtype=np.int64)
         else:
             self.tokens = [torch.from_numpy(t) for t in tokenize(seqs, alphabet, encoder.get("max_len"))]
@@ -150,43 +153,21 @@ class BucketBatchSampler(Sampler[list[int]]):
         return -(-n_batches // self.num_replicas)
 
 
-class SequenceDataModule(L.LightningDataModule):
-    """Owns the train/val datasets; ``loader`` serves any other set for prediction."""
-
-    def __init__(
-        self,
-        train: EncodedDataset,
-        val: EncodedDataset,
-        batch_size: int = 64,
-        seed: int = 0,
-    ) -> None:
-        super().__init__()
-        self.train_set, self.val_set = train, val
-        self.batch_size, self.seed = batch_size, seed
-
-    def train_dataloader(self) -> DataLoader:
-        # Under DDP each process takes its share of the batches (the trainer passes
-        # use_distributed_sampler=False: the bucket sampler shards itself).
-        trainer = self.trainer
-        replicas, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
-        return loader(self.train_set, self.batch_size, shuffle=True, seed=self.seed, num_replicas=replicas, rank=rank)
-
-    def val_dataloader(self) -> DataLoader:
-        # Not sharded: every process scores the whole validation set, so the validation metric
-        # (balanced accuracy, micro-F1: not averages over batches) and early stopping agree
-        # across processes without gathering predictions.
-        return loader(self.val_set, self.batch_size)
-
-
 def loader(
     ds: EncodedDataset, batch_size: int, shuffle: bool = False, seed: int = 0, num_replicas: int = 1, rank: int = 0,
 ) -> DataLoader:
+    """Batches of ``ds`` in length buckets (shuffled for training, sharded under DDP)."""
     sampler = BucketBatchSampler(ds.lengths, batch_size, shuffle, seed, num_replicas, rank)
     return DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=0)
 
 
 def predict_logits(model: torch.nn.Module, ds: EncodedDataset, batch_size: int, device: str = "cpu") -> np.ndarray:
-    """Logits in dataset order (the loader runs in length order for speed)."""
+    """Logits in dataset order (the loader runs in length order for speed).
+
+    A plain inference loop, not ``Trainer.predict``: ``barloc predict`` streams a query file
+    in chunks and scores each with this, and a Trainer per chunk would add its start-up
+    (accelerator and strategy set-up, callbacks, loop state) to every chunk for no gain, since
+    scoring needs neither devices beyond one, checkpoints nor logging."""
     out = np.zeros((len(ds), model.head.out_features), dtype=np.float32)
     model.eval().to(device)
     with torch.inference_mode():

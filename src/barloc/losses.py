@@ -139,22 +139,25 @@ def pos_weights(positives: np.ndarray, n: int, cap: float = 50.0) -> np.ndarray:
 
 def make_loss(kind: str, cfg: dict, target_counts: np.ndarray, n_train: int) -> LossFn:
     """Build the configured loss. ``target_counts``: per-class (or per-label positive) counts."""
-    name = cfg.get("type", "cross_entropy")
-    smoothing = float(cfg.get("label_smoothing", 0.0))
-    gamma = float(cfg.get("gamma", 2.0))
+    from barloc.config import block_defaults
+
+    cfg = block_defaults("loss", cfg)
+    name = cfg["type"]
+    smoothing = float(cfg["label_smoothing"])
+    gamma = float(cfg["gamma"])
     if kind == "multiclass":
-        scheme = cfg.get("class_weights", "none")
+        scheme = cfg["class_weights"]
         w = None
         if scheme != "none":
-            w = torch.tensor(class_weights(target_counts, scheme, cfg.get("beta", 0.999)), dtype=torch.float32)
+            w = torch.tensor(class_weights(target_counts, scheme, cfg["beta"]), dtype=torch.float32)
         if name == "cross_entropy":
             return lambda x, y: softmax_cross_entropy(x, y, _on(w, x), smoothing)
         if name == "focal":
             return lambda x, y: softmax_focal_loss(x, y, gamma, _on(w, x), smoothing)
     else:
         pw = None
-        if cfg.get("pos_weight", True):
-            pw = torch.tensor(pos_weights(target_counts, n_train, cfg.get("pos_weight_cap", 50.0)), dtype=torch.float32)
+        if cfg["pos_weight"]:
+            pw = torch.tensor(pos_weights(target_counts, n_train, cfg["pos_weight_cap"]), dtype=torch.float32)
         if name in ("bce", "cross_entropy"):
             return lambda x, y: sigmoid_bce(x, y, _on(pw, x), smoothing)
         if name == "focal":

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from barloc.config import block_defaults
 from barloc.extra_heads import masked_bce
 from barloc.losses import make_loss
 from barloc.metrics import multiclass_metrics
@@ -42,7 +43,7 @@ class SequenceClassifier(L.LightningModule):
         # Extra sigmoid outputs on the same encoding (barloc.extra_heads: the membrane flag);
         # their targets are the columns after the classes'. forward() gives the classes only.
         self.extra_head = nn.Linear(self.encoder.out_dim, len(extra_heads)) if extra_heads else None
-        self.extra_weight = float(loss.get("membrane_weight", 1.0))
+        self.extra_weight = float(block_defaults("loss", loss)["membrane_weight"])
         self._val_logits: list[torch.Tensor] = []
         self._val_targets: list[torch.Tensor] = []
 
@@ -87,12 +88,9 @@ class SequenceClassifier(L.LightningModule):
         # Every DDP process scored the whole validation set, so the value is the same on each.
         self.log("val_metric", _val_metric(self.kind, logits, target), prog_bar=True, sync_dist=True)
 
-    def predict_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        return self(batch).float()
-
     def configure_optimizers(self):
-        opt = self.hparams.optim
-        return torch.optim.AdamW(self.parameters(), lr=opt.get("lr", 1e-3), weight_decay=opt.get("weight_decay", 1e-4))
+        opt = block_defaults("train", self.hparams.optim)  # lr, weight_decay
+        return torch.optim.AdamW(self.parameters(), lr=opt["lr"], weight_decay=opt["weight_decay"])
 
 
 def _val_metric(kind: str, logits: np.ndarray, target: np.ndarray) -> float:

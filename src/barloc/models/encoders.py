@@ -9,7 +9,6 @@ from torch import nn
 
 from barloc.encode import iupac_matrix, vocab_size
 
-
 #: encoder types whose input is a k-mer profile
 KMER_TYPES = ("kmer", "nearest")
 
@@ -205,24 +204,29 @@ class ConvEncoder(nn.Module):
 
 def build_encoder(cfg: dict, alphabet: str, n_features: int | None, n_reference: int | None = None,
                   n_classes: int | None = None) -> nn.Module:
-    kind = cfg.get("type", "cnn")
+    from barloc.config import block_defaults
+
+    cfg = block_defaults("encoder", cfg)
+    kind = cfg["type"]
     if kind == "kmer":
-        return KmerEncoder(int(n_features), cfg.get("hidden", 256), cfg.get("dropout", 0.3))
+        return KmerEncoder(int(n_features), cfg["hidden"], cfg["dropout"])
     if kind == "nearest":
-        return NearestReferenceEncoder(int(n_features), int(n_reference), int(n_classes), cfg.get("hidden", 0),
-                                       cfg.get("dropout", 0.3))
+        return NearestReferenceEncoder(int(n_features), int(n_reference), int(n_classes), cfg["hidden"], cfg["dropout"])
     if kind == "cnn":
         return ConvEncoder(
             alphabet,
-            cfg.get("embed_dim", 32),
-            cfg.get("channels", 64),
-            tuple(cfg.get("kernel_sizes", (3, 9, 15))),
-            cfg.get("dropout", 0.25),
-            cfg.get("attention_layers", 0),
-            cfg.get("attention_heads", 4),
+            cfg["embed_dim"],
+            cfg["channels"],
+            tuple(cfg["kernel_sizes"]),
+            cfg["dropout"],
+            cfg["attention_layers"],
+            cfg["attention_heads"],
         )
     raise ValueError(f"unknown encoder type {kind!r}")
 
 
 def n_kmer_features(cfg: dict) -> int | None:
-    return int(np.power(4, cfg.get("k", 6))) if cfg.get("type") in KMER_TYPES else None
+    from barloc.config import block_defaults
+
+    cfg = block_defaults("encoder", cfg)
+    return int(np.power(4, cfg["k"])) if cfg["type"] in KMER_TYPES else None

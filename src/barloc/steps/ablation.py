@@ -17,11 +17,11 @@ import numpy as np
 import pandas as pd
 
 from barloc import metrics, soft
-from barloc.calibrate import apply, weighting_offset
+from barloc.artifacts import present_columns, write_json
+from barloc.calibrate import apply, fit_for_model
+from barloc.config import with_defaults
 from barloc.data import EncodedDataset, group_ids, predict_logits
-from barloc.runtime import present_columns, write_json
-from barloc.steps.calibrate import fit as fit_calibration
-from barloc.steps.train import fit
+from barloc.training import fit
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,7 @@ def paired_bootstrap(preds: dict[str, np.ndarray], y: np.ndarray, k: int, n_boot
 def measure(data: pd.DataFrame, cfg: dict, trainer: dict, seed: int, task: str = "", n_boot: int = 1000) -> dict:
     """Train, calibrate and score each variant; ``data`` has sequence, label [, label_probs]
     and split (train / val / test)."""
+    cfg = with_defaults(cfg)
     kind = cfg["kind"]
     parts = {name: data[data["split"] == name] for name in ("train", "val", "test")}
     # One process on one device: the comparison needs no DDP, and a second Lightning launcher
@@ -74,18 +75,17 @@ def measure(data: pd.DataFrame, cfg: dict, trainer: dict, seed: int, task: str =
     out: dict = {"task": task, "kind": kind, "seed": seed, "bootstrap": n_boot, "variants": {}}
     preds: dict[str, np.ndarray] = {}
     y = None
-    for name, loss in variant_losses(cfg.get("loss", {})).items():
+    for name, loss in variant_losses(cfg["loss"]).items():
         model, meta, _ = fit(parts["train"], parts["val"], {**cfg, "loss": loss}, trainer, seed, f"{task}/{name}")
-        classes = meta["classes"]
+        classes = meta.classes
         z = {}
         for split in ("val", "test"):
             hard = parts[split][soft.hard_mask(parts[split])]  # a soft target's class is unknown
-            ds = EncodedDataset(hard["sequence"].tolist(), meta["encoder"], meta["alphabet"],
-                                groups=group_ids(hard, meta.get("reference_groups")))
+            ds = EncodedDataset(hard["sequence"].tolist(), meta.encoder, meta.alphabet,
+                                groups=group_ids(hard, meta.reference_groups))
             z[split] = (predict_logits(model, ds, 256), hard["label"].map({c: i for i, c in enumerate(classes)}).to_numpy())
-        offset = weighting_offset(kind, meta["loss"], np.asarray(meta["train_counts"]), meta["n_train"])
-        calib = fit_calibration(kind, cfg.get("calibration", {}).get("method", "temperature"), *z["val"], offset,
-                                np.asarray(meta["train_priors"]))
+        # No refit here: the model that scored val is the one that calls.
+        calib = fit_for_model(meta, cfg["calibration"]["method"], *z["val"])
         zt, y = z["test"]
         cal, raw = apply(zt, kind, calib), apply(zt, kind)
         m = metrics.multiclass_metrics(cal, y)
@@ -95,7 +95,7 @@ def measure(data: pd.DataFrame, cfg: dict, trainer: dict, seed: int, task: str =
             "ece": m["ece"], "nll": m["nll"],
             "ece_uncalibrated": metrics.multiclass_metrics(raw, y)["ece"],
             "recall": {c: v["recall"] for c, v in metrics.per_class_multiclass(cal, y, classes).items()},
-            "epochs": meta["epochs"],
+            "epochs": meta.epochs,
         }
         preds[name] = cal.argmax(axis=1)
         out["classes"] = classes
