@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from barloc.metrics import accuracy_coverage, coverage_at
 from barloc.report import build_report, plots
 from barloc.report import html as report_html
 
@@ -51,13 +52,17 @@ def make_synthetic_task(
     seed: int = 0,
     n_query: int = 40,
     priors_method: str = "em",
+    decision: dict | None = None,
     applied: bool | None = True,
     reason: str = "",
 ) -> dict:
     """Write SYNTHETIC artifacts for one task under ``task_dir`` in the formats of
     docs/artifacts.md (records.parquet, splits.tsv, model.json, history.tsv,
-    logits.parquet, calibration.json, priors.json, calls.tsv, metrics.json).
+    calibration.json, priors.json, calls.tsv, metrics.json; no logits.parquet: the page
+    never reads it).
 
+    priors.json gets ``decision`` (default: ``applied``, or ``not_requested`` for method none)
+    and ``applied``/``reason``; ``applied=None`` writes a file from before both (no decision).
     The numbers are random draws from ``numpy.random.default_rng(seed)`` and mean nothing;
     they only exercise the report. Returns what the tests need to check the page.
     """
@@ -116,15 +121,13 @@ def make_synthetic_task(
         "val_metric": (0.9 - 0.5 * np.exp(-epochs / 3)).round(4),
     }).to_csv(task_dir / "history.tsv", sep="\t", index=False)
 
-    logit_ids = labelled[: len(labelled) // 3] + ids[n_ref:]
-    logits = pd.DataFrame({
-        "id": logit_ids,
-        "split": ["test"] * (len(logit_ids) - n_query) + ["query"] * n_query,
-        "label": [ref_labels[ids.index(i)] for i in logit_ids[: len(logit_ids) - n_query]] + [None] * n_query,
-    })
-    for c in classes:
-        logits[f"logit::{c}"] = rng.normal(0, 2, len(logit_ids))
-    logits.to_parquet(task_dir / "logits.parquet", index=False)
+    # test logits, calibrated with T = 1.73: the accuracy-vs-coverage curve evaluate stores
+    test_ids = labelled[: len(labelled) // 3]
+    z = np.column_stack([rng.normal(0, 2, len(test_ids) + n_query) for _ in classes])[: len(test_ids)] / 1.73
+    probs_t = np.exp(z - z.max(axis=1, keepdims=True))
+    probs_t /= probs_t.sum(axis=1, keepdims=True)
+    truth = np.array([classes.index(ref_labels[ids.index(i)]) if kind == "multiclass" else 0 for i in test_ids])
+    coverage = accuracy_coverage(probs_t.max(axis=1), probs_t.argmax(axis=1) == truth)
 
     cal = {
         "kind": kind,
@@ -158,7 +161,12 @@ def make_synthetic_task(
                      "estimated_priors": np.clip(train_priors + rng.normal(0, 0.02, k), 0, 1).round(4).tolist()},
         })
     if applied is not None:
-        priors.update({"applied": applied, "reason": reason})
+        code = "applied" if applied else "check_failed"
+        if priors_method == "none":
+            code = "not_requested"
+        elif n_query == 0:
+            code = "no_query"
+        priors.update({"applied": applied, "reason": reason, "decision": decision or {"code": code}})
     (task_dir / "priors.json").write_text(json.dumps(priors))
 
     # calls.tsv
@@ -203,6 +211,7 @@ def make_synthetic_task(
                               "f1": float(rng.uniform(0.5, 0.9)), "support": int(matrix[j].sum())}
                           for j, c in enumerate(classes)},
             "confusion": {"classes": classes, "matrix": matrix.tolist()},
+            "coverage": coverage,
         }
         headline = 0.7115
     else:
@@ -232,7 +241,6 @@ def run_info(tmp: Path) -> dict:
         "date": "2025-11-23 10:40 UTC",
         "version": "0.1.0",
         "git_commit": "e805be7c0ffee1234567890abcdef1234567890a",
-        "config_hash": "9f2c1e0a7b3d5c4e6f8a9b0c1d2e3f4a",
         "inputs": [
             {"task": "fish_origin", "path": "resources/tuna_bold.tsv", "records": 1234,
              "sha256": "a" * 64},
@@ -240,8 +248,28 @@ def run_info(tmp: Path) -> dict:
              "sha256": "b" * 64},
         ],
         "device": "cpu (test)",
-        "uncertain_below": {"fish_origin": 0.6, "localization": 0.5},
     }
+
+
+#: The report's settings of the demo tasks, as the report rule passes them (params.tasks).
+SETTINGS = {
+    "fish_origin": {
+        "title": "Fish origin",
+        "description": "Ocean basin of origin of tuna from their DNA barcodes.",
+        "nouns": {"sample": "barcode", "samples": "barcodes", "class": "basin", "classes": "basins",
+                  "group": "project", "groups": "projects"},
+        "uncertain_below": 0.6,
+        "inputs": {"reference": "resources/tuna_bold.tsv", "labels": None, "query": None},
+    },
+    "localization": {
+        "title": "Protein localization",
+        "description": "Subcellular location(s) of proteins from their amino-acid sequence.",
+        "nouns": {"sample": "protein", "samples": "proteins", "class": "location", "classes": "locations",
+                  "group": "partition", "groups": "partitions"},
+        "uncertain_below": 0.5,
+        "inputs": {"reference": "resources/deeploc.fasta", "labels": None, "query": None},
+    },
+}
 
 
 # --------------------------------------------------------------------------- HTML parsing
@@ -323,6 +351,7 @@ SUB_HEADINGS = {
 
 NOT_APPLIED_REASON = ("on the labelled test split EM raised NLL from 1.186 to 25.407, so the label-shift "
                       "assumption does not hold well enough; calls use calibrated probabilities without prior correction")
+CHECK_FAILED = {"code": "check_failed", "metric": "nll", "before": 1.186, "after": 25.407}
 
 
 @pytest.fixture(scope="module")
@@ -330,12 +359,12 @@ def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("results")
     expect = {
         "fish_origin": make_synthetic_task(root / "fish_origin", "fish_origin", "multiclass", seed=1, n_query=57,
-                                           applied=False, reason=NOT_APPLIED_REASON),
+                                           applied=False, reason=NOT_APPLIED_REASON, decision=CHECK_FAILED),
         "localization": make_synthetic_task(root / "localization", "localization", "multilabel", seed=2,
                                             n_query=33),
     }
     out = root / "report" / "index.html"
-    build_report({t: root / t for t in expect}, out, run_info(root))
+    build_report({t: root / t for t in expect}, out, run_info(root), SETTINGS)
     text = out.read_text(encoding="utf-8")
     return {"out": out, "text": text, "page": Page(text), "expect": expect}
 
@@ -428,7 +457,7 @@ def test_multilabel_call_lists_each_location_with_probability(tmp_path):
     multi = calls[calls["call"].str.contains(";")].iloc[0]
     labels = multi["call"].split(";")
     out = tmp_path / "r.html"
-    build_report({"localization": tmp_path / "loc"}, out, run_info(tmp_path))
+    build_report({"localization": tmp_path / "loc"}, out, run_info(tmp_path), SETTINGS)
     text = out.read_text()
     row = re.search(r"<td class=\"id\">" + re.escape(multi["id"]) + r"</td>\s*<td class=\"call\">(.*?)</td>", text)
     assert row, multi["id"]
@@ -503,7 +532,7 @@ def test_priors_none_and_empty_calls(tmp_path):
     make_synthetic_task(tmp_path / "fish_origin", "fish_origin", "multiclass", seed=3, n_query=0,
                         priors_method="none")
     out = tmp_path / "out" / "index.html"
-    build_report({"fish_origin": tmp_path / "fish_origin"}, out, {**run_info(tmp_path), "git_commit": None})
+    build_report({"fish_origin": tmp_path / "fish_origin"}, out, {**run_info(tmp_path), "git_commit": None}, SETTINGS)
     page = Page(out.read_text())
     assert not page.find("img", within="task-fish_origin-priors")
     assert "No prior-shift correction" in page.text("task-fish_origin-priors")
@@ -520,7 +549,7 @@ def test_missing_optional_files(tmp_path):
         (task / name).unlink()
     (task / "calls.tsv").write_text("")  # a zero-byte file counts as no samples
     out = tmp_path / "index.html"
-    build_report({"localization": task}, out, run_info(tmp_path))
+    build_report({"localization": task}, out, run_info(tmp_path), SETTINGS)
     page = Page(out.read_text())
     assert "priors.json" in page.text("task-localization-priors")
     assert "No query samples" in page.text("task-localization-calls")
@@ -532,7 +561,7 @@ def test_calls_capped(tmp_path, monkeypatch):
     monkeypatch.setattr(report_html, "MAX_CALL_ROWS", 10)
     make_synthetic_task(tmp_path / "fish_origin", "fish_origin", "multiclass", seed=6, n_query=25)
     out = tmp_path / "index.html"
-    build_report({"fish_origin": tmp_path / "fish_origin"}, out, run_info(tmp_path))
+    build_report({"fish_origin": tmp_path / "fish_origin"}, out, run_info(tmp_path), SETTINGS)
     page = Page(out.read_text())
     assert len(page.calls_rows("fish_origin")) == 10
     assert "Showing the first 10 of 25" in page.text("task-fish_origin-calls")
@@ -544,7 +573,7 @@ def test_html_is_escaped(tmp_path):
     calls.loc[0, "id"] = "<script>alert(1)</script>"
     calls.to_csv(tmp_path / "fish_origin" / "calls.tsv", sep="\t", index=False)
     out = tmp_path / "index.html"
-    build_report({"fish_origin": tmp_path / "fish_origin"}, out, run_info(tmp_path))
+    build_report({"fish_origin": tmp_path / "fish_origin"}, out, run_info(tmp_path), SETTINGS)
     text = out.read_text()
     assert "<script>alert(1)</script>" not in text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
@@ -554,9 +583,10 @@ def test_prior_correction_not_applied_is_said_plainly(built):
     page = built["page"]
     fish = page.text("task-fish_origin-priors")
     assert "Prior correction not applied." in fish
+    # worded from priors.json's decision code and figures, not from its reason sentence
     assert "The calls use calibrated probabilities without prior correction, because: On the labelled test split EM " \
            "raised NLL from 1.186 to 25.407, so the label-shift assumption does not hold well enough." in fish
-    assert fish.count("without prior correction") == 1  # the reason's own closing clause is not repeated
+    assert fish.count("without prior correction") == 1
     assert "calibrated, without prior correction" in page.text("task-fish_origin-calls")
     assert "it was not applied to the calls" in page.text("task-fish_origin-metrics")
     loc = page.text("task-localization-priors")
@@ -566,26 +596,47 @@ def test_prior_correction_not_applied_is_said_plainly(built):
     assert "not applied" in summary and "applied" in summary.replace("not applied", "")
 
 
+def test_decision_code_not_reason_sentence(tmp_path):
+    """The page words the code's figures; priors.json's reason is a log line it does not show."""
+    make_synthetic_task(tmp_path / "fish_origin", "fish_origin", "multiclass", seed=8, n_query=4, applied=False,
+                        reason="a sentence for the log", decision={**CHECK_FAILED, "before": 0.5, "after": 0.75})
+    out = tmp_path / "index.html"
+    build_report({"fish_origin": tmp_path / "fish_origin"}, out, run_info(tmp_path), SETTINGS)
+    priors = Page(out.read_text()).text("task-fish_origin-priors")
+    assert "raised NLL from 0.500 to 0.750" in priors and "sentence for the log" not in priors
+
+
+def test_no_query_samples_is_its_own_decision(tmp_path):
+    make_synthetic_task(tmp_path / "fish_origin", "fish_origin", "multiclass", seed=8, n_query=0)
+    out = tmp_path / "index.html"
+    build_report({"fish_origin": tmp_path / "fish_origin"}, out, run_info(tmp_path), SETTINGS)
+    page = Page(out.read_text())
+    assert "No query barcodes, so no query priors were estimated" in page.text("task-fish_origin-priors")
+    assert not page.find("img", within="task-fish_origin-priors")
+
+
+def test_older_priors_json_without_decision(tmp_path):
+    """A priors.json from before the decision code: applied/reason are read as they are."""
+    make_synthetic_task(tmp_path / "fish_origin", "fish_origin", "multiclass", seed=8, n_query=4)
+    path = tmp_path / "fish_origin" / "priors.json"
+    priors = json.loads(path.read_text())
+    del priors["decision"]
+    priors.update({"applied": False, "reason": NOT_APPLIED_REASON})
+    path.write_text(json.dumps(priors))
+    out = tmp_path / "index.html"
+    build_report({"fish_origin": tmp_path / "fish_origin"}, out, run_info(tmp_path), SETTINGS)
+    page = Page(out.read_text())
+    text = page.text("task-fish_origin-priors")
+    assert "Prior correction not applied." in text and "because: On the labelled test split EM raised NLL" in text
+    assert "not applied" in page.text("summary")
+
+
 def test_older_priors_json_without_applied(tmp_path):
     make_synthetic_task(tmp_path / "fish_origin", "fish_origin", "multiclass", seed=8, n_query=4, applied=None)
     out = tmp_path / "index.html"
-    build_report({"fish_origin": tmp_path / "fish_origin"}, out, run_info(tmp_path))
+    build_report({"fish_origin": tmp_path / "fish_origin"}, out, run_info(tmp_path), SETTINGS)
     priors = Page(out.read_text()).text("task-fish_origin-priors")
     assert "not applied" not in priors and "estimated with the EM algorithm" in priors
-
-
-def test_accuracy_coverage_curve():
-    conf = np.array([0.9, 0.8, 0.8, 0.6, 0.4])
-    right = np.array([1, 1, 0, 1, 0])
-    curve = report_html.accuracy_coverage(conf, right)
-    assert curve["threshold"] == [0.9, 0.8, 0.6, 0.4]  # the tie at 0.8 is one point
-    np.testing.assert_allclose(curve["coverage"], [0.2, 0.6, 0.8, 1.0])
-    np.testing.assert_allclose(curve["accuracy"], [1.0, 2 / 3, 0.75, 0.6])
-    assert report_html.coverage_at(curve, 0.7) == pytest.approx((0.6, 2 / 3))
-    assert report_html.coverage_at(curve, 0.0) == pytest.approx((1.0, 0.6))
-    cov, acc = report_html.coverage_at(curve, 0.95)
-    assert cov == 0.0 and np.isnan(acc)
-    assert report_html.accuracy_coverage(np.array([]), np.array([]))["n"] == 0
 
 
 def test_accuracy_coverage_section_for_multiclass_only(built):
@@ -596,29 +647,91 @@ def test_accuracy_coverage_section_for_multiclass_only(built):
     text = page.text("task-fish_origin-coverage")
     assert "Accuracy vs coverage" in text and "current" in text
     assert page.find("img", within="task-fish_origin-coverage")
-    # The numbers come from the test rows of logits.parquet through calibration.json.
-    from barloc.calibrate import apply
-
+    # The numbers are metrics.json's stored curve, read at the task's uncertain_below (0.6);
+    # the page needs no logits (the fixture writes none).
     res = built["out"].parent.parent / "fish_origin"
-    df = pd.read_parquet(res / "logits.parquet")
-    df = df[df["split"] == "test"]
-    cal = json.loads((res / "calibration.json").read_text())
-    probs = apply(df[[f"logit::{c}" for c in MULTICLASS]].to_numpy(), "multiclass", cal)
-    y = df["label"].map(MULTICLASS.index).to_numpy()
-    kept = probs.max(axis=1) >= 0.6
-    assert f"Measured on the {len(df)} test barcodes" in text
-    assert 0 < kept.mean() < 1
-    acc = (probs.argmax(axis=1) == y)[kept].mean()
-    assert (f"With the current cut-off of 0.6, {kept.mean() * 100:.0f}% of the test barcodes get a confident "
+    assert not (res / "logits.parquet").exists()
+    curve = json.loads((res / "metrics.json").read_text())["coverage"]
+    cov, acc = coverage_at(curve, 0.6)
+    assert f"Measured on the {curve['n']} test barcodes" in text
+    assert 0 < cov < 1
+    assert (f"With the current cut-off of 0.6, {cov * 100:.0f}% of the test barcodes get a confident "
             f"call, and {acc * 100:.0f}% of those are right") in text
+    assert f"accuracy on all of them is {curve['accuracy'][-1] * 100:.0f}%" in text
 
 
-def test_accuracy_coverage_without_logits(tmp_path):
+def test_accuracy_coverage_without_a_stored_curve(tmp_path):
     make_synthetic_task(tmp_path / "fish_origin", "fish_origin", "multiclass", seed=9, n_query=4)
-    (tmp_path / "fish_origin" / "logits.parquet").unlink()
+    path = tmp_path / "fish_origin" / "metrics.json"
+    metrics = json.loads(path.read_text())
+    del metrics["coverage"]  # as an evaluate step from before the curve was stored
+    path.write_text(json.dumps(metrics))
     out = tmp_path / "index.html"
-    build_report({"fish_origin": tmp_path / "fish_origin"}, out, run_info(tmp_path))
-    assert "logits.parquet" in Page(out.read_text()).text("task-fish_origin-coverage")
+    build_report({"fish_origin": tmp_path / "fish_origin"}, out, run_info(tmp_path), SETTINGS)
+    text = Page(out.read_text()).text("task-fish_origin-coverage")
+    assert "metrics.json holds no accuracy-vs-coverage curve" in text
+    assert Page(out.read_text()).find("img", within="task-fish_origin-metrics")  # the rest is still there
+
+
+def test_task_wording_comes_from_settings(tmp_path):
+    """A task the report has never heard of speaks its own settings' words; with none, generic ones."""
+    make_synthetic_task(tmp_path / "species_id", "species_id", "multiclass", seed=10, n_query=6)
+    species = {"title": "Tuna species", "description": "Species of tuna from their barcodes.",
+               "nouns": {"sample": "specimen", "samples": "specimens", "class": "species", "classes": "species",
+                         "group": "cruise", "groups": "cruises"},
+               "uncertain_below": 0.7}
+    out = tmp_path / "index.html"
+    build_report({"species_id": tmp_path / "species_id"}, out, run_info(tmp_path), {"species_id": species})
+    page = Page(out.read_text())
+    assert "Tuna species" in page.text("task-species_id") and "Species of tuna from their barcodes." in out.read_text()
+    metrics = page.text("task-species_id-metrics")
+    assert "held-out test specimens from cruises the model never saw" in metrics and "right species for" in metrics
+    assert "6 query specimens" in page.text("task-species_id-calls")
+    assert "current cut-off of 0.7" in page.text("task-species_id-coverage")
+    assert "whole cruises are unseen" in page.text("how-to-read")
+    for word in ("barcodes", "basin", "proteins", "location"):
+        assert word not in metrics, word
+
+    out2 = tmp_path / "plain.html"
+    build_report({"species_id": tmp_path / "species_id"}, out2, run_info(tmp_path))
+    plain = Page(out2.read_text())
+    assert "Species id" in plain.text("task-species_id")  # the name, spaced and capitalised
+    assert "held-out test samples from groups the model never saw" in plain.text("task-species_id-metrics")
+    assert "current cut-off" not in plain.text("task-species_id-coverage")  # no cut-off given, none marked
+
+
+def test_task_words():
+    words = report_html.task_words("fish_origin", SETTINGS["fish_origin"])
+    assert words["title"] == "Fish origin" and words["things"] == "basins" and words["true"] == "True basin"
+    assert words["held_out"] == "held-out test barcodes from projects the model never saw"
+    assert report_html.task_words("my_task", {"title": "", "nouns": {"samples": "reads"}})["title"] == "My task"
+    assert report_html.task_words("my_task", {"nouns": {"samples": "reads"}})["thing"] == "class"
+
+
+def test_step_reads_only_its_settings(tmp_path, monkeypatch):
+    """steps/report.py: run_info and the page from params.tasks alone (no params.config)."""
+    from types import SimpleNamespace as NS
+
+    from barloc.steps import report as step
+
+    res = tmp_path / "results"
+    for name, kind, seed in (("fish_origin", "multiclass", 11), ("localization", "multilabel", 12)):
+        make_synthetic_task(res / name, name, kind, seed=seed, n_query=7)
+    ref = tmp_path / "ref.tsv"
+    ref.write_text("id\tsequence\n")
+    settings = {t: {**s, "inputs": {"reference": str(ref), "labels": None, "query": None}} for t, s in SETTINGS.items()}
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "report" / "index.html"
+    step.run(NS(metrics=[str(res / t / "metrics.json") for t in settings]), NS(html=str(out)),
+             NS(tasks=settings))
+    page = Page(out.read_text())
+    summary = page.text("summary")
+    assert str(ref) in summary and "200" in summary  # the reference's records in records.parquet
+    assert "Config hash" not in summary
+    assert "7 query barcodes" in page.text("task-fish_origin-calls")
+    info = step.run_info(settings, {"fish_origin": res / "fish_origin"}, tmp_path)
+    assert [i["records"] for i in info["inputs"]] == [200] and info["device"] == "cpu"
+    assert set(info) == {"date", "version", "git_commit", "inputs", "device"}
 
 
 def test_plot_functions_return_png_data_uris():
@@ -649,7 +762,7 @@ if __name__ == "__main__":
     res = outdir / "results"
     make_synthetic_task(res / "fish_origin", "fish_origin", "multiclass", seed=1, n_query=57)
     make_synthetic_task(res / "localization", "localization", "multilabel", seed=2, n_query=33)
-    build_report({t: res / t for t in ("fish_origin", "localization")}, outdir / "index.html", run_info(res))
+    build_report({t: res / t for t in ("fish_origin", "localization")}, outdir / "index.html", run_info(res), SETTINGS)
     print(outdir / "index.html")
 
 

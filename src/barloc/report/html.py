@@ -1,17 +1,16 @@
 """Render ``results/report/index.html``: one self-contained page for lab analysts.
 
-The page reads the per-task artifacts described in ``docs/artifacts.md`` and embeds
-everything it shows (CSS, a little vanilla JS, PNG images as data URIs), so it can be
-mailed or opened offline and makes no network requests.
+The page reads the per-task artifacts described in ``docs/artifacts.md`` and renders them;
+what it shows is computed and stored by the steps (evaluate stores the accuracy-vs-coverage
+curve, prior_shift a decision code), and each task's wording comes from its settings
+(``title``, ``description``, ``nouns``). It embeds everything (CSS, a little vanilla JS, PNG
+images as data URIs), so it can be mailed or opened offline and makes no network requests.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import re
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,9 @@ import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
+from barloc import artifacts
 from barloc.errors import InputError
+from barloc.metrics import COVERAGE_CUTOFFS, coverage_at
 from barloc.report import plots
 
 HERE = Path(__file__).resolve().parent
@@ -31,42 +32,29 @@ STYLESHEET = "style.css"
 #: Rows of calls.tsv rendered per task; the rest stay in the TSV.
 MAX_CALL_ROWS = 5000
 
-#: Plain-language wording per known task; unknown tasks get the generic entry.
-TASK_WORDS: dict[str, dict[str, str]] = {
-    "fish_origin": {
-        "title": "Fish origin",
-        "blurb": "Ocean basin of origin of tuna from their DNA barcodes.",
-        "nouns": "barcodes",
-        "held_out": "held-out test barcodes from projects the model never saw",
-        "records": "barcodes",
-        "thing": "basin",
-        "things": "basins",
-        "true": "True basin",
-        "pred": "Predicted basin",
-    },
-    "localization": {
-        "title": "Protein localization",
-        "blurb": "Subcellular location(s) of proteins from their amino-acid sequence.",
-        "nouns": "proteins",
-        "held_out": "held-out test proteins from partitions the model never saw",
-        "records": "proteins",
-        "thing": "location",
-        "things": "locations",
-        "true": "True location",
-        "pred": "Predicted location",
-    },
-}
-_GENERIC_WORDS = {
-    "title": "",
-    "blurb": "",
-    "nouns": "samples",
-    "held_out": "held-out test samples from groups the model never saw",
-    "records": "samples",
-    "thing": "class",
-    "things": "classes",
-    "true": "True class",
-    "pred": "Predicted class",
-}
+#: The nouns of a task's ``nouns`` setting; a page rendered without settings says these.
+GENERIC_NOUNS = {"sample": "sample", "samples": "samples", "class": "class", "classes": "classes",
+                 "group": "group", "groups": "groups"}
+
+
+def task_words(name: str, settings: Mapping | None = None) -> dict[str, str]:
+    """The page's words for task ``name`` from its settings: ``title`` (empty: the name with
+    spaces, capitalised), ``description`` and ``nouns`` (a sample, a class, a split group)."""
+    settings = settings or {}
+    n = {**GENERIC_NOUNS, **(settings.get("nouns") or {})}
+    return {
+        "title": settings.get("title") or name.replace("_", " ").capitalize(),
+        "blurb": settings.get("description") or "",
+        "noun": n["sample"],
+        "nouns": n["samples"],
+        "thing": n["class"],
+        "things": n["classes"],
+        "groups": n["groups"],
+        "held_out": f"held-out test {n['samples']} from {n['groups']} the model never saw",
+        "true": f"True {n['class']}",
+        "pred": f"Predicted {n['class']}",
+    }
+
 
 #: Metric keys of metrics.json in display order: (key, label, higher is better).
 METRIC_LABELS: dict[str, tuple[str, bool]] = {
@@ -120,7 +108,7 @@ def fmt_num(x: Any, digits: int = 3) -> str:
 def fmt_int(x: Any) -> str:
     if not _finite(x):
         return "–"
-    return f"{int(round(float(x))):,}"
+    return f"{round(float(x)):,}"
 
 
 def fmt_seconds(x: Any) -> str:
@@ -130,7 +118,7 @@ def fmt_seconds(x: Any) -> str:
     s = float(x)
     if s < 60:
         return f"{s:.0f} s" if s >= 10 else f"{s:.1f} s"
-    m, sec = divmod(int(round(s)), 60)
+    m, sec = divmod(round(s), 60)
     if m < 60:
         return f"{m} min {sec} s"
     h, m = divmod(m, 60)
@@ -163,25 +151,12 @@ def _truthy(value: Any) -> bool:
     return str(value).strip().lower() in {"true", "1", "yes", "y", "t"}
 
 
-def _title_of(name: str) -> str:
-    words = TASK_WORDS.get(name, {})
-    return words.get("title") or name.replace("_", " ").capitalize()
-
-
 # --------------------------------------------------------------------------- reading
 
 
 def _read_json(path: Path) -> dict | None:
-    if not path.is_file():
-        return None
-    try:
-        with path.open(encoding="utf-8") as fh:
-            data = json.load(fh)
-    except json.JSONDecodeError as exc:
-        raise InputError(path, f"not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    if not isinstance(data, dict):
-        raise InputError(path, "expected a JSON object")
-    return data
+    """An artifact's JSON object, or None when the file is absent (the page says so)."""
+    return artifacts.read_json(path, path.name) if path.is_file() else None
 
 
 def _read_tsv(path: Path) -> pd.DataFrame | None:
@@ -230,7 +205,7 @@ def _record_counts(path: Path, kind: str | None, classes: list[str]) -> dict | N
         k = int(counts.get(c, 0))
         out["labels"].append({"label": str(c), "count": k, "share": k / denom if denom else None,
                               "known": c in classes})
-    out["n_labelled"] = int(len(labelled))
+    out["n_labelled"] = len(labelled)
     return out
 
 
@@ -293,7 +268,7 @@ def _membrane_section(model: dict | None, metrics: dict | None, calibration: dic
     """The membrane/soluble head (``membrane_head: true``): its test metrics and, per query
     sample, the calibrated P(membrane) and call that calls.tsv holds. Not applicable (and
     not on the page) when the model has no such head."""
-    heads = (model or {}).get("extra_heads") or list(((calibration or {}).get("extra_heads") or {}))
+    heads = (model or {}).get("extra_heads") or list((calibration or {}).get("extra_heads") or {})
     if "membrane" not in heads:
         return {"state": "not_applicable"}
     params = ((calibration or {}).get("extra_heads") or {}).get("membrane") or {}
@@ -383,7 +358,7 @@ def _plain_sentence(kind: str, words: dict, metrics: dict, reliability_after: Ma
     if ece_text and _finite(m.get("ece_floor")):
         # Binned ECE is biased upwards on a small test set: say how far even perfect calibration gets.
         ece_text += (f"; perfectly calibrated probabilities would show about {float(m['ece_floor']):.2f} "
-                     f"on {n_text}{words['records']}")
+                     f"on {n_text}{words['nouns']}")
     if second:
         return f"{first}; {second}" + (f" ({ece_text})." if ece_text else ".")
     return first + (f" (calibration error: {ece_text})." if ece_text else ".")
@@ -439,14 +414,15 @@ def _metrics_section(metrics: dict | None, kind: str, classes: list[str], words:
         if labels and any("mcc" in (per_class[c] or {}) for c in labels):
             out["chart"] = plots.mcc_png(labels, [per_class[c].get("mcc") for c in labels])
             out["chart_kind"] = "mcc"
-            out["chart_alt"] = "Matthews correlation coefficient per location on the test set"
+            out["chart_alt"] = f"Matthews correlation coefficient per {words['thing']} on the test set"
     else:
         conf = metrics.get("confusion") or {}
         if conf.get("matrix"):
             cls = conf.get("classes") or classes
             out["chart"] = plots.confusion_png(conf["matrix"], cls, true_label=words["true"], pred_label=words["pred"])
             out["chart_kind"] = "confusion"
-            out["chart_alt"] = "Confusion matrix on the test set: rows are the true class, columns the prediction"
+            out["chart_alt"] = (f"Confusion matrix on the test set: rows are the true {words['thing']}, "
+                                "columns the prediction")
     return out
 
 
@@ -508,27 +484,45 @@ def _calibration_section(cal: dict | None, kind: str, classes: list[str], path: 
     }
 
 
-_CALLS_CLAUSE = re.compile(r"[;,.]?\s*calls use calibrated probabilities[^;.]*\.?\s*$", re.IGNORECASE)
+def _decision(pri: Mapping) -> dict:
+    """priors.json's ``decision`` ({"code": ..., figures}); for a file written before the code,
+    one read from ``applied`` and ``reason`` (no code at all: ``{"code": None}``)."""
+    decision = pri.get("decision")
+    if isinstance(decision, Mapping) and decision.get("code"):
+        return dict(decision)
+    if pri.get("method", "none") == "none":
+        return {"code": "not_requested"}
+    if not pri.get("query_priors"):
+        return {"code": "no_query"}
+    applied = pri.get("applied")
+    return {"code": None} if applied is None else {"code": "applied" if applied else "not_applied"}
 
 
-def _reason_text(reason: Any) -> str:
-    """priors.json's reason without its closing "calls use calibrated probabilities ..."
-    clause, which the page states on its own."""
+def _not_applied_why(decision: Mapping, method: str, reason: Any) -> str:
+    """Why the calls are not prior-corrected, in the page's words; for a code the page does not
+    know (or a file from before the codes), priors.json's own sentence."""
+    before, after = decision.get("before"), decision.get("after")
+    if decision.get("code") == "check_failed" and _finite(before) and _finite(after):
+        metric = str(decision.get("metric") or "nll").upper()
+        return (f"On the labelled test split {method.upper()} raised {metric} from {float(before):.3f} to "
+                f"{float(after):.3f}, so the label-shift assumption does not hold well enough.")
     text = " ".join(str(reason or "").split())
-    text = _CALLS_CLAUSE.sub("", text).strip()
     return text[:1].upper() + text[1:] if text else ""
 
 
-def _priors_section(pri: dict | None, kind: str, classes: list[str], path: Path) -> dict:
+def _priors_section(pri: dict | None, kind: str, classes: list[str], words: dict, path: Path) -> dict:
     if pri is None:
         return {"state": "missing", "file": str(path)}
     method = str(pri.get("method") or "none")
     names = pri.get("classes") or classes
     train = pri.get("train_priors") or []
     query = pri.get("query_priors") or []
+    decision = _decision(pri)
+    code = decision["code"]
     out: dict[str, Any] = {
         "state": "ok",
         "method": method,
+        "code": code,
         "image": None,
         "converged": pri.get("converged"),
         "iterations": pri.get("iterations"),
@@ -536,17 +530,18 @@ def _priors_section(pri: dict | None, kind: str, classes: list[str], path: Path)
         "test_rows": [],
         "rows": [],
         "shift_sentence": "",
-        "applied": pri.get("applied"),
-        "reason": _reason_text(pri.get("reason")),
+        # applied: the calls are corrected; False: estimated but not applied (why says why); None: not recorded
+        "applied": None if code is None else code == "applied",
+        "why": "" if code in (None, "applied") else _not_applied_why(decision, method, pri.get("reason")),
     }
-    if method == "none" or not query or len(query) != len(names):
+    if code in ("not_requested", "no_query") or not query or len(query) != len(names):
         out["state"] = "none"
         return out
     lo, hi = pri.get("ci_low"), pri.get("ci_high")
     have_ci = isinstance(lo, list) and isinstance(hi, list) and len(lo) == len(hi) == len(names)
     out["image"] = plots.priors_png(
         names, train, query, lo if have_ci else None, hi if have_ci else None,
-        ylabel="Share of samples (%)" if kind != "multilabel" else "Share with the location (%)",
+        ylabel=f"Share with the {words['thing']} (%)" if kind == "multilabel" else f"Share of {words['nouns']} (%)",
     )
     for i, c in enumerate(names):
         out["rows"].append({
@@ -558,11 +553,11 @@ def _priors_section(pri: dict | None, kind: str, classes: list[str], path: Path)
     diffs = [(abs(float(q) - float(t)), c, t, q, i) for i, (c, t, q) in enumerate(zip(names, train, query))
              if _finite(t) and _finite(q)]
     if diffs:
-        d, c, t, q, i = max(diffs)
+        _, c, t, q, i = max(diffs)
         ci = f" (95% interval {fmt_pct(lo[i])}–{fmt_pct(hi[i])})" if have_ci else ""
         out["shift_sentence"] = (
             f"The biggest difference from the training data is {c}: {fmt_pct(t)} of training "
-            f"samples versus an estimated {fmt_pct(q)} of the query samples{ci}."
+            f"{words['nouns']} versus an estimated {fmt_pct(q)} of the query {words['nouns']}{ci}."
         )
     test = pri.get("test") or {}
     tp, ep = test.get("true_priors") or [], test.get("estimated_priors") or []
@@ -576,62 +571,8 @@ def _priors_section(pri: dict | None, kind: str, classes: list[str], path: Path)
     return out
 
 
-#: Cut-offs listed in the accuracy-vs-coverage table (plus the configured one).
-COVERAGE_CUTOFFS = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+#: Points of the stored accuracy-vs-coverage curve drawn at most (the table reads them all).
 _MAX_CURVE_POINTS = 400
-
-
-def accuracy_coverage(confidence: np.ndarray, correct: np.ndarray) -> dict:
-    """The accuracy-vs-coverage curve of a top-label confidence.
-
-    Keeping the samples whose confidence is >= t: coverage(t) is the share kept and
-    accuracy(t) the share of those that are right. One point per distinct confidence, from
-    the most confident sample down to all samples (coverage 1).
-    """
-    conf = np.asarray(confidence, dtype=np.float64)
-    hit = np.asarray(correct, dtype=np.float64)
-    n = len(conf)
-    if n == 0:
-        return {"threshold": [], "coverage": [], "accuracy": [], "n": 0}
-    order = np.argsort(-conf, kind="stable")
-    conf, hit = conf[order], hit[order]
-    kept = np.arange(1, n + 1)
-    acc = np.cumsum(hit) / kept
-    # With ties, a cut-off keeps every sample of that confidence: the last index of each run.
-    last = np.r_[conf[1:] != conf[:-1], True]
-    return {"threshold": conf[last].tolist(), "coverage": (kept[last] / n).tolist(),
-            "accuracy": acc[last].tolist(), "n": int(n)}
-
-
-def coverage_at(curve: dict, cutoff: float) -> tuple[float, float]:
-    """(coverage, accuracy) when samples below ``cutoff`` are set aside; accuracy is NaN
-    when none is kept."""
-    kept = [i for i, t in enumerate(curve["threshold"]) if t >= cutoff]
-    if not kept:
-        return 0.0, float("nan")
-    i = kept[-1]
-    return float(curve["coverage"][i]), float(curve["accuracy"][i])
-
-
-def _test_confidence(task_dir: Path, kind: str, classes: list[str], calibration: dict | None):
-    """Calibrated top probability and correctness on the test rows of logits.parquet."""
-    path = task_dir / "logits.parquet"
-    if kind != "multiclass" or not classes or calibration is None or not path.is_file():
-        return None
-    import pyarrow.parquet as pq
-
-    from barloc.calibrate import apply
-
-    cols = ["split", "label"] + [f"logit::{c}" for c in classes]
-    if not set(cols) <= set(pq.read_schema(path).names):
-        return None
-    df = pd.read_parquet(path, columns=cols)
-    df = df[(df["split"] == "test") & df["label"].isin(classes)]
-    if df.empty:
-        return None
-    probs = apply(df[cols[2:]].to_numpy(dtype=np.float64), kind, calibration)
-    y = df["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
-    return probs.max(axis=1), probs.argmax(axis=1) == y
 
 
 def _cutoff_text(t: float) -> str:
@@ -659,14 +600,14 @@ def _table_cutoffs(curve: dict, current: float | None) -> list[float]:
     return sorted(out)
 
 
-def _coverage_section(task_dir: Path, kind: str, classes: list[str], calibration: dict | None,
-                      cutoff: float | None, words: dict) -> dict:
+def _coverage_section(metrics: dict | None, kind: str, cutoff: float | None, words: dict, path: Path) -> dict:
+    """The accuracy-vs-coverage curve that evaluate stored in metrics.json (``coverage``: the
+    calibrated top probability of the test samples), with the configured cut-off marked."""
     if kind != "multiclass":
         return {"state": "not_applicable"}
-    found = _test_confidence(task_dir, kind, classes, calibration)
-    if found is None:
-        return {"state": "missing", "file": str(task_dir / "logits.parquet")}
-    curve = accuracy_coverage(*found)
+    curve = (metrics or {}).get("coverage")
+    if not isinstance(curve, Mapping) or not curve.get("n") or not curve.get("coverage"):
+        return {"state": "missing", "file": str(path)}
     rows, marks = [], []
     for t in _table_cutoffs(curve, float(cutoff) if _finite(cutoff) else None):
         cov, acc = coverage_at(curve, t)
@@ -771,23 +712,26 @@ def _training_section(model: dict | None, history: pd.DataFrame | None, path: Pa
             "metric": metric, "best": best}
 
 
-def _task_context(name: str, task_dir: Path, cutoff: float | None = None) -> dict:
+def _task_context(name: str, task_dir: Path, settings: Mapping | None = None) -> dict:
+    """Everything the template shows for one task, from its artifacts in ``task_dir`` and its
+    settings (wording and ``uncertain_below``)."""
     task_dir = Path(task_dir)
+    settings = settings or {}
     model = _read_json(task_dir / "model.json")
     calibration = _read_json(task_dir / "calibration.json")
     priors = _read_json(task_dir / "priors.json")
     metrics = _read_json(task_dir / "metrics.json")
     kind = next((d.get("kind") for d in (model, metrics, calibration, priors) if d and d.get("kind")), "multiclass")
     classes = next((list(d["classes"]) for d in (model, metrics, calibration, priors) if d and d.get("classes")), [])
-    words = {**_GENERIC_WORDS, **TASK_WORDS.get(name, {})}
+    words = task_words(name, settings)
     calls_df = _read_tsv(task_dir / "calls.tsv")
     history = _read_tsv(task_dir / "history.tsv")
     model = model or {}
     return {
         "name": name,
         "anchor": f"task-{name}",
-        "title": _title_of(name),
-        "blurb": words.get("blurb", ""),
+        "title": words["title"],
+        "blurb": words["blurb"],
         "words": words,
         "kind": kind,
         "classes": classes,
@@ -804,21 +748,23 @@ def _task_context(name: str, task_dir: Path, cutoff: float | None = None) -> dic
                      if kind == "multiclass" else {"state": "not_applicable"}),
         "membrane": _membrane_section(model, metrics, calibration, calls_df, words),
         "calibration": _calibration_section(calibration, kind, classes, task_dir / "calibration.json"),
-        "priors": _priors_section(priors, kind, classes, task_dir / "priors.json"),
-        "coverage": _coverage_section(task_dir, kind, classes, calibration, cutoff, words),
+        "priors": _priors_section(priors, kind, classes, words, task_dir / "priors.json"),
+        "coverage": _coverage_section(metrics, kind, settings.get("uncertain_below"), words,
+                                      task_dir / "metrics.json"),
         "training": _training_section(model, history, task_dir / "history.tsv"),
         "data": _record_counts(task_dir / "records.parquet", kind, classes),
     }
 
 
 def _prior_correction_word(priors: dict) -> str:
+    """The run summary's one word on a task's prior correction."""
     if priors.get("state") == "missing":
         return "–"
     if priors.get("state") == "none":
         return "none"
-    if priors.get("applied") is False:
-        return "not applied"
-    return "applied" if priors.get("applied") else priors.get("method", "–")
+    if priors.get("applied") is None:
+        return priors.get("method", "–")
+    return "applied" if priors["applied"] else "not applied"
 
 
 def _summary_context(run_info: Mapping, tasks: list[dict]) -> dict:
@@ -833,15 +779,15 @@ def _summary_context(run_info: Mapping, tasks: list[dict]) -> dict:
             "sha": sha or "",
         })
     commit = run_info.get("git_commit")
-    cfg = run_info.get("config_hash")
+    groups = list(dict.fromkeys(t["words"]["groups"] for t in tasks)) or [GENERIC_NOUNS["groups"]]
     return {
         "date": str(run_info.get("date") or "–"),
         "version": str(run_info.get("version") or "–"),
         "commit_short": shorten(commit, 10) if commit else "not recorded (not a git checkout)",
         "commit": commit or "",
-        "config_short": shorten(cfg, 12) if cfg else "–",
-        "config": cfg or "",
         "device": str(run_info.get("device") or "–"),
+        # what a split group is, over every task: "projects or partitions"
+        "groups": " or ".join([", ".join(groups[:-1]), groups[-1]] if len(groups) > 1 else groups),
         "inputs": inputs,
         "tasks": [
             {"name": t["name"], "title": t["title"], "anchor": t["anchor"], "kind": t["kind"],
@@ -871,10 +817,11 @@ def _environment() -> Environment:
     return env
 
 
-def render_report(task_dirs: Mapping[str, Path], run_info: Mapping) -> str:
+def render_report(task_dirs: Mapping[str, Path], run_info: Mapping,
+                  settings: Mapping[str, Mapping] | None = None) -> str:
     """The report's HTML as a string (see :func:`build_report`)."""
-    cutoffs = run_info.get("uncertain_below") or {}
-    tasks = [_task_context(name, Path(d), cutoffs.get(name)) for name, d in task_dirs.items()]
+    settings = settings or {}
+    tasks = [_task_context(name, Path(d), settings.get(name)) for name, d in task_dirs.items()]
     css = (HERE / STYLESHEET).read_text(encoding="utf-8")
     if "</style" in css.lower():
         raise InputError(HERE / STYLESHEET, "the stylesheet must not contain '</style'")
@@ -886,30 +833,17 @@ def render_report(task_dirs: Mapping[str, Path], run_info: Mapping) -> str:
     )
 
 
-def build_report(task_dirs: Mapping[str, Path], out_html: Path, run_info: dict) -> None:
+def build_report(task_dirs: Mapping[str, Path], out_html: Path, run_info: Mapping,
+                 settings: Mapping[str, Mapping] | None = None) -> None:
     """Write the self-contained HTML report for ``task_dirs`` (task name -> results/{task})
-    to ``out_html``.
+    to ``out_html``, atomically.
 
-    ``run_info`` holds ``date``, ``version``, ``git_commit`` (may be None), ``config_hash``,
-    ``inputs`` (dicts with ``task``, ``path``, ``records``, ``sha256``) and ``device``, and
-    optionally ``uncertain_below`` ({task: cut-off}), marked on the accuracy-vs-coverage curve.
-    Missing optional artifacts are stated on the page instead of failing. The page is
-    rendered to a temporary file beside ``out_html`` and moved into place atomically.
+    ``run_info`` holds ``date``, ``version``, ``git_commit`` (may be None), ``inputs`` (dicts
+    with ``task``, ``path``, ``records``, ``sha256``) and ``device``. ``settings`` maps a task
+    to the settings the page reads: ``title``, ``description``, ``nouns`` (see
+    :func:`task_words`) and ``uncertain_below`` (marked on the accuracy-vs-coverage curve).
+    Missing optional artifacts are stated on the page instead of failing.
     """
-    html = render_report(task_dirs, run_info)
-    out_html = Path(out_html)
-    out_html.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out_html.parent, prefix=f".{out_html.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(html)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out_html)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    html = render_report(task_dirs, run_info, settings)
+    with artifacts.atomic_path(out_html) as tmp:
+        tmp.write_text(html, encoding="utf-8")

@@ -110,7 +110,7 @@ def confusion_png(
     for i in range(n):
         for j in range(n):
             count = m[i, j]
-            text = f"{int(round(count)):,}" if math.isfinite(count) else "–"
+            text = f"{round(count):,}" if math.isfinite(count) else "–"
             ax.text(
                 j,
                 i,

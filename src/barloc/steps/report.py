@@ -1,21 +1,31 @@
-"""report: one self-contained HTML page over every task's results."""
+"""report: one self-contained HTML page over every task's results.
+
+``params.tasks`` holds, per task, only what the page reads (``title``, ``description``,
+``nouns``, ``uncertain_below`` and the ``inputs`` paths), so a change to any other config key
+does not rerun the report. The page shows no config hash: a hash of these settings alone
+would not identify the run's configuration.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 import logging
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
 
 import barloc
+from barloc.artifacts import ROLE, read_json
 from barloc.report import build_report
-from barloc.runtime import read_json, sha256
+from barloc.runtime import sha256
 
 log = logging.getLogger(__name__)
+
+#: The input files run_info lists, each with the records.parquet role whose records it holds
+#: (a labels sheet holds no records of its own).
+INPUT_ROLES = (("reference", "reference"), ("labels", None), ("query", "query"))
 
 
 def git_commit(where: Path) -> str | None:
@@ -27,29 +37,27 @@ def git_commit(where: Path) -> str | None:
         return None
 
 
-def config_hash(config: dict) -> str:
-    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def run_info(config: dict, task_dirs: dict[str, Path], workdir: Path) -> dict:
+def run_info(tasks: Mapping[str, Mapping], task_dirs: Mapping[str, Path], workdir: Path) -> dict:
+    """The run summary: date, version, git commit, the device(s) trained on, and each task's
+    input files (``tasks[task]["inputs"]``) with their checksum and record count."""
     inputs = []
     for task, tdir in task_dirs.items():
-        cfg = config["tasks"][task]
-        roles = pd.read_parquet(tdir / "records.parquet", columns=["role"])["role"].value_counts()
-        for key, role in (("reference", "reference"), ("labels", None), ("query", "query")):
-            if cfg.get(key):
-                inputs.append({"task": task, "path": cfg[key], "sha256": sha256(cfg[key]),
+        paths = tasks[task].get("inputs") or {}
+        roles = pd.read_parquet(tdir / "records.parquet", columns=[ROLE])[ROLE].value_counts()
+        for key, role in INPUT_ROLES:
+            if paths.get(key):
+                inputs.append({"task": task, "path": paths[key], "sha256": sha256(paths[key]),
                                "records": int(roles.get(role, 0)) if role else None})
-    devices = sorted({read_json(d / "model.json").get("device", "cpu") for d in task_dirs.values()})
+    devices = sorted({read_json(d / "model.json", "model.json").get("device") or "cpu" for d in task_dirs.values()})
     return {
-        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "version": barloc.__version__, "git_commit": git_commit(workdir),
-        "config_hash": config_hash(config), "inputs": inputs, "device": ", ".join(devices),
-        "uncertain_below": {t: float(config["tasks"][t].get("uncertain_below", 0.6)) for t in task_dirs},
+        "inputs": inputs, "device": ", ".join(devices),
     }
 
 
 def run(inputs, outputs, params, threads: int = 1) -> None:
-    task_dirs = {t: Path(p).parent for t, p in zip(params.tasks, inputs.metrics)}
-    build_report(task_dirs, Path(outputs.html), run_info(params.config, task_dirs, Path.cwd()))
+    tasks = dict(params.tasks)
+    task_dirs = {t: Path(p).parent for t, p in zip(tasks, inputs.metrics)}
+    build_report(task_dirs, Path(outputs.html), run_info(tasks, task_dirs, Path.cwd()), tasks)
     log.info("report on %d task(s) (%s) written to %s", len(task_dirs), ", ".join(task_dirs), outputs.html)
