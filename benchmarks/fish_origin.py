@@ -40,22 +40,23 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from barloc.calibrate import ece_from_bins, multiclass_ece_floor, multiclass_reliability, softmax_probs
+from barloc.config import check_config
 from barloc.cv import assign_folds, out_of_fold
 from barloc.encode import kmer_profile
 from barloc.metrics import multiclass_metrics
 from barloc.runtime import versions
-from barloc.steps.ingest import drop_rare_classes, load_reference
+from barloc.records import drop_rare_classes, load_reference
 
 REPO = Path(__file__).resolve().parents[1]
 N_FOLDS = 5
 
 
 def load_task(config: Path) -> tuple[pd.DataFrame, dict, dict]:
-    cfg = yaml.safe_load(config.read_text())
+    cfg = check_config(yaml.safe_load(config.read_text()), source=str(config))
     task = cfg["tasks"]["fish_origin"]
     task = {**task, "reference": str(REPO / task["reference"])}
     df = load_reference(task, str(REPO / cfg["geo_table"]))
-    df = drop_rare_classes(df, task["kind"], int(task.get("min_class_size", 10)))
+    df = drop_rare_classes(df, task["kind"], int(task["min_class_size"]))
     labelled = df[df["label"].notna()].reset_index(drop=True)
     trainer = {**cfg["trainer"], "accelerator": "cpu", "precision": "32-true"}
     return labelled, task, trainer
@@ -85,7 +86,7 @@ def barloc_scores(labelled, task, trainer, seed, folds=None) -> tuple[dict, pd.D
     y = oof["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
     probs = oof[[f"prob::{c}" for c in classes]].to_numpy()
     raw = softmax_probs(oof[[f"logit::{c}" for c in classes]].to_numpy())
-    train_priors = {i["fold"]: i["meta"]["train_priors"] for i in info}
+    train_priors = {i["fold"]: i["meta"].train_priors for i in info}
     priors = np.array([train_priors[f] for f in oof["fold"]])
     return scores(probs, y, raw, priors), oof
 

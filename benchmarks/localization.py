@@ -52,14 +52,14 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from barloc import extra_heads
-from barloc.calibrate import apply, softmax_probs, weighting_offset
+from barloc.calibrate import apply, fit_for_model, softmax_probs
+from barloc.config import check_config
 from barloc.data import EncodedDataset, predict_logits, targets_for
 from barloc.losses import softmax_cross_entropy
 from barloc.metrics import fit_calls, multilabel_metrics, per_label_mcc, predict_multilabel
 from barloc.runtime import sha256, versions
-from barloc.steps.calibrate import fit as fit_calibration
-from barloc.steps.ingest import load_reference, limit_length
-from barloc.steps.train import fit, task_classes
+from barloc.records import load_reference, limit_length
+from barloc.training import fit, task_classes
 
 REPO = Path(__file__).resolve().parents[1]
 N_PARTITIONS = 5
@@ -75,7 +75,7 @@ log = logging.getLogger("localization")
 
 def load_task(config: Path, data: Path | None, task_name: str = "localization") -> tuple[pd.DataFrame, dict, dict]:
     """Labelled proteins (id, sequence, label, group = partition), the task and trainer config."""
-    cfg = yaml.safe_load(config.read_text())
+    cfg = check_config(yaml.safe_load(config.read_text()), source=str(config))
     task = dict(cfg["tasks"][task_name])
     ref = Path(data) if data else Path(task["reference"])
     task["reference"] = str(ref if ref.is_absolute() else REPO / ref)
@@ -182,14 +182,14 @@ def run_partition(df: pd.DataFrame, test: str, task: dict, trainer: dict, seed: 
 
     # the floor, on the same proteins
     fv, ft = floor_probs(tr, [va, te], classes)
-    call_ratio = task.get("calibration", {}).get("call_ratio", "auto")
+    call_ratio = task["calibration"]["call_ratio"]
     out["floor"] = scores(ft, Yt, fit_calls(fv, Yv, call_ratio), classes)
     if floor_only:
         return out
 
     # barloc as the workflow trains and calibrates it
     model, meta, _ = fit(tr, va, task, trainer, pseed, f"partition{test}")
-    enc, extra, k = meta["encoder"], meta.get("extra_heads", []), len(classes)
+    enc, extra, k = meta.encoder, meta.heads, len(classes)
     view = extra_heads.WithExtraHeads(model) if extra else model
     zv = predict_logits(view, EncodedDataset(va["sequence"].tolist(), enc, "protein"), predict_batch, device)
     zt = predict_logits(view, EncodedDataset(te["sequence"].tolist(), enc, "protein"), predict_batch, device)
@@ -198,17 +198,15 @@ def run_partition(df: pd.DataFrame, test: str, task: dict, trainer: dict, seed: 
         frame = extra_heads.logit_columns(both[["split"]].copy(), np.vstack([zv, zt]), both, extra, k)
         out["extra_heads"] = extra_heads.evaluate(frame, extra_heads.fit_calibration(frame, extra))
         zv, zt = zv[:, :k], zt[:, :k]
-    offset = weighting_offset("multilabel", meta["loss"], np.asarray(meta["train_counts"]), meta["n_train"])
-    calib = fit_calibration("multilabel", task.get("calibration", {}).get("method", "temperature"), zv, Yv, offset,
-                            np.asarray(meta["train_priors"]))
+    calib = fit_for_model(meta, task["calibration"]["method"], zv, Yv)
     pv, pt = apply(zv, "multilabel", calib), apply(zt, "multilabel", calib)
     rule = fit_calls(pv, Yv, call_ratio)
     out["barloc"] = scores(pt, Yt, rule, classes)
     # the same probabilities called by the per-label thresholds alone (DeepLoc 2.0's rule)
     out["barloc_thresholds_only"] = scores(pt, Yt, {**rule, "call_ratio": 0.0}, classes)
-    out["timing"] = {"train_seconds": meta["train_seconds"], "epochs": meta["epochs"], "best_epoch": meta["best_epoch"],
-                     "train_protein_epochs": len(tr) * meta["epochs"], "device": meta["device"],
-                     "precision": meta["precision"], **prediction_speed(model, speed_seqs, enc, predict_batch, device)}
+    out["timing"] = {"train_seconds": meta.train_seconds, "epochs": meta.epochs, "best_epoch": meta.best_epoch,
+                     "train_protein_epochs": len(tr) * meta.epochs, "device": meta.device,
+                     "precision": meta.precision, **prediction_speed(model, speed_seqs, enc, predict_batch, device)}
 
     # the same encoder with a softmax head
     if softmax:
@@ -223,7 +221,7 @@ def run_partition(df: pd.DataFrame, test: str, task: dict, trainer: dict, seed: 
             subset: {"sigmoid": scores(pt[m], Yt[m], rule, classes), "softmax": scores(st[m], Yt[m], srule, classes)}
             for subset, m in (("all", np.ones(len(Yt), bool)), ("multi_location", multi), ("single_location", ~multi))
         }
-        out["softmax_vs_sigmoid"]["softmax_train_seconds"] = smeta["train_seconds"]
+        out["softmax_vs_sigmoid"]["softmax_train_seconds"] = smeta.train_seconds
     return out
 
 

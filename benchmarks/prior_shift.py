@@ -37,6 +37,7 @@ import yaml
 
 from barloc import calibrate as cal
 from barloc import shift
+from barloc.config import check_config
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -60,9 +61,9 @@ def out_of_fold_logits(config: Path, cache: Path | None, seed: int) -> pd.DataFr
     folds = oof["fold"].to_numpy()
     for fold in info:
         m, rows = fold["meta"], folds == fold["fold"]
-        offset = cal.weighting_offset("multiclass", m["loss"], np.asarray(m["train_counts"]), m["n_train"])
+        offset = cal.weighting_offset("multiclass", m.loss, np.asarray(m.train_counts), m.n_train)
         oof.loc[rows, [OFFSET + c for c in classes]] = offset
-        oof.loc[rows, [PRIOR + c for c in classes]] = np.asarray(m["train_priors"])
+        oof.loc[rows, [PRIOR + c for c in classes]] = np.asarray(m.train_priors)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         oof.to_parquet(cache, index=False)
@@ -366,8 +367,8 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     t0 = time.perf_counter()
-    fish = yaml.safe_load(args.config.read_text())["tasks"]["fish_origin"]
-    args.configured = configured = fish.get("calibration", {}).get("method", "temperature")
+    fish = check_config(yaml.safe_load(args.config.read_text()), source=str(args.config))["tasks"]["fish_origin"]
+    args.configured = configured = fish["calibration"]["method"]
     oof = out_of_fold_logits(args.config, args.oof, args.seed)
     result = {
         "task": "fish_origin",

@@ -21,13 +21,13 @@ def wait_for_epochs(last: Path, epochs: int, proc: subprocess.Popen, timeout: fl
     """How many epochs the Lightning checkpoint ``last`` has finished, polled while ``proc``
     runs until it has at least ``epochs`` (fewer if ``proc`` ends or time runs out); for the
     tests that kill a training run part-way."""
-    from barloc.steps.train import _ckpt_epoch
+    from barloc.training.resume import checkpoint_epochs
 
     done, deadline = 0, time.monotonic() + timeout
     while done < epochs and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
         try:
-            done = _ckpt_epoch(last) if last.exists() else 0
+            done = checkpoint_epochs(last) if last.exists() else 0
         except Exception:  # being written
             continue
     return done
@@ -108,31 +108,38 @@ def run_small_pipeline(cfg: dict, out: Path, seed: int = SMALL_SEED, task: str |
 
     import torch
 
+    from barloc.config import rule_config, trainer_defaults, with_defaults
     from barloc.steps import calibrate, evaluate, ingest, predict, prior_shift, split, train
 
     files = {name: str(out / name) for name in STEP_FILES}
     task = task or ("localization" if cfg["kind"] == "multilabel" else "fish_origin")
-    params = NS(task=task, cfg=cfg, seed=seed, geo_table=str(geo_table) if geo_table else None,
-                trainer={"accelerator": "cpu", "devices": 1, "precision": "32-true", "threads": 1})
+    full = with_defaults(cfg)
+    trainer = trainer_defaults({"accelerator": "cpu", "devices": 1, "precision": "32-true"})
+
+    def params(rule: str) -> NS:  # as the workflow's rules pass them: each its own keys
+        return NS(task=task, cfg=rule_config(full, rule), seed=seed, trainer=trainer)
+
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as run_step does with the rule's threads: 1
     try:
-        ingest.run(NS(), NS(records=files["records.parquet"]), params)
-        split.run(NS(records=files["records.parquet"]), NS(splits=files["splits.tsv"]), params)
+        ingest.run(NS(geo_table=str(geo_table) if geo_table else None), NS(records=files["records.parquet"]),
+                   params("ingest"))
+        split.run(NS(records=files["records.parquet"]), NS(splits=files["splits.tsv"]), params("split"))
         train.run(NS(records=files["records.parquet"], splits=files["splits.tsv"]),
                   NS(model=files["model.ckpt"], meta=files["model.json"], history=files["history.tsv"],
-                     val_logits=files["val_logits.parquet"]), params)
+                     val_logits=files["val_logits.parquet"]), params("train"))
         predict.run(NS(records=files["records.parquet"], splits=files["splits.tsv"], model=files["model.ckpt"],
-                       meta=files["model.json"], val_logits=files["val_logits.parquet"]), NS(logits=files["logits.parquet"]), params)
+                       meta=files["model.json"], val_logits=files["val_logits.parquet"]), NS(logits=files["logits.parquet"]),
+                    params("predict"))
         if to_evaluate:
             calibrate.run(NS(meta=files["model.json"], logits=files["logits.parquet"]),
-                          NS(calibration=files["calibration.json"]), params)
+                          NS(calibration=files["calibration.json"]), params("calibrate"))
             prior_shift.run(NS(meta=files["model.json"], calibration=files["calibration.json"],
                                logits=files["logits.parquet"]), NS(priors=files["priors.json"], calls=files["calls.tsv"]),
-                            params)
+                            params("prior_shift"))
             evaluate.run(NS(meta=files["model.json"], calibration=files["calibration.json"],
                             logits=files["logits.parquet"], priors=files["priors.json"]),
-                         NS(metrics=files["metrics.json"]), params)
+                         NS(metrics=files["metrics.json"]), params("evaluate"))
     finally:
         torch.set_num_threads(threads)
     return out

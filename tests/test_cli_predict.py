@@ -22,9 +22,10 @@ from barloc.calibrate import apply
 from barloc.cli import main
 from barloc.data import EncodedDataset, predict_logits, targets_for
 from barloc.inference import Progress, predict_file
-from barloc.metrics import call_rule
+from barloc.artifacts import Calibration, ModelMeta
 from barloc.modelio import build_model, save_model
-from barloc.steps.prior_shift import calls_table, correct
+from barloc.calling import calls_table, correct
+from barloc.config import task_default
 
 BASINS = ["Atlantic", "Indian", "Pacific"]
 PLACES = ["Cytoplasm", "Nucleus", "Mitochondrion"]
@@ -78,7 +79,7 @@ def _train(model, ds: EncodedDataset, y: np.ndarray, steps: int = 60) -> None:
 
 def _write_task(task_dir: Path, model, meta: dict, calibration: dict) -> Path:
     task_dir.mkdir(parents=True, exist_ok=True)
-    save_model(model, meta, task_dir / "model.ckpt", task_dir / "model.json")
+    save_model(model, ModelMeta(**meta), task_dir / "model.ckpt", task_dir / "model.json")
     (task_dir / "calibration.json").write_text(json.dumps(calibration))
     return task_dir / "model.ckpt"
 
@@ -99,7 +100,7 @@ def fish(tmp_path_factory) -> dict:
         "n_features": 64, "train_counts": counts, "n_train": len(labels),
         "train_priors": (np.array(counts) / len(labels)).tolist(),
     }
-    model = build_model(meta)
+    model = build_model(ModelMeta(**meta))
     _train(model, EncodedDataset(seqs, meta["encoder"], "dna"), targets_for(labels, BASINS, "multiclass"))
     calibration = {"kind": "multiclass", "classes": BASINS, "method": "temperature",
                    "offset": [0.1, -0.2, 0.1], "temperature": 1.7}
@@ -133,7 +134,7 @@ def loc(tmp_path_factory) -> dict:
         "train_counts": y.sum(axis=0).tolist(), "n_train": len(labels),
         "train_priors": y.mean(axis=0).tolist(),
     }
-    model = build_model(meta)
+    model = build_model(ModelMeta(**meta))
     _train(model, EncodedDataset(seqs, meta["encoder"], "protein"), y, steps=12)
     calibration = {"kind": "multilabel", "classes": PLACES, "method": "bcts", "offset": [0.0, 0.0, 0.0],
                    "temperature": [1.2, 0.9, 1.5], "bias": [0.1, -0.1, 0.0], "thresholds": [0.4, 0.5, 0.3],
@@ -154,7 +155,7 @@ def workflow_calls(task: dict, threshold: float = 0.6, batch_size: int = 64, pro
     probs = apply(predict_logits(task["model"], ds, batch_size), meta["kind"], calib)
     if probs_hook is not None:
         probs = probs_hook(probs)
-    thresholds, ratio = call_rule(calib, len(meta["classes"]))
+    thresholds, ratio = Calibration(**calib).call_rule(len(meta["classes"]))
     return calls_table(task["ids"], probs, meta["classes"], meta["kind"], threshold, thresholds, ratio)
 
 
@@ -285,7 +286,7 @@ def test_estimated_priors_equal_em_on_all_samples(fish, tmp_path, capsys):
 
     def em(p):
         corrected, i = correct("multiclass", p.astype(np.float32).astype(np.float64), train,
-                               {"method": "em", "bootstrap": 0}, BASINS, 0)
+                               {**task_default("prior_shift"), "bootstrap": 0}, BASINS, 0)
         info.update(i)
         return corrected
 

@@ -82,8 +82,11 @@ def test_fit_calls_fixed_ratio_and_ties():
 
 
 def test_call_rule_reads_calibrations_from_before_the_ratio():
-    thr, ratio = metrics.call_rule({"thresholds": [0.2, 0.3]}, 2)
-    np.testing.assert_allclose(thr, [0.2, 0.3])
-    assert ratio == 0.0
-    assert metrics.call_rule({}, 3)[0].tolist() == [0.5] * 3
-    assert metrics.call_rule({"thresholds": [0.2], "call_ratio": 0.35}, 1)[1] == 0.35
+    from barloc.artifacts import Calibration
+
+    thr, ratio = Calibration(temperature=1.0, thresholds=[0.2, 0.3]).call_rule(2)
+    assert thr.tolist() == [0.2, 0.3] and ratio == 0.0
+    assert Calibration(temperature=1.0).call_rule(3)[0].tolist() == [0.5] * 3
+    assert Calibration(temperature=1.0, thresholds=[0.2], call_ratio=0.35).call_rule(1)[1] == 0.35
+
+

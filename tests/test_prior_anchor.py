@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from barloc import calibrate as cal
-from barloc.steps.calibrate import fit, fitted_priors
+from barloc.artifacts import ModelMeta
+from barloc.calibrate import fit_calibration as fit
+from barloc.calibrate import fitted_priors
 
 MEANS = np.array([[0.0, 0.0], [1.5, 0.0], [0.0, 1.5]])
 
@@ -90,10 +92,14 @@ def test_temperature_needs_no_anchor():
 
 
 def test_fitted_priors_follow_the_model_that_scored_val():
-    meta = {"train_priors": [0.5, 0.5], "refit": {"val_scored_by": "first_model", "heldout": {"train_priors": [0.9, 0.1]}}}
-    np.testing.assert_allclose(fitted_priors(meta), [0.9, 0.1])
-    np.testing.assert_allclose(fitted_priors({**meta, "refit": {**meta["refit"], "val_scored_by": "refit_model"}}), [0.5, 0.5])
-    np.testing.assert_allclose(fitted_priors({"train_priors": [0.2, 0.8]}), [0.2, 0.8])
+    def meta(**kw) -> ModelMeta:
+        return ModelMeta(kind="multiclass", classes=["a", "b"], alphabet="dna", encoder={}, **kw)
+
+    refit = {"val_scored_by": "first_model", "heldout": {"train_priors": [0.9, 0.1]}}
+    np.testing.assert_allclose(fitted_priors(meta(train_priors=[0.5, 0.5], refit=refit)), [0.9, 0.1])
+    np.testing.assert_allclose(fitted_priors(meta(train_priors=[0.5, 0.5], refit={**refit, "val_scored_by": "refit_model"})),
+                               [0.5, 0.5])
+    np.testing.assert_allclose(fitted_priors(meta(train_priors=[0.2, 0.8])), [0.2, 0.8])
 
 
 def test_vector_scaling_through_the_steps(_small_pipeline_pairs, tmp_path):
@@ -103,25 +109,32 @@ def test_vector_scaling_through_the_steps(_small_pipeline_pairs, tmp_path):
     import shutil
     from types import SimpleNamespace as NS
 
+    import pandas as pd
+
+    from barloc.calling import split_arrays
+    from barloc.config import rule_config, with_defaults
     from barloc.steps import calibrate, evaluate, prior_shift
-    from barloc.steps.predict import read_logits
 
     run, _, cfg = _small_pipeline_pairs["fish_origin"]
     shutil.copytree(run, tmp_path, dirs_exist_ok=True)
     f = {name: str(tmp_path / name) for name in ("model.json", "logits.parquet", "calibration.json",
                                                   "priors.json", "calls.tsv", "metrics.json")}
-    params = NS(task="fish_origin", cfg={**cfg, "calibration": {"method": "vector"}}, seed=1)
-    calibrate.run(NS(meta=f["model.json"], logits=f["logits.parquet"]), NS(calibration=f["calibration.json"]), params)
+    full = with_defaults({**cfg, "calibration": {"method": "vector"}})
+
+    def params(rule: str) -> NS:
+        return NS(task="fish_origin", cfg=rule_config(full, rule), seed=1)
+
+    calibrate.run(NS(meta=f["model.json"], logits=f["logits.parquet"]), NS(calibration=f["calibration.json"]),
+                  params("calibrate"))
     prior_shift.run(NS(meta=f["model.json"], calibration=f["calibration.json"], logits=f["logits.parquet"]),
-                    NS(priors=f["priors.json"], calls=f["calls.tsv"]), params)
+                    NS(priors=f["priors.json"], calls=f["calls.tsv"]), params("prior_shift"))
     evaluate.run(NS(meta=f["model.json"], calibration=f["calibration.json"], logits=f["logits.parquet"],
-                    priors=f["priors.json"]), NS(metrics=f["metrics.json"]), params)
+                    priors=f["priors.json"]), NS(metrics=f["metrics.json"]), params("evaluate"))
     calib, meta = json.loads((tmp_path / "calibration.json").read_text()), json.loads((tmp_path / "model.json").read_text())
     k = len(meta["classes"])
     assert calib["method"] == "vector" and len(calib["temperature"]) == k and len(calib["bias"]) == k
     # The step's biases are vector scaling's on the val logits plus the anchor to the training mix.
-    df, logits = read_logits(f["logits.parquet"], meta["classes"])
-    zv, yv = calibrate.split_arrays(df, logits, meta, "val")
+    zv, yv = split_arrays(pd.read_parquet(f["logits.parquet"]), ModelMeta.load(f["model.json"]), "val")
     zo = zv + np.asarray(calib["offset"])
     T, b = cal.fit_vector_scaling(zo, yv)
     anchor = cal.prior_anchor("multiclass", cal.apply(zo, "multiclass", {"temperature": T, "bias": b}), meta["train_priors"])

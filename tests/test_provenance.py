@@ -13,8 +13,10 @@ import pytest
 import torch
 
 from barloc.errors import InputError
+from barloc.artifacts import ModelMeta
+from barloc.config import with_defaults
 from barloc.modelio import build_model, load_model, save_model
-from barloc.runtime import parquet_meta, read_json, write_parquet
+from barloc.artifacts import parquet_meta, read_json, write_parquet
 from barloc.steps import ingest
 
 VERSION_KEYS = {"barloc", "python", "torch", "lightning", "numpy", "pandas"}
@@ -59,7 +61,7 @@ def test_labels_sheet_is_checksummed_and_a_changed_byte_shows(tmp_path):
 
     def ingest_to(name: str) -> dict:
         out = tmp_path / name
-        ingest.run(NS(), NS(records=str(out)), NS(task="t", cfg=cfg))
+        ingest.run(NS(), NS(records=str(out)), NS(task="t", cfg=with_defaults(cfg)))
         return parquet_meta(out)["inputs"]
 
     before = ingest_to("a.parquet")
@@ -83,10 +85,10 @@ def test_parquet_metadata_round_trip_keeps_pandas_reading_the_table(tmp_path):
 # --- safe model files ----------------------------------------------------------------------
 
 
-def small_meta(classes=("a", "b", "c")) -> dict:
-    return {"kind": "multiclass", "classes": list(classes), "alphabet": "dna",
-            "encoder": {"type": "kmer", "k": 2, "hidden": 4}, "loss": {},
-            "train_counts": [3] * len(classes), "n_train": 3 * len(classes), "n_features": 16}
+def small_meta(classes=("a", "b", "c")) -> ModelMeta:
+    return ModelMeta(kind="multiclass", classes=list(classes), alphabet="dna",
+                     encoder={"type": "kmer", "k": 2, "hidden": 4}, loss={}, train_priors=[1 / len(classes)] * len(classes),
+                     train_counts=[3] * len(classes), n_train=3 * len(classes), n_features=16)
 
 
 @pytest.fixture
@@ -119,7 +121,7 @@ def test_lightning_style_checkpoint_with_an_object_is_refused(saved):
 def test_plain_state_dict_round_trips_exactly(saved):
     model, ckpt, meta_path = saved
     loaded, meta = load_model(ckpt, meta_path)
-    assert meta["classes"] == ["a", "b", "c"]
+    assert meta.classes == ["a", "b", "c"]
     for key, value in model.state_dict().items():
         assert torch.equal(value, loaded.state_dict()[key])
 

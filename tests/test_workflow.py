@@ -104,6 +104,61 @@ def test_rerun_is_a_no_op(run_dir):
     assert res.returncode == 0 and "Nothing to be done" in (res.stdout + res.stderr)
 
 
+def _scheduled(workdir: Path) -> set[tuple[str, str]]:
+    """(rule, task) of every job a dry run schedules ("report" has no task)."""
+    res = snakemake(workdir, "-n")
+    assert res.returncode == 0, res.stderr[-3000:]
+    jobs, rule = set(), None
+    for line in (res.stdout + res.stderr).splitlines():
+        line = line.strip()
+        if line.startswith("rule ") and line.endswith(":"):
+            rule = line[5:-1]
+            if rule == "report":
+                jobs.add((rule, ""))
+        elif rule and line.startswith("wildcards:") and "task=" in line:
+            jobs.add((rule, line.split("task=")[1].split(",")[0].strip()))
+            rule = None
+    return jobs
+
+
+AFTER_CALIBRATION = {"prior_shift", "evaluate", "report"}
+
+
+@pytest.mark.parametrize("edit, reruns", [
+    # a reporting cut-off: the calls and the page, no retrain
+    (("fish_origin", "uncertain_below", 0.7), {("prior_shift", "fish_origin"), ("evaluate", "fish_origin"),
+                                                ("report", "")}),
+    (("fish_origin", "prior_shift.method", "none"), {("prior_shift", "fish_origin"), ("evaluate", "fish_origin"),
+                                                      ("report", "")}),
+    (("localization", "calibration.method", "temperature"), {("calibrate", "localization"), ("prior_shift", "localization"),
+                                                             ("evaluate", "localization"), ("report", "")}),
+    (("fish_origin", "train.lr", 0.002), {(r, "fish_origin") for r in ("train", "ablation", "predict", "calibrate",
+                                                                        *AFTER_CALIBRATION - {"report"})}
+     | {("report", "")}),
+    (("fish_origin", "encoder.k", 3), {(r, "fish_origin") for r in ("train", "ablation", "predict", "calibrate",
+                                                                     *AFTER_CALIBRATION - {"report"})}
+     | {("report", "")}),
+    (("localization", "description", "Where proteins sit."), {("report", "")}),
+])
+def test_a_changed_key_reruns_its_readers_only(run_dir, edit, reruns):
+    """Each rule gets only the config keys it reads, so a change reruns the rules from its first
+    reader on and nothing upstream (Snakemake's params trigger)."""
+    task, key, value = edit
+    path = run_dir / "config/config.yaml"
+    original = path.read_text()
+    cfg = yaml.safe_load(original)
+    block, _, sub = key.partition(".")
+    if sub:
+        cfg["tasks"][task].setdefault(block, {})[sub] = value
+    else:
+        cfg["tasks"][task][block] = value
+    try:
+        path.write_text(yaml.safe_dump(cfg))
+        assert _scheduled(run_dir) == reruns
+    finally:
+        path.write_text(original)
+
+
 def test_bad_query_stops_at_ingest_without_outputs(tmp_path):
     def bad_query(cfg, wd):
         bad = wd / "bad.fasta"

@@ -275,12 +275,79 @@ def weighting_offset(kind: str, loss: dict, train_counts: np.ndarray, n_train: i
     """
     from barloc.losses import class_weights, pos_weights
 
+    from barloc.config import block_defaults
+
+    loss = block_defaults("loss", loss)
     counts = np.asarray(train_counts, dtype=np.float64)
     if kind == "multiclass":
-        scheme = loss.get("class_weights", "none")
+        scheme = loss["class_weights"]
         if scheme == "none":
             return np.zeros(len(counts))
-        return -np.log(class_weights(counts, scheme, loss.get("beta", 0.999)))
-    if not loss.get("pos_weight", True):
+        return -np.log(class_weights(counts, scheme, loss["beta"]))
+    if not loss["pos_weight"]:
         return np.zeros(len(counts))
-    return -np.log(np.maximum(pos_weights(counts, n_train, loss.get("pos_weight_cap", 50.0)), 1e-12))
+    return -np.log(np.maximum(pos_weights(counts, n_train, loss["pos_weight_cap"]), 1e-12))
+
+
+# ---------------------------------------------------------------- a trained model's calibration
+def nll_of(kind: str, probs: np.ndarray, y: np.ndarray) -> float:
+    """Mean NLL of probability rows (multiclass) or of every label's Bernoulli (multilabel)."""
+    p = np.clip(probs, 1e-12, 1 - 1e-12)
+    if kind == "multiclass":
+        return float(-np.log(p[np.arange(len(y)), y]).mean())
+    return float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())
+
+
+def reliability_of(kind: str, probs: np.ndarray, y: np.ndarray, bins: int) -> dict:
+    if kind == "multiclass":
+        return multiclass_reliability(probs, y, bins)
+    return multilabel_reliability(probs, y, bins)
+
+
+def fit_calibration(kind: str, method: str, z: np.ndarray, y: np.ndarray, offset: np.ndarray,
+                    train_priors: np.ndarray) -> dict:
+    """Calibration parameters for (z + offset) / T + bias, fitted on val logits ``z`` of a model
+    trained under ``train_priors``. Fitted biases are anchored back to those priors
+    (:func:`prior_anchor`): without that they carry val's class mix into the calls and into
+    prior-shift correction."""
+    zo = z + offset
+    out: dict = {"method": method, "offset": offset}
+    if method == "temperature":
+        out["temperature"] = (fit_temperature if kind == "multiclass" else fit_label_temperatures)(zo, y)
+        return out
+    # bcts: one temperature and a bias per class; vector: a temperature and a bias per class.
+    # A sigmoid head's labels are separate problems: both are Platt scaling there.
+    fitter = {"bcts": fit_bcts, "vector": fit_vector_scaling}[method] if kind == "multiclass" else fit_platt
+    temperature, bias = fitter(zo, y)
+    probs_val = apply(zo, kind, {"temperature": temperature, "bias": bias})
+    return {**out, "temperature": temperature, "bias": bias + prior_anchor(kind, probs_val, train_priors)}
+
+
+def _scored_val(meta) -> dict:
+    """The facts of the model whose val logits calibrate (a :class:`~barloc.artifacts.ModelMeta`):
+    the early-stopped one after a refit unless ``val_scored_by: refit_model``."""
+    refit = meta.refit
+    if refit and refit.get("val_scored_by", "first_model") == "first_model":
+        return refit["heldout"]
+    return {"train_counts": meta.train_counts, "n_train": meta.n_train, "train_priors": meta.train_priors}
+
+
+def fitted_priors(meta) -> np.ndarray:
+    """Training priors of the model whose val logits calibrate (see :func:`_scored_val`)."""
+    return np.asarray(_scored_val(meta)["train_priors"], dtype=np.float64)
+
+
+def offsets(meta) -> tuple[np.ndarray, np.ndarray]:
+    """Logit offsets undoing the class weighting of (the model whose val logits calibrate, the
+    model that calls). They differ after a refit (``meta.refit``): the early-stopped model's
+    weighting followed the training split's counts, the refit model's train + val's."""
+    held = _scored_val(meta)
+    return (weighting_offset(meta.kind, meta.loss, np.asarray(held["train_counts"]), held["n_train"]),
+            weighting_offset(meta.kind, meta.loss, np.asarray(meta.train_counts), meta.n_train))
+
+
+def fit_for_model(meta, method: str, zv: np.ndarray, yv: np.ndarray) -> dict:
+    """Calibration of ``meta``'s model from the val logits ``zv`` of the model early-stopped on
+    them; the stored offset is the calling model's."""
+    fit_offset, offset = offsets(meta)
+    return {**fit_calibration(meta.kind, method, zv, yv, fit_offset, fitted_priors(meta)), "offset": offset}

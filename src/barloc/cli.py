@@ -90,7 +90,7 @@ def _label_counts(labels: pd.Series) -> Counter[str]:
 def _run_validate(args: argparse.Namespace) -> int:
     from barloc.io import detect_format
     from barloc.io.fasta import guess_alphabet
-    from barloc.steps.ingest import load_reference
+    from barloc.records import load_reference
 
     collect = _Collect()
     pkg_log = logging.getLogger("barloc")
@@ -168,7 +168,8 @@ def _run_validate(args: argparse.Namespace) -> int:
 
 
 def _add_predict(parser: argparse.ArgumentParser) -> None:
-    from barloc.inference import DEFAULT_CHUNK, DEFAULT_UNCERTAIN_BELOW
+    from barloc.config import task_default
+    from barloc.inference import DEFAULT_CHUNK
 
     parser.add_argument("--model", required=True, metavar="CKPT",
                         help="results/{task}/model.ckpt; model.json and calibration.json must sit beside it")
@@ -186,7 +187,7 @@ def _add_predict(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prior-strength", type=float, default=0.0, metavar="N",
                         help="with --estimate-priors: MAP-EM pseudo-samples at the training priors (default: 0, plain EM)")
     parser.add_argument("--uncertain-below", type=float, default=None, metavar="P",
-                        help=f"multiclass: flag calls whose probability is below P (default: {DEFAULT_UNCERTAIN_BELOW}); "
+                        help=f"multiclass: flag calls whose probability is below P (default: {task_default('uncertain_below')}); "
                              "multilabel models use their calibrated per-label thresholds")
     parser.add_argument("--batch-size", type=int, default=128, metavar="N", help="sequences per forward pass (default: 128)")
     parser.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK, metavar="N",

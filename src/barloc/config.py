@@ -1,14 +1,48 @@
-"""Config validation with one readable line a problem (the schema stays the single source)."""
+"""The configuration: checked against the schema (the one home of every key and its default),
+defaults filled in from it, cross-field rules checked, and each rule's share of a task block.
+
+Each workflow rule receives only the keys it reads (:data:`RULE_KEYS`), so that Snakemake's
+params trigger reruns exactly the rules from a changed key's first reader on.
+"""
 
 from __future__ import annotations
 
+import copy
 import difflib
+import functools
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import yaml
 
 from barloc.errors import InputError
+
+#: The schema ships inside the package (workflow/schemas/config.schema.yaml links to it), so
+#: that barloc predict and the library fill defaults after a plain pip install too.
+SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
+
+#: Task keys each rule reads ("a.b" for one key of a block). The report rule's keys are listed
+#: too; the trainer block and the seed are passed separately where used.
+RULE_KEYS: dict[str, tuple[str, ...]] = {
+    "ingest": ("kind", "alphabet", "reference", "format", "labels", "markers", "label", "basin_level", "classes",
+               "min_class_size", "query", "query_format", "max_length", "on_long"),
+    "split": ("split",),
+    "train": ("kind", "alphabet", "classes", "encoder", "loss", "train", "calibration.val_scored_by",
+              "membrane_head", "max_length", "on_long"),
+    "ablation": ("kind", "alphabet", "classes", "encoder", "loss", "train", "calibration.method",
+                 "calibration.ece_bins", "max_length", "on_long"),
+    "predict": ("train.batch_size",),
+    "calibrate": ("calibration.method", "calibration.ece_bins", "calibration.call_ratio"),
+    "prior_shift": ("prior_shift", "uncertain_below"),
+    "evaluate": ("calibration.ece_bins",),
+    "report": ("title", "description", "nouns", "uncertain_below", "reference", "labels", "query"),
+}
+
+
+@functools.cache
+def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
+    return yaml.safe_load(Path(path).read_text())
 
 
 def _where(path) -> str:
@@ -25,15 +59,144 @@ def _explain(err: jsonschema.ValidationError) -> str:
             close = difflib.get_close_matches(key, allowed, n=1)
             hints.append(f"unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
         return f"{where}: " + "; ".join(hints) + f"; allowed keys: {', '.join(allowed)}"
-    if err.validator == "required":
-        return f"{where}: {err.message}"
     return f"{where}: {err.message}"
 
 
-def check_config(config: dict, schema_path: str | Path, source: str = "config") -> None:
-    """Raise InputError listing every schema violation, one per line, most specific first."""
-    schema = yaml.safe_load(Path(schema_path).read_text())
+def _resolve(node: dict, root: dict) -> dict:
+    while "$ref" in node:
+        ref = node["$ref"]
+        assert ref.startswith("#/"), ref
+        target = root
+        for part in ref[2:].split("/"):
+            target = target[part]
+        node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+    return node
+
+
+def fill_defaults(instance: Any, node: dict, root: dict) -> Any:
+    """``instance`` with every absent key that the schema gives a ``default`` filled in, at any
+    depth (objects under ``properties`` and ``additionalProperties``; ``if``/``then``/``else``
+    in ``allOf`` for defaults that depend on a sibling, such as the encoder type's dropout).
+    An object key with no default and no value stays absent."""
+    node = _resolve(node, root)
+    if not isinstance(instance, dict):
+        return instance
+    props = node.get("properties", {})
+    for key, sub in props.items():
+        sub = _resolve(sub, root)
+        if key not in instance and "default" in sub:
+            instance[key] = copy.deepcopy(sub["default"])
+        if key in instance:
+            instance[key] = fill_defaults(instance[key], sub, root)
+    extra = node.get("additionalProperties")
+    if isinstance(extra, dict):
+        for key in [k for k in instance if k not in props]:
+            instance[key] = fill_defaults(instance[key], extra, root)
+    for rule in node.get("allOf", []):
+        if "if" in rule:
+            branch = rule.get("then") if jsonschema.Draft202012Validator(rule["if"]).is_valid(instance) \
+                else rule.get("else")
+            if branch:
+                fill_defaults(instance, branch, root)
+    return instance
+
+
+def cross_checks(config: dict) -> list[str]:
+    """Rules that span several keys, which a JSON schema says poorly: one line a problem."""
+    problems = []
+    for name, task in config.get("tasks", {}).items():
+        kind, alphabet, fmt = task.get("kind"), task.get("alphabet"), task.get("format")
+        enc = task.get("encoder", {})
+        where = f"tasks.{name}"
+        if enc.get("type") == "nearest" and (kind != "multiclass" or alphabet != "dna"):
+            problems.append(f"{where}.encoder.type: nearest compares DNA k-mer profiles for a softmax head: "
+                            "it needs kind: multiclass and alphabet: dna")
+        if task.get("membrane_head") and (kind != "multilabel" or fmt != "deeploc"):
+            problems.append(f"{where}.membrane_head: needs kind: multilabel and format: deeploc "
+                            "(the DeepLoc CSV's Membrane column)")
+        if fmt == "deeploc" and alphabet != "protein":
+            problems.append(f"{where}.alphabet: a DeepLoc CSV holds proteins: set alphabet: protein")
+        if fmt == "bold" and alphabet != "dna":
+            problems.append(f"{where}.alphabet: a BOLD export holds DNA barcodes: set alphabet: dna")
+        if task.get("train", {}).get("augment", {}).get("copies") and alphabet != "dna":
+            problems.append(f"{where}.train.augment: augmentation alters DNA barcodes; it is for alphabet: dna")
+        loss = task.get("loss", {})
+        if kind == "multiclass" and loss.get("type") == "bce":
+            problems.append(f"{where}.loss.type: bce is for sigmoid heads (kind: multilabel); "
+                            "use cross_entropy or focal")
+        pcfg = task.get("prior_shift", {})
+        if pcfg.get("method") == "known" and "target_priors" not in pcfg:
+            problems.append(f"{where}.prior_shift: method known needs target_priors")
+        if pcfg.get("target_priors") == "equal" and kind != "multiclass":
+            problems.append(f"{where}.prior_shift.target_priors: equal is for a softmax (multiclass) task; "
+                            "give each label's prevalence instead")
+        split = task.get("split", {})
+        if split.get("method") == "given" and not (split.get("test_groups") and split.get("val_groups")):
+            problems.append(f"{where}.split: method given needs test_groups and val_groups")
+        if split.get("method", "grouped") == "grouped":
+            n = split.get("n_folds", 5)
+            for key in ("test_fold", "val_fold"):
+                if split.get(key, 0) >= n:
+                    problems.append(f"{where}.split.{key}: {split[key]} is not a fold of 0..{n - 1}")
+            if split.get("test_fold") == split.get("val_fold"):
+                problems.append(f"{where}.split: test_fold and val_fold must differ")
+        heads, chans = enc.get("attention_heads"), enc.get("channels", 0) * len(enc.get("kernel_sizes", []))
+        if enc.get("type") == "cnn" and enc.get("attention_layers") and heads and chans % heads:
+            problems.append(f"{where}.encoder.attention_heads: {heads} does not divide channels x number of "
+                            f"kernel_sizes ({chans})")
+    return problems
+
+
+def check_config(config: dict, schema_path: str | Path = SCHEMA_PATH, source: str = "config") -> dict:
+    """Validate ``config`` in place: raise InputError listing every schema violation and every
+    cross-field problem, one per line, most specific first; fill in the schema's defaults."""
+    schema = load_schema(schema_path)
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (list(map(str, e.absolute_path)), e.message))
     if errors:
         raise InputError(source, "invalid configuration: " + " | ".join(_explain(e) for e in errors))
+    fill_defaults(config, schema, schema)
+    problems = cross_checks(config)
+    if problems:
+        raise InputError(source, "invalid configuration: " + " | ".join(problems))
+    return config
+
+
+def with_defaults(task: dict) -> dict:
+    """A copy of one task block with the schema's defaults filled in, for callers that build a
+    task in code (benchmarks, tests, cross-validation) rather than from a checked config."""
+    schema = load_schema()
+    return fill_defaults(copy.deepcopy(task), schema["$defs"]["task"], schema)
+
+
+def block_defaults(block: str, values: dict | None) -> dict:
+    """A copy of one task block (``encoder``, ``loss``, ...) with the schema's defaults filled in."""
+    schema = load_schema()
+    return fill_defaults(copy.deepcopy(dict(values or {})), schema["$defs"]["task"]["properties"][block], schema)
+
+
+def task_default(key: str):
+    """The schema's default of one task key, nested defaults filled in (e.g. the whole
+    ``prior_shift`` block, or ``uncertain_below``)."""
+    return with_defaults({})[key]
+
+
+def trainer_defaults(trainer: dict | None = None) -> dict:
+    """A copy of a ``trainer`` block with the schema's defaults filled in."""
+    schema = load_schema()
+    return fill_defaults(copy.deepcopy(trainer or {}), schema["properties"]["trainer"], schema)
+
+
+def rule_config(task: dict, rule: str) -> dict:
+    """The part of a (checked) task block that ``rule`` reads (:data:`RULE_KEYS`), nested as in the block."""
+    out: dict = {}
+    for key in RULE_KEYS[rule]:
+        block, _, sub = key.partition(".")
+        if block not in task:
+            continue
+        if sub:
+            if sub in task[block]:
+                out.setdefault(block, {})[sub] = task[block][sub]
+        else:
+            out[block] = task[block]
+    return out

@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 
 from barloc import soft
-from barloc.calibrate import apply
+from barloc.artifacts import LOGIT
+from barloc.calibrate import apply, fit_for_model
+from barloc.config import with_defaults
 from barloc.data import EncodedDataset, group_ids, predict_logits, targets_for
-from barloc.steps.calibrate import fit_for_model
-from barloc.steps.predict import LOGIT
-from barloc.steps.split import grouped_folds
-from barloc.steps.train import train_for_calls
+from barloc.splits import grouped_folds
+from barloc.training import train_for_calls
 
 
 def assign_folds(labelled: pd.DataFrame, n_folds: int, seed: int) -> np.ndarray:
@@ -42,7 +42,7 @@ def out_of_fold(
     labelled = labelled.reset_index(drop=True)
     folds = assign_folds(labelled, n_folds, seed) if folds is None else np.asarray(folds)
     classes = sorted(set(labelled["label"].str.split(";").explode())) if not cfg.get("classes") else list(cfg["classes"])
-    cfg = {**cfg, "classes": classes}
+    cfg = with_defaults({**cfg, "classes": classes})
     hard = soft.hard_mask(labelled)
     parts, info = [], []
     for k in range(n_folds):
@@ -55,11 +55,11 @@ def out_of_fold(
         logits = {}
         # As in the workflow: val logits from the model early-stopped on them (see train.refit).
         for name, m, model in (("val", val_m, trained.val_model), ("test", test_m, trained.model)):
-            ds = EncodedDataset(labelled.loc[m, "sequence"].tolist(), meta["encoder"], meta["alphabet"],
-                                groups=group_ids(labelled[m], meta.get("reference_groups")))
+            ds = EncodedDataset(labelled.loc[m, "sequence"].tolist(), meta.encoder, meta.alphabet,
+                                groups=group_ids(labelled[m], meta.reference_groups))
             logits[name] = predict_logits(model, ds, 256)
         yv = targets_for(labelled.loc[val_m, "label"].tolist(), classes, cfg["kind"])
-        calib = fit_for_model(meta, cfg.get("calibration", {}).get("method", "temperature"), logits["val"], yv)
+        calib = fit_for_model(meta, cfg["calibration"]["method"], logits["val"], yv)
         probs = apply(logits["test"], cfg["kind"], calib)
         frame = pd.DataFrame({"id": labelled.loc[test_m, "id"].to_numpy(), "label": labelled.loc[test_m, "label"].to_numpy(), "fold": k})
         frame[[LOGIT + c for c in classes]] = logits["test"]

@@ -2,9 +2,8 @@
 
 A trained task directory (``results/{task}/``) holds ``model.ckpt`` + ``model.json`` and
 ``calibration.json``; this module loads them and writes the workflow's ``calls.tsv`` table
-(:func:`barloc.steps.prior_shift.calls_table`, plus ``membrane_prob``/``membrane_call`` from
-:func:`barloc.extra_heads.add_call_columns` when the model has the membrane head) for any
-FASTA/FASTQ file.
+(through :class:`barloc.calling.Caller`, as the workflow's prior_shift step, extra heads'
+``membrane_prob``/``membrane_call`` included) for any FASTA/FASTQ file.
 
 Memory does not grow with the input: records are streamed in chunks, each chunk is encoded,
 predicted and written before the next is read. The one exception is ``estimate_priors``:
@@ -30,65 +29,34 @@ from typing import TextIO
 import numpy as np
 import pandas as pd
 
-from barloc import extra_heads, shift
-from barloc.calibrate import apply
+from barloc import extra_heads
+from barloc.artifacts import Calibration, ModelMeta, Priors, atomic_path
+from barloc.calling import Caller, correct
+from barloc.config import task_default
 from barloc.errors import InputError
-from barloc.metrics import call_rule
-from barloc.runtime import atomic_path, read_json
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CHUNK = 2000
-DEFAULT_UNCERTAIN_BELOW = 0.6
 
 
 @dataclass
 class Predictor:
-    """A loaded model with everything needed to turn sequences into calibrated probabilities."""
+    """A loaded model with everything needed to turn sequences into calls."""
 
     model: object
-    meta: dict
-    calibration: dict
+    caller: Caller
     task_dir: Path
-    priors_info: dict | None = field(default=None)
+    priors_info: Priors | None = field(default=None)
 
     @property
-    def kind(self) -> str:
-        return self.meta["kind"]
-
-    @property
-    def classes(self) -> list[str]:
-        return list(self.meta["classes"])
-
-    @property
-    def train_priors(self) -> np.ndarray:
-        return np.asarray(self.meta["train_priors"], dtype=np.float64)
-
-    @property
-    def call_rule(self) -> tuple[np.ndarray, float]:
-        """Multilabel calling rule: per-label thresholds and call ratio (see barloc.metrics)."""
-        return call_rule(self.calibration, len(self.classes))
-
-    @property
-    def extra_heads(self) -> list[str]:
-        """The model's extra sigmoid heads (model.json ``extra_heads``), e.g. ``["membrane"]``."""
-        return list(self.meta.get("extra_heads", []))
+    def meta(self) -> ModelMeta:
+        return self.caller.meta
 
 
-def _read_json_file(path: Path, what: str) -> dict:
-    if not path.is_file():
-        raise InputError(path, f"{what} not found (it is written next to model.ckpt by the workflow)")
-    try:
-        data = read_json(path)
-    except (ValueError, OSError) as exc:
-        raise InputError(path, f"cannot read {what}: {exc}") from None
-    if not isinstance(data, dict):
-        raise InputError(path, f"{what} is not a JSON object")
-    return data
-
-
-def load_predictor(model_path: str | Path) -> Predictor:
-    """Load ``model.ckpt`` (weights only) and the ``model.json`` and ``calibration.json`` beside it."""
+def load_predictor(model_path: str | Path, uncertain_below: float | None = None) -> Predictor:
+    """Load ``model.ckpt`` (weights only) and the ``model.json`` and ``calibration.json`` beside
+    it; ``uncertain_below`` defaults to the schema's."""
     from barloc.modelio import load_model
 
     ckpt = Path(model_path)
@@ -96,19 +64,14 @@ def load_predictor(model_path: str | Path) -> Predictor:
         raise InputError(ckpt, "model file not found")
     meta_path = ckpt.with_suffix(".json")
     cal_path = ckpt.parent / "calibration.json"
-    meta = _read_json_file(meta_path, "model.json")
-    calibration = _read_json_file(cal_path, "calibration.json")
-    missing = [k for k in ("kind", "classes", "alphabet", "encoder", "train_priors") if k not in meta]
-    if missing:
-        raise InputError(meta_path, f"model.json lacks {', '.join(missing)}")
-    if "temperature" not in calibration:
-        raise InputError(cal_path, "calibration.json has no temperature")
-    if list(calibration.get("classes", meta["classes"])) != list(meta["classes"]):
+    meta = ModelMeta.load(meta_path)
+    calibration = Calibration.load(cal_path)
+    if list(calibration.classes or meta.classes) != list(meta.classes):
         raise InputError(cal_path, "calibration.json is for other classes than model.json")
-    if calibration.get("kind", meta["kind"]) != meta["kind"]:
-        raise InputError(cal_path, f"calibration.json is for a {calibration['kind']} model, not {meta['kind']}")
-    for name in meta.get("extra_heads", []):
-        if not (calibration.get("extra_heads") or {}).get(name):
+    if (calibration.kind or meta.kind) != meta.kind:
+        raise InputError(cal_path, f"calibration.json is for a {calibration.kind} model, not {meta.kind}")
+    for name in meta.heads:
+        if not (calibration.extra_heads or {}).get(name):
             raise InputError(cal_path, f"the model has a {name} head but calibration.json has no "
                                        f"extra_heads.{name} (rerun the calibrate step)")
     try:
@@ -120,9 +83,10 @@ def load_predictor(model_path: str | Path) -> Predictor:
     priors_path = ckpt.parent / "priors.json"
     priors_info = None
     if priors_path.is_file():
-        with contextlib.suppress(ValueError, OSError):
-            priors_info = read_json(priors_path)
-    return Predictor(model, meta, calibration, ckpt.parent, priors_info)
+        with contextlib.suppress(InputError):
+            priors_info = Priors.load(priors_path)
+    cutoff = task_default("uncertain_below") if uncertain_below is None else float(uncertain_below)
+    return Predictor(model, Caller(meta, calibration, cutoff, cal_path), ckpt.parent, priors_info)
 
 
 def read_priors_tsv(path: str | Path, classes: list[str], kind: str, train: np.ndarray) -> np.ndarray:
@@ -169,13 +133,6 @@ def read_priors_tsv(path: str | Path, classes: list[str], kind: str, train: np.n
     return v / v.sum()
 
 
-def correct_known(probs: np.ndarray, kind: str, train: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Known-prior correction of calibrated probabilities; row-wise, so it can run per chunk."""
-    if kind == "multilabel":
-        return shift.reweight_multilabel(probs, train, target)
-    return shift.reweight(probs, train, target)
-
-
 def check_alphabet(path: str | Path, fmt: str | None, alphabet: str) -> None:
     """Refuse a file whose first records look like the other alphabet (DNA vs protein)."""
     from barloc.io.fasta import guess_alphabet
@@ -196,7 +153,7 @@ def iter_chunks(
     the workflow's ingest did for the training data.
     """
     from barloc.io.fasta import iter_sequences
-    from barloc.steps.ingest import limit_length
+    from barloc.records import limit_length
 
     def emit(ids: list[str], seqs: list[str]) -> tuple[list[str], list[str]]:
         if not limits or limits.get("max_length") is None:
@@ -216,32 +173,18 @@ def iter_chunks(
         yield emit(ids, seqs)
 
 
-def calibrated_outputs(pred: Predictor, seqs: list[str], batch_size: int,
-                       device: str = "cpu") -> tuple[np.ndarray, np.ndarray | None]:
-    """Calibrated class probabilities of ``seqs``, exactly as the workflow's predict +
-    calibrate steps, and the extra heads' raw logits ((n, heads); None without extra heads),
-    from the same forward pass as the workflow's predict step."""
+def class_and_extra_logits(pred: Predictor, seqs: list[str], batch_size: int,
+                           device: str = "cpu") -> tuple[np.ndarray, np.ndarray | None]:
+    """Class logits of ``seqs`` and the extra heads' logits ((n, heads); None without extra
+    heads), from one forward pass, as the workflow's predict step scores them."""
     from barloc.data import EncodedDataset, predict_logits
 
-    ds = EncodedDataset(seqs, pred.meta["encoder"], pred.meta["alphabet"])
-    heads = pred.extra_heads
-    model = extra_heads.WithExtraHeads(pred.model) if heads else pred.model
+    meta = pred.meta
+    ds = EncodedDataset(seqs, meta.encoder, meta.alphabet)
+    model = extra_heads.WithExtraHeads(pred.model) if meta.heads else pred.model
     logits = predict_logits(model, ds, batch_size, device)
-    k = len(pred.classes)
-    return apply(logits[:, :k], pred.kind, pred.calibration), (logits[:, k:] if heads else None)
-
-
-def call_rows(pred: Predictor, ids: list[str], probs: np.ndarray, extra: np.ndarray | None,
-              threshold: float) -> pd.DataFrame:
-    """The calls table of one chunk: :func:`~barloc.steps.prior_shift.calls_table`, then the
-    extra heads' calibrated probability and call, as the workflow's prior_shift step writes."""
-    from barloc.steps.prior_shift import calls_table
-
-    table = calls_table(ids, probs, pred.classes, pred.kind, threshold, *pred.call_rule)
-    if pred.extra_heads:
-        table = extra_heads.add_call_columns(table, extra, pred.calibration.get("extra_heads"), pred.extra_heads,
-                                             pred.task_dir / "calibration.json")
-    return table
+    k = len(meta.classes)
+    return logits[:, :k], (logits[:, k:] if meta.heads else None)
 
 
 class Progress:
@@ -316,21 +259,19 @@ def predict_file(
     corrects with them. The table is written to a temporary file that is renamed to
     ``out_path`` only when every record succeeded.
     """
-    from barloc.steps.prior_shift import correct
-
     if priors is not None and estimate_priors:
         raise InputError(None, "give either --priors or --estimate-priors, not both")
     if chunk_size < 1 or batch_size < 1:
         raise InputError(None, "chunk and batch sizes must be at least 1")
-    pred = load_predictor(model_path)
-    kind, classes, train = pred.kind, pred.classes, pred.train_priors
-    threshold = DEFAULT_UNCERTAIN_BELOW if uncertain_below is None else float(uncertain_below)
+    pred = load_predictor(model_path, uncertain_below)
+    caller = pred.caller
+    kind, classes, train = caller.kind, caller.classes, caller.train_priors
     target = read_priors_tsv(priors, classes, kind, train) if priors is not None else None
-    check_alphabet(input_path, fmt, pred.meta["alphabet"])
+    check_alphabet(input_path, fmt, pred.meta.alphabet)
 
     def chunks(label: str, total: int | None = None) -> Iterator[tuple[list[str], list[str]]]:
         bar = Progress(label, total, enabled=progress)
-        for ids, seqs in iter_chunks(input_path, pred.meta["alphabet"], fmt, chunk_size, pred.meta.get("length_limit")):
+        for ids, seqs in iter_chunks(input_path, pred.meta.alphabet, fmt, chunk_size, pred.meta.length_limit):
             yield ids, seqs
             bar.update(len(ids))
         bar.close()
@@ -343,8 +284,8 @@ def predict_file(
         # the extra heads' float32 logits, as the model gives them, for pass 2's calls).
         parts, extra_parts = [], []
         for _, seqs in chunks("pass 1/2: predicting"):
-            probs, extra = calibrated_outputs(pred, seqs, batch_size, device)
-            parts.append(probs.astype(np.float32))
+            z, extra = class_and_extra_logits(pred, seqs, batch_size, device)
+            parts.append(caller.calibrate(z).astype(np.float32))
             if extra is not None:
                 extra_parts.append(extra)
         if not parts:
@@ -352,13 +293,13 @@ def predict_file(
         all_probs = np.concatenate(parts)
         em_extra = np.concatenate(extra_parts) if extra_parts else None
         del parts, extra_parts
-        pcfg = {"method": "em", "bootstrap": 0, "prior_strength": prior_strength}
+        pcfg = {**task_default("prior_shift"), "method": "em", "bootstrap": 0, "prior_strength": prior_strength}
         em_probs, info = correct(kind, all_probs.astype(np.float64), train, pcfg, classes, seed)
         del all_probs
         result = PredictResult(0, 0, "em", classes, np.asarray(info["query_priors"]), bool(info.get("converged")))
-        if pred.priors_info and pred.priors_info.get("applied") is False and pred.priors_info.get("reason"):
+        if pred.priors_info and pred.priors_info.decision.get("code") == "check_failed":
             log.warning("the workflow did not apply EM prior correction for this model: %s",
-                        pred.priors_info["reason"])
+                        pred.priors_info.reason)
     elif target is not None:
         result = PredictResult(0, 0, "known", classes, target)
 
@@ -374,14 +315,13 @@ def predict_file(
                     probs = em_probs[n : n + len(ids)]
                     extra = None if em_extra is None else em_extra[n : n + len(ids)]
                 else:
-                    probs, extra = calibrated_outputs(pred, seqs, batch_size, device)
-                    if target is not None:
-                        probs = correct_known(probs, kind, train, target)
-                table = call_rows(pred, ids, probs, extra, threshold)
+                    z, extra = class_and_extra_logits(pred, seqs, batch_size, device)
+                    probs = caller.probabilities(z, target)
+                table = caller.calls(ids, probs, extra)
                 table.to_csv(fh, sep="\t", index=False, header=n == 0)
                 n += len(ids)
                 n_uncertain += int(table["uncertain"].sum())
-                for name in pred.extra_heads:
+                for name in pred.meta.heads:
                     counts = result.extra_calls.setdefault(name, dict.fromkeys(extra_heads.CALL_WORDS.get(name, ()), 0))
                     for call, k in table[f"{name}_call"].value_counts().items():
                         counts[call] = counts.get(call, 0) + int(k)

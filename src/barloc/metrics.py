@@ -91,12 +91,6 @@ def fit_calls(probs: np.ndarray, Y: np.ndarray, call_ratio: float | str = "auto"
     return {"thresholds": thresholds, "call_ratio": ratio}
 
 
-def call_rule(calibration: dict, n_labels: int) -> tuple[np.ndarray, float]:
-    """(thresholds, call_ratio) stored in a calibration; files from before the ratio call with 0."""
-    thresholds = np.asarray(calibration.get("thresholds", [0.5] * n_labels), dtype=np.float64)
-    return thresholds, float(calibration.get("call_ratio", 0.0))
-
-
 def mcc_thresholds(probs: np.ndarray, Y: np.ndarray, grid: np.ndarray = THRESHOLD_GRID) -> np.ndarray:
     """Per-label threshold that maximises MCC on validation data (as DeepLoc 2.0 does)."""
     out = np.full(Y.shape[1], 0.5)
@@ -146,3 +140,39 @@ def per_label_mcc(probs: np.ndarray, Y: np.ndarray, thresholds: np.ndarray, labe
         }
         for j, lab in enumerate(labels)
     }
+
+
+#: Round cut-offs the report lists under the accuracy-vs-coverage curve (plus the configured one).
+COVERAGE_CUTOFFS = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+
+
+def accuracy_coverage(confidence: np.ndarray, correct: np.ndarray) -> dict:
+    """The accuracy-vs-coverage curve of a top-label confidence.
+
+    Keeping the samples whose confidence is >= t: coverage(t) is the share kept and
+    accuracy(t) the share of those that are right. One point per distinct confidence, from
+    the most confident sample down to all samples (coverage 1). JSON-ready: lists and ``n``.
+    """
+    conf = np.asarray(confidence, dtype=np.float64)
+    hit = np.asarray(correct, dtype=np.float64)
+    n = len(conf)
+    if n == 0:
+        return {"threshold": [], "coverage": [], "accuracy": [], "n": 0}
+    order = np.argsort(-conf, kind="stable")
+    conf, hit = conf[order], hit[order]
+    kept = np.arange(1, n + 1)
+    acc = np.cumsum(hit) / kept
+    # With ties, a cut-off keeps every sample of that confidence: the last index of each run.
+    last = np.r_[conf[1:] != conf[:-1], True]
+    return {"threshold": conf[last].tolist(), "coverage": (kept[last] / n).tolist(),
+            "accuracy": acc[last].tolist(), "n": int(n)}
+
+
+def coverage_at(curve: dict, cutoff: float) -> tuple[float, float]:
+    """(coverage, accuracy) of :func:`accuracy_coverage`'s ``curve`` when samples below
+    ``cutoff`` are set aside; accuracy is NaN when none is kept."""
+    kept = [i for i, t in enumerate(curve["threshold"]) if t >= cutoff]
+    if not kept:
+        return 0.0, float("nan")
+    i = kept[-1]
+    return float(curve["coverage"][i]), float(curve["accuracy"][i])

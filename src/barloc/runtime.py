@@ -1,72 +1,20 @@
-"""Plumbing shared by every step: atomic writes, logging, and turning user errors into exit 2."""
+"""Plumbing shared by every step: logging, checksums, and turning user errors into exit 2
+(files between steps are written by barloc.artifacts)."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
 import logging
 import os
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from barloc.errors import InputError
 
 log = logging.getLogger("barloc")
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temp path beside ``path``; rename it into place only if the block succeeds.
-
-    A crash mid-write then leaves no file that Snakemake could mistake for a finished output.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        # mkstemp makes the file private (0600); a finished output gets the usual
-        # umask-based mode, like any file the user's tools create.
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _read_umask() -> int:
-    # os.umask can only be read by setting it; done once, at import, before any threads.
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _read_umask()
-
-
-def write_json(obj: Any, path: str | Path) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, allow_nan=True, default=_jsonable) + "\n")
-
-
-def _jsonable(x: Any) -> Any:
-    if hasattr(x, "tolist"):
-        return x.tolist()
-    if isinstance(x, Path):
-        return str(x)
-    raise TypeError(f"not JSON serialisable: {type(x)}")
-
-
-def read_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text())
 
 
 def sha256(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -80,40 +28,6 @@ def sha256(path: str | Path, chunk: int = 1 << 20) -> str:
 def input_checksums(paths: Iterable[str | Path | None]) -> dict[str, str]:
     """path (as given) -> sha256 of its bytes, for every input file that is set."""
     return {str(p): sha256(p) for p in paths if p}
-
-
-PARQUET_META_KEY = b"barloc"
-
-
-def write_parquet(df: Any, path: str | Path, meta: dict | None = None) -> None:
-    """Write ``df`` (no index) atomically, with ``meta`` as JSON under the parquet key-value
-    metadata key ``barloc`` (read it back with :func:`parquet_meta`)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    table = pa.Table.from_pandas(df, preserve_index=False)
-    if meta is not None:
-        extra = {PARQUET_META_KEY: json.dumps(meta, sort_keys=True, default=_jsonable).encode()}
-        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **extra})
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
-
-
-def present_columns(path: str | Path, names: list[str]) -> list[str]:
-    """Those of ``names`` that the parquet file at ``path`` has, in order (optional columns)."""
-    import pyarrow.parquet as pq
-
-    have = set(pq.read_schema(path).names)
-    return [n for n in names if n in have]
-
-
-def parquet_meta(path: str | Path) -> dict:
-    """The ``barloc`` metadata dict of a parquet file written by :func:`write_parquet`
-    (empty when it has none)."""
-    import pyarrow.parquet as pq
-
-    raw = (pq.read_schema(path).metadata or {}).get(PARQUET_META_KEY)
-    return json.loads(raw) if raw else {}
 
 
 def process_rank() -> int:

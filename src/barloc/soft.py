@@ -109,7 +109,7 @@ def hard_mask(df: pd.DataFrame) -> np.ndarray:
 
 def parquet_columns(path: object, columns: list[str]) -> list[str]:
     """``columns`` plus ``label_probs`` when the parquet file at ``path`` has it."""
-    from barloc.runtime import present_columns
+    from barloc.artifacts import present_columns
 
     return columns + present_columns(path, [SOFT])
 

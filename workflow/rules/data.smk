@@ -5,8 +5,7 @@ rule ingest:
         records="results/{task}/records.parquet",
     params:
         task="{task}",
-        cfg=task_cfg,
-        geo_table=config.get("geo_table"),
+        cfg=rule_cfg("ingest"),
     log:
         "results/logs/{task}/ingest.log",
     conda:
@@ -25,7 +24,7 @@ rule split:
         splits="results/{task}/splits.tsv",
     params:
         task="{task}",
-        cfg=task_cfg,
+        cfg=rule_cfg("split"),
         seed=SEED,
     log:
         "results/logs/{task}/split.log",

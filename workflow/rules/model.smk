@@ -10,9 +10,9 @@ rule train:
         val_logits="results/{task}/val_logits.parquet",
     params:
         task="{task}",
-        cfg=task_cfg,
+        cfg=rule_cfg("train"),
         seed=SEED,
-        trainer=config["trainer"],
+        trainer=TRAINER,
     threads: config["trainer"]["threads"]
     log:
         "results/logs/{task}/train.log",
@@ -34,9 +34,9 @@ rule ablation:
         ablation="results/{task}/ablation.json",
     params:
         task="{task}",
-        cfg=task_cfg,
+        cfg=rule_cfg("ablation"),
         seed=SEED,
-        trainer=config["trainer"],
+        trainer=TRAINER,
     threads: config["trainer"]["threads"]
     log:
         "results/logs/{task}/ablation.log",
@@ -60,7 +60,7 @@ rule predict:
         logits="results/{task}/logits.parquet",
     params:
         task="{task}",
-        cfg=task_cfg,
+        cfg=rule_cfg("predict"),
     threads: config["trainer"]["threads"]
     log:
         "results/logs/{task}/predict.log",
@@ -81,7 +81,7 @@ rule calibrate:
         calibration="results/{task}/calibration.json",
     params:
         task="{task}",
-        cfg=task_cfg,
+        cfg=rule_cfg("calibrate"),
     log:
         "results/logs/{task}/calibrate.log",
     conda:
@@ -108,7 +108,7 @@ rule prior_shift:
         ),
     params:
         task="{task}",
-        cfg=task_cfg,
+        cfg=rule_cfg("prior_shift"),
         seed=SEED,
     log:
         "results/logs/{task}/prior_shift.log",
@@ -136,7 +136,7 @@ rule evaluate:
         ),
     params:
         task="{task}",
-        cfg=task_cfg,
+        cfg=rule_cfg("evaluate"),
     log:
         "results/logs/{task}/evaluate.log",
     conda:

@@ -8,11 +8,9 @@ rule report:
         calls=expand("results/{task}/calls.tsv", task=TASKS),
         priors=expand("results/{task}/priors.json", task=TASKS),
         history=expand("results/{task}/history.tsv", task=TASKS),
-        # Also read by the page: model facts, reliability bins, test logits for the
-        # accuracy-vs-coverage curve, and reference counts.
+        # Also read by the page: model facts, reliability bins and reference counts.
         meta=expand("results/{task}/model.json", task=TASKS),
         calibration=expand("results/{task}/calibration.json", task=TASKS),
-        logits=expand("results/{task}/logits.parquet", task=TASKS),
         records=expand("results/{task}/records.parquet", task=TASKS),
         # What class weighting and focal loss change, for multiclass tasks.
         ablation=expand("results/{task}/ablation.json", task=ablation_tasks()),
@@ -23,8 +21,7 @@ rule report:
             category="Report",
         ),
     params:
-        tasks=TASKS,
-        config=config,
+        tasks=report_tasks(),
     log:
         "results/logs/report.log",
     conda:

@@ -1,0 +1,30 @@
+"""A trained model's logits for a table of records, as the logits table (docs/artifacts.md)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from barloc import extra_heads, soft
+from barloc.artifacts import ID, LABEL, SEQUENCE, SPLIT, ModelMeta, logit_columns
+from barloc.data import EncodedDataset, group_ids, predict_logits
+
+
+def logits_frame(ids, split, labels, logits: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    df = pd.DataFrame({ID: list(ids), SPLIT: list(split), LABEL: list(labels)})
+    return pd.concat([df, pd.DataFrame(logits, columns=logit_columns(classes))], axis=1)
+
+
+def score_frame(model, meta: ModelMeta, data: pd.DataFrame, batch_size: int) -> pd.DataFrame:
+    """The logits table of ``data``'s records (columns id, split, label, sequence; group, the
+    extra heads' targets and soft targets when present), the extra heads' logits included."""
+    data = data.reset_index(drop=True)
+    ds = EncodedDataset(data[SEQUENCE].tolist(), meta.encoder, meta.alphabet,
+                        groups=group_ids(data, meta.reference_groups))
+    logits = predict_logits(extra_heads.WithExtraHeads(model) if meta.heads else model, ds, batch_size)
+    k = len(meta.classes)
+    out = logits_frame(data[ID], data[SPLIT], data[LABEL], logits[:, :k], meta.classes)
+    out = extra_heads.logit_columns(out, logits, data, meta.heads, k)
+    if soft.SOFT in data:  # so that calibration and evaluation can leave soft targets out
+        out.insert(3, soft.SOFT, data[soft.SOFT].where(data[soft.SOFT].notna(), None).to_numpy())
+    return out
