@@ -18,12 +18,12 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
-import sklearn  # noqa: E402
-from sklearn.feature_extraction.text import HashingVectorizer  # noqa: E402
+import numpy as np
+import sklearn
+from sklearn.feature_extraction.text import HashingVectorizer
 
-from barloc.encode import kmer_profile  # noqa: E402
-from barloc.io.bold import read_bold  # noqa: E402
+from barloc.encode import kmer_profile
+from barloc.io.bold import read_bold
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -41,23 +41,36 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--k", type=int, default=7)
-    ap.add_argument("--batch", type=int, default=10_000,
-                    help="barloc is called on batches of this size (it bounds the dense output's memory; "
-                         "kmer_profile chunks its work internally)")
+    ap.add_argument(
+        "--batch",
+        type=int,
+        default=10_000,
+        help="barloc is called on batches of this size (it bounds the dense output's memory; "
+        "kmer_profile chunks its work internally)",
+    )
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
 
     seqs = read_bold(REPO / "resources/barcodes/tuna_bold_v4.tsv")["sequence"].tolist()
     seqs = (seqs * (args.n // len(seqs) + 1))[: args.n]
     # q2-feature-classifier's classify-sklearn default hashes char 7-grams into 8192 features.
-    hv = HashingVectorizer(analyzer="char", ngram_range=(args.k, args.k), n_features=8192, alternate_sign=False, norm="l1")
+    hv = HashingVectorizer(
+        analyzer="char", ngram_range=(args.k, args.k), n_features=8192, alternate_sign=False, norm="l1"
+    )
     t_sklearn = best_of(lambda: hv.transform(seqs))
-    t_barloc = best_of(lambda: [kmer_profile(seqs[i : i + args.batch], args.k) for i in range(0, len(seqs), args.batch)])
+    t_barloc = best_of(
+        lambda: [kmer_profile(seqs[i : i + args.batch], args.k) for i in range(0, len(seqs), args.batch)]
+    )
     result = {
-        "n_sequences": len(seqs), "k": args.k, "mean_length": sum(map(len, seqs)) / len(seqs),
-        "seconds_barloc": round(t_barloc, 3), "seconds_sklearn_hashing": round(t_sklearn, 3),
-        "speedup": round(t_sklearn / t_barloc, 2), "target_speedup": 5.0,
-        "baseline": "sklearn HashingVectorizer(analyzer='char', ngram_range=(k, k))", "batch": args.batch,
+        "n_sequences": len(seqs),
+        "k": args.k,
+        "mean_length": sum(map(len, seqs)) / len(seqs),
+        "seconds_barloc": round(t_barloc, 3),
+        "seconds_sklearn_hashing": round(t_sklearn, 3),
+        "speedup": round(t_sklearn / t_barloc, 2),
+        "target_speedup": 5.0,
+        "baseline": "sklearn HashingVectorizer(analyzer='char', ngram_range=(k, k))",
+        "batch": args.batch,
         "versions": {"numpy": np.__version__, "scikit-learn": sklearn.__version__},
     }
     print(json.dumps(result, indent=2))

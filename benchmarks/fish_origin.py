@@ -44,8 +44,8 @@ from barloc.config import check_config
 from barloc.cv import assign_folds, out_of_fold
 from barloc.encode import kmer_profile
 from barloc.metrics import multiclass_metrics
-from barloc.runtime import versions
 from barloc.records import drop_rare_classes, load_reference
+from barloc.runtime import versions
 
 REPO = Path(__file__).resolve().parents[1]
 N_FOLDS = 5
@@ -76,7 +76,9 @@ def scores(probs: np.ndarray, y: np.ndarray, raw: np.ndarray | None = None, prio
         out["ece_uncalibrated"] = round(ece_from_bins(multiclass_reliability(raw, y)), 4)
     if priors is not None:
         even = probs / np.clip(priors, 1e-9, None)
-        out["balanced_accuracy_equal_priors"] = round(multiclass_metrics(even / even.sum(axis=1, keepdims=True), y)["balanced_accuracy"], 4)
+        out["balanced_accuracy_equal_priors"] = round(
+            multiclass_metrics(even / even.sum(axis=1, keepdims=True), y)["balanced_accuracy"], 4
+        )
     return out
 
 
@@ -162,7 +164,9 @@ def baseline_scores(labelled: pd.DataFrame, folds: np.ndarray, classes: list[str
     y = labelled["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
     seqs = labelled["sequence"].tolist()
     k = len(classes)
-    nb_x = HashingVectorizer(analyzer="char", ngram_range=(7, 7), n_features=8192, alternate_sign=False, norm=None).transform(seqs)
+    nb_x = HashingVectorizer(
+        analyzer="char", ngram_range=(7, 7), n_features=8192, alternate_sign=False, norm=None
+    ).transform(seqs)
     lr_x = kmer_profile(seqs, 6)
     nn_x = kmer_profile(seqs, 5).astype(np.float64)  # ties are within 1e-9: below float32's rounding
     nn_x /= np.clip(np.linalg.norm(nn_x, axis=1, keepdims=True), 1e-12, None)
@@ -178,7 +182,9 @@ def baseline_scores(labelled: pd.DataFrame, folds: np.ndarray, classes: list[str
                 model = MultinomialNB(alpha=0.001).fit(nb_x[train], y[train])
                 probs[np.ix_(test, model.classes_)] = model.predict_proba(nb_x[test])
             elif name == "kmer_logreg":
-                model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=3000)).fit(lr_x[train], y[train])
+                model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=3000)).fit(
+                    lr_x[train], y[train]
+                )
                 probs[np.ix_(test, model.classes_)] = model.predict_proba(lr_x[test])
             elif name == "nearest_neighbour":
                 probs[test] = nearest_votes(nn_x[test], nn_x[train], y[train], k)
@@ -207,8 +213,12 @@ NEAREST_CALIBRATION = {"method": "temperature"}
 
 
 def nearest_variant(task: dict) -> dict:
-    return {**task, "encoder": NEAREST["encoder"], "train": {**task.get("train", {}), **NEAREST["train"]},
-            "calibration": {**task.get("calibration", {}), **NEAREST_CALIBRATION}}
+    return {
+        **task,
+        "encoder": NEAREST["encoder"],
+        "train": {**task.get("train", {}), **NEAREST["train"]},
+        "calibration": {**task.get("calibration", {}), **NEAREST_CALIBRATION},
+    }
 
 
 # The same, retrained on train + val (train.refit) for a fixed 40 epochs, about where the
@@ -224,8 +234,11 @@ REFIT_CALIBRATION = {"val_scored_by": "refit_model"}
 
 def nearest_refit_variant(task: dict) -> dict:
     variant = nearest_variant(task)
-    return {**variant, "train": {**variant["train"], **REFIT},
-            "calibration": {**variant["calibration"], **REFIT_CALIBRATION}}
+    return {
+        **variant,
+        "train": {**variant["train"], **REFIT},
+        "calibration": {**variant["calibration"], **REFIT_CALIBRATION},
+    }
 
 
 def fold_spread(labelled, task, trainer, seeds, first: dict) -> dict:
@@ -235,12 +248,18 @@ def fold_spread(labelled, task, trainer, seeds, first: dict) -> dict:
     rows = [first]
     for seed in seeds[1:]:
         folds = assign_folds(labelled, N_FOLDS, seed)
-        rows.append({"barloc": barloc_scores(labelled, task, trainer, seed, folds)[0],
-                     "barloc_nearest": barloc_scores(labelled, nearest_variant(task), trainer, seed, folds)[0],
-                     "barloc_nearest_refit": barloc_scores(labelled, nearest_refit_variant(task), trainer, seed, folds)[0],
-                     **baseline_scores(labelled, folds, classes)})
+        rows.append(
+            {
+                "barloc": barloc_scores(labelled, task, trainer, seed, folds)[0],
+                "barloc_nearest": barloc_scores(labelled, nearest_variant(task), trainer, seed, folds)[0],
+                "barloc_nearest_refit": barloc_scores(labelled, nearest_refit_variant(task), trainer, seed, folds)[0],
+                **baseline_scores(labelled, folds, classes),
+            }
+        )
     out: dict = {"seeds": seeds, "per_seed": rows}
-    out["mean_balanced_accuracy"] = {m: round(float(np.mean([r[m]["balanced_accuracy"] for r in rows])), 4) for m in rows[0]}
+    out["mean_balanced_accuracy"] = {
+        m: round(float(np.mean([r[m]["balanced_accuracy"] for r in rows])), 4) for m in rows[0]
+    }
     for key in ("balanced_accuracy_equal_priors", "ece_calibrated", "ece_floor"):
         out[f"mean_{key}"] = {m: round(float(np.mean([r[m][key] for r in rows])), 4) for m in rows[0]}
     return out
@@ -262,11 +281,16 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--no-ablation", action="store_true")
     ap.add_argument("--no-augment", action="store_true", help="train without the config's train.augment")
-    ap.add_argument("--spread-seeds", type=int, default=5,
-                    help="training seeds for the seed spread and ensembles (0: skip)")
-    ap.add_argument("--fold-seeds", type=int, default=3,
-                    help="fold assignments (seed, seed + 1000, ...) on which to compare barloc, its nearest-reference "
-                         "variant and the baselines (1: only --seed)")
+    ap.add_argument(
+        "--spread-seeds", type=int, default=5, help="training seeds for the seed spread and ensembles (0: skip)"
+    )
+    ap.add_argument(
+        "--fold-seeds",
+        type=int,
+        default=3,
+        help="fold assignments (seed, seed + 1000, ...) on which to compare barloc, its nearest-reference "
+        "variant and the baselines (1: only --seed)",
+    )
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(1)  # one thread: runs repeat bit for bit (summation order is fixed)
@@ -277,29 +301,50 @@ def main() -> None:
         task = without_augment(task)
     folds = assign_folds(labelled, N_FOLDS, args.seed)
     classes = sorted(labelled["label"].unique())
-    result: dict = {"date": dt.date.today().isoformat(),
-                    "command": " ".join(["python benchmarks/fish_origin.py --out FILE", *_result_options(sys.argv[1:])]),
-                    "n_records": len(labelled), "n_groups": int(labelled["group"].nunique()), "classes": classes,
-                    "class_counts": labelled["label"].value_counts().to_dict(), "n_folds": N_FOLDS,
-                    "encoder": task.get("encoder"), "loss": task.get("loss"), "calibration": task.get("calibration"),
-                    "augment": task.get("train", {}).get("augment")}
+    result: dict = {
+        "date": dt.date.today().isoformat(),
+        "command": " ".join(["python benchmarks/fish_origin.py --out FILE", *_result_options(sys.argv[1:])]),
+        "n_records": len(labelled),
+        "n_groups": int(labelled["group"].nunique()),
+        "classes": classes,
+        "class_counts": labelled["label"].value_counts().to_dict(),
+        "n_folds": N_FOLDS,
+        "encoder": task.get("encoder"),
+        "loss": task.get("loss"),
+        "calibration": task.get("calibration"),
+        "augment": task.get("train", {}).get("augment"),
+    }
     result["barloc"], oof = barloc_scores(labelled, task, trainer, args.seed)
     result["baselines"] = baseline_scores(labelled, folds, classes)
-    result["barloc_nearest"] = {"variant": {**NEAREST, "calibration": NEAREST_CALIBRATION},
-                                **barloc_scores(labelled, nearest_variant(task), trainer, args.seed, folds)[0]}
-    result["barloc_nearest_refit"] = {"variant": {**NEAREST, "train": {**NEAREST["train"], **REFIT},
-                                                  "calibration": {**NEAREST_CALIBRATION, **REFIT_CALIBRATION}},
-                                      **barloc_scores(labelled, nearest_refit_variant(task), trainer, args.seed, folds)[0]}
+    result["barloc_nearest"] = {
+        "variant": {**NEAREST, "calibration": NEAREST_CALIBRATION},
+        **barloc_scores(labelled, nearest_variant(task), trainer, args.seed, folds)[0],
+    }
+    result["barloc_nearest_refit"] = {
+        "variant": {
+            **NEAREST,
+            "train": {**NEAREST["train"], **REFIT},
+            "calibration": {**NEAREST_CALIBRATION, **REFIT_CALIBRATION},
+        },
+        **barloc_scores(labelled, nearest_refit_variant(task), trainer, args.seed, folds)[0],
+    }
     if not args.no_ablation:
         result["ablation"] = {}
         for name, loss in ABLATION.items():
             variant = copy.deepcopy(task) | {"loss": loss}
             result["ablation"][name] = barloc_scores(labelled, variant, trainer, args.seed)[0]
     if args.fold_seeds > 1:
-        first = {"barloc": result["barloc"],
-                 **{arm: {k: v for k, v in result[arm].items() if k != "variant"} for arm in ("barloc_nearest", "barloc_nearest_refit")},
-                 **result["baselines"]}
-        result["fold_spread"] = fold_spread(labelled, task, trainer, [args.seed + 1000 * i for i in range(args.fold_seeds)], first)
+        first = {
+            "barloc": result["barloc"],
+            **{
+                arm: {k: v for k, v in result[arm].items() if k != "variant"}
+                for arm in ("barloc_nearest", "barloc_nearest_refit")
+            },
+            **result["baselines"],
+        }
+        result["fold_spread"] = fold_spread(
+            labelled, task, trainer, [args.seed + 1000 * i for i in range(args.fold_seeds)], first
+        )
     if args.spread_seeds > 0:
         seeds = [args.seed + 1000 * i for i in range(args.spread_seeds)]
         result["seed_spread"] = seed_spread(labelled, task, trainer, folds, seeds, oof)

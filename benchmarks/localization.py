@@ -57,8 +57,8 @@ from barloc.config import check_config
 from barloc.data import EncodedDataset, predict_logits, targets_for
 from barloc.losses import softmax_cross_entropy
 from barloc.metrics import fit_calls, multilabel_metrics, per_label_mcc, predict_multilabel
+from barloc.records import limit_length, load_reference
 from barloc.runtime import sha256, versions
-from barloc.records import load_reference, limit_length
 from barloc.training import fit, task_classes
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,6 +72,7 @@ log = logging.getLogger("localization")
 
 
 # --- data -------------------------------------------------------------------------------
+
 
 def load_task(config: Path, data: Path | None, task_name: str = "localization") -> tuple[pd.DataFrame, dict, dict]:
     """Labelled proteins (id, sequence, label, group = partition), the task and trainer config."""
@@ -101,6 +102,7 @@ def rotation(partitions: list[str], test: str) -> tuple[str, list[str]]:
 
 # --- the composition floor ---------------------------------------------------------------
 
+
 def composition_features(seqs: list[str], terminal: int = TERMINAL) -> np.ndarray:
     """Amino-acid (20) and dipeptide (400) composition, and the amino-acid composition of the
     first and last ``terminal`` residues (20 + 20); residues outside the 20 are skipped."""
@@ -117,7 +119,7 @@ def composition_features(seqs: list[str], terminal: int = TERMINAL) -> np.ndarra
         out[r, 20:420] = np.bincount(pair, minlength=400) / max(len(pair), 1)
         for j, part in ((420, x[:terminal]), (440, x[-terminal:])):
             part = part[part >= 0]
-            out[r, j:j + 20] = np.bincount(part, minlength=20) / max(len(part), 1)
+            out[r, j : j + 20] = np.bincount(part, minlength=20) / max(len(part), 1)
     return out
 
 
@@ -131,6 +133,7 @@ def floor_probs(train: pd.DataFrame, others: list[pd.DataFrame], classes: list[s
 
 
 # --- barloc models -----------------------------------------------------------------------
+
 
 class SoftmaxTargets(Callback):
     """Train the location head as one softmax: a protein's locations as a target row that sums
@@ -148,11 +151,17 @@ def scores(probs: np.ndarray, Y: np.ndarray, rule: dict, classes: list[str]) -> 
     mcc = per_label_mcc(probs, Y, thresholds, classes, ratio)
     return {
         "n": int(len(Y)),
-        "micro_f1": m["micro_f1"], "macro_f1": m["macro_f1"], "jaccard": m["jaccard"], "accuracy": m["exact_match"],
+        "micro_f1": m["micro_f1"],
+        "macro_f1": m["macro_f1"],
+        "jaccard": m["jaccard"],
+        "accuracy": m["exact_match"],
         "mcc": {c: v["mcc"] for c, v in mcc.items()},
-        "thresholds": {c: v["threshold"] for c, v in mcc.items()}, "call_ratio": ratio,
+        "thresholds": {c: v["threshold"] for c, v in mcc.items()},
+        "call_ratio": ratio,
         "mean_true_locations": float(Y.sum(axis=1).mean()) if len(Y) else float("nan"),
-        "mean_predicted_locations": float(predict_multilabel(probs, thresholds, ratio).sum(axis=1).mean()) if len(Y) else float("nan"),
+        "mean_predicted_locations": float(predict_multilabel(probs, thresholds, ratio).sum(axis=1).mean())
+        if len(Y)
+        else float("nan"),
     }
 
 
@@ -166,18 +175,39 @@ def prediction_speed(model, seqs: list[str], enc: dict, batch_size: int, device:
     predict_logits(model, EncodedDataset(seqs, enc, "protein"), batch_size, device)
     secs = time.perf_counter() - t0  # predict_logits ends with the logits on the host
     lengths = [min(len(s), enc.get("max_len") or len(s)) for s in seqs]
-    return {"predict_seconds": secs, "predict_proteins": len(seqs), "mean_residues": float(np.mean(lengths)),
-            "batch_size": batch_size}
+    return {
+        "predict_seconds": secs,
+        "predict_proteins": len(seqs),
+        "mean_residues": float(np.mean(lengths)),
+        "batch_size": batch_size,
+    }
 
 
-def run_partition(df: pd.DataFrame, test: str, task: dict, trainer: dict, seed: int, classes: list[str],
-                  device: str, predict_batch: int, softmax: bool, speed_seqs: list[str], floor_only: bool = False) -> dict:
+def run_partition(
+    df: pd.DataFrame,
+    test: str,
+    task: dict,
+    trainer: dict,
+    seed: int,
+    classes: list[str],
+    device: str,
+    predict_batch: int,
+    softmax: bool,
+    speed_seqs: list[str],
+    floor_only: bool = False,
+) -> dict:
     partitions = sorted(df["group"].unique())
     val_p, train_ps = rotation(partitions, test)
     tr, va, te = (df[df["group"].isin(ps)] for ps in (train_ps, [val_p], [test]))
     Yv, Yt = (targets_for(d["label"].tolist(), classes, "multilabel") for d in (va, te))
-    out: dict = {"test_partition": test, "threshold_partition": val_p, "train_partitions": train_ps,
-                 "n_train": len(tr), "n_threshold": len(va), "n_test": len(te)}
+    out: dict = {
+        "test_partition": test,
+        "threshold_partition": val_p,
+        "train_partitions": train_ps,
+        "n_train": len(tr),
+        "n_threshold": len(va),
+        "n_test": len(te),
+    }
     pseed = seed + int(test) if test.isdigit() else seed
 
     # the floor, on the same proteins
@@ -204,17 +234,27 @@ def run_partition(df: pd.DataFrame, test: str, task: dict, trainer: dict, seed: 
     out["barloc"] = scores(pt, Yt, rule, classes)
     # the same probabilities called by the per-label thresholds alone (DeepLoc 2.0's rule)
     out["barloc_thresholds_only"] = scores(pt, Yt, {**rule, "call_ratio": 0.0}, classes)
-    out["timing"] = {"train_seconds": meta.train_seconds, "epochs": meta.epochs, "best_epoch": meta.best_epoch,
-                     "train_protein_epochs": len(tr) * meta.epochs, "device": meta.device,
-                     "precision": meta.precision, **prediction_speed(model, speed_seqs, enc, predict_batch, device)}
+    out["timing"] = {
+        "train_seconds": meta.train_seconds,
+        "epochs": meta.epochs,
+        "best_epoch": meta.best_epoch,
+        "train_protein_epochs": len(tr) * meta.epochs,
+        "device": meta.device,
+        "precision": meta.precision,
+        **prediction_speed(model, speed_seqs, enc, predict_batch, device),
+    }
 
     # the same encoder with a softmax head
     if softmax:
         stask = copy.deepcopy(task)
         stask.setdefault("train", {})["monitor"] = "val_loss"
         smodel, smeta, _ = fit(tr, va, stask, trainer, pseed, f"partition{test}-softmax", callbacks=(SoftmaxTargets(),))
-        sv = softmax_probs(predict_logits(smodel, EncodedDataset(va["sequence"].tolist(), enc, "protein"), predict_batch, device))
-        st = softmax_probs(predict_logits(smodel, EncodedDataset(te["sequence"].tolist(), enc, "protein"), predict_batch, device))
+        sv = softmax_probs(
+            predict_logits(smodel, EncodedDataset(va["sequence"].tolist(), enc, "protein"), predict_batch, device)
+        )
+        st = softmax_probs(
+            predict_logits(smodel, EncodedDataset(te["sequence"].tolist(), enc, "protein"), predict_batch, device)
+        )
         srule = fit_calls(sv, Yv, call_ratio)
         multi = Yt.sum(axis=1) > 1
         out["softmax_vs_sigmoid"] = {
@@ -248,8 +288,14 @@ def summarise(result: dict) -> dict:
     result["test_partitions"] = sorted(result["partitions"])
     result["floor"] = _mean_scores([p["floor"] for p in parts])
     if any("barloc" not in p for p in parts):  # --floor-only
-        for key in ("barloc", "softmax_vs_sigmoid", "train_seconds", "train_proteins_per_second",
-                    "predict_proteins_per_second", "locations_below_floor_mcc"):
+        for key in (
+            "barloc",
+            "softmax_vs_sigmoid",
+            "train_seconds",
+            "train_proteins_per_second",
+            "predict_proteins_per_second",
+            "locations_below_floor_mcc",
+        ):
             result[key] = None
         result["device"] = result["settings"]["device"]
         return result
@@ -261,30 +307,41 @@ def summarise(result: dict) -> dict:
     if all("softmax_vs_sigmoid" in p for p in parts):
         svs: dict = {}
         for subset in ("all", "multi_location", "single_location"):
-            svs[subset] = {head: _mean_scores([p["softmax_vs_sigmoid"][subset][head] for p in parts])
-                           for head in ("sigmoid", "softmax")}
-        svs["note"] = ("same encoder, data and partitions; sigmoid: BCE per location (barloc); softmax: one "
-                       "cross-entropy over locations against the normalised location row. Both are called by "
-                       "the configured rule (per-location MCC thresholds and call ratio) fitted on the "
-                       "threshold partition.")
+            svs[subset] = {
+                head: _mean_scores([p["softmax_vs_sigmoid"][subset][head] for p in parts])
+                for head in ("sigmoid", "softmax")
+            }
+        svs["note"] = (
+            "same encoder, data and partitions; sigmoid: BCE per location (barloc); softmax: one "
+            "cross-entropy over locations against the normalised location row. Both are called by "
+            "the configured rule (per-location MCC thresholds and call ratio) fitted on the "
+            "threshold partition."
+        )
         result["softmax_vs_sigmoid"] = svs
     else:
         result["softmax_vs_sigmoid"] = None
     if all("extra_heads" in p for p in parts):
         result["extra_heads"] = {
-            name: {m: round(float(np.mean([p["extra_heads"][name][m] for p in parts])), 4) for m in ("mcc", "accuracy", "f1")}
-            for name in parts[0]["extra_heads"]}
+            name: {
+                m: round(float(np.mean([p["extra_heads"][name][m] for p in parts])), 4)
+                for m in ("mcc", "accuracy", "f1")
+            }
+            for name in parts[0]["extra_heads"]
+        }
     t = [p["timing"] for p in parts]
     train_s = sum(x["train_seconds"] for x in t)
     result["train_seconds"] = round(train_s, 1)
     result["train_proteins_per_second"] = round(sum(x["train_protein_epochs"] for x in t) / train_s, 1)
-    result["predict_proteins_per_second"] = round(sum(x["predict_proteins"] for x in t) / sum(x["predict_seconds"] for x in t), 1)
+    result["predict_proteins_per_second"] = round(
+        sum(x["predict_proteins"] for x in t) / sum(x["predict_seconds"] for x in t), 1
+    )
     result["device"] = result["settings"]["device"]
     result["speed_note"] = (
         f"prediction: barloc's predict path (EncodedDataset + predict_logits, tokenising included) on up to "
         f"{SPEED_PROTEINS} proteins of each test partition of the full data, clipped to encoder.max_len, batch "
         f"{result['settings']['predict_batch']}, after a warm-up batch; training: protein-epochs per second of fit(), "
-        "validation passes and Lightning overhead included; the softmax model's training is not counted")
+        "validation passes and Lightning overhead included; the softmax model's training is not counted"
+    )
     return result
 
 
@@ -307,7 +364,9 @@ def merge(files: list[Path]) -> dict:
                 raise SystemExit(f"{f}: test partition {k} is in more than one file")
             out["partitions"][k] = v
     out["settings"]["partitions"] = sorted(out["partitions"])
-    out["peak_gpu_mem_gb"] = max((r.get("peak_gpu_mem_gb") for r in runs if r.get("peak_gpu_mem_gb") is not None), default=None)
+    out["peak_gpu_mem_gb"] = max(
+        (r.get("peak_gpu_mem_gb") for r in runs if r.get("peak_gpu_mem_gb") is not None), default=None
+    )
     out["protocol_seconds"] = round(sum(r.get("protocol_seconds", 0.0) for r in runs), 1)
     return summarise(out)
 
@@ -315,21 +374,34 @@ def merge(files: list[Path]) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--config", type=Path, default=REPO / "config/full.yaml",
-                    help="the task's encoder, loss, training and calibration settings (default config/full.yaml)")
+    ap.add_argument(
+        "--config",
+        type=Path,
+        default=REPO / "config/full.yaml",
+        help="the task's encoder, loss, training and calibration settings (default config/full.yaml)",
+    )
     ap.add_argument("--data", type=Path, help="DeepLoc 2.0 CSV (default: the config's localization reference)")
     ap.add_argument("--partitions", nargs="+", help="test partitions to run (default: all five)")
-    ap.add_argument("--quick", action="store_true",
-                    help=f"{QUICK['per_partition']} proteins per partition, at most {QUICK['max_epochs']} epochs, "
-                         f"test partition {QUICK['partitions'][0]} only unless --partitions is given")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"{QUICK['per_partition']} proteins per partition, at most {QUICK['max_epochs']} epochs, "
+        f"test partition {QUICK['partitions'][0]} only unless --partitions is given",
+    )
     ap.add_argument("--per-partition", type=int, help="subsample this many proteins per partition")
     ap.add_argument("--max-epochs", type=int)
     ap.add_argument("--attention-layers", type=int, help="override encoder.attention_layers")
-    ap.add_argument("--membrane-head", action="store_true", help="also train and score the membrane head (membrane_head: true)")
+    ap.add_argument(
+        "--membrane-head", action="store_true", help="also train and score the membrane head (membrane_head: true)"
+    )
     ap.add_argument("--no-softmax", action="store_true", help="skip the softmax-vs-sigmoid model")
-    ap.add_argument("--floor-only", action="store_true", help="only the composition floor (minutes on a CPU for the full set)")
+    ap.add_argument(
+        "--floor-only", action="store_true", help="only the composition floor (minutes on a CPU for the full set)"
+    )
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    ap.add_argument("--threads", type=int, help="CPU threads (default: the config's trainer.threads, at most the cores)")
+    ap.add_argument(
+        "--threads", type=int, help="CPU threads (default: the config's trainer.threads, at most the cores)"
+    )
     ap.add_argument("--predict-batch", type=int, help="proteins per forward pass (default 128 on CPU, 512 on GPU)")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--merge", type=Path, nargs="+", help="combine these result files instead of running")
@@ -337,8 +409,13 @@ def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     for noisy in ("lightning", "lightning.pytorch", "lightning.fabric", "barloc"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    for noise in (".*does not have many workers.*", ".*number of training batches.*", ".*`srun` command is available.*",
-                  ".*LeafSpec.*", "A single label was found.*"):
+    for noise in (
+        ".*does not have many workers.*",
+        ".*number of training batches.*",
+        ".*`srun` command is available.*",
+        ".*LeafSpec.*",
+        "A single label was found.*",
+    ):
         warnings.filterwarnings("ignore", noise)
 
     if args.merge:
@@ -347,10 +424,23 @@ def main(argv: list[str] | None = None) -> dict:
         result = run(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, default=float) + "\n")
-    brief = {k: result[k] for k in ("device", "train_seconds", "train_proteins_per_second",
-                                    "predict_proteins_per_second", "peak_gpu_mem_gb")}
-    print(json.dumps({name: {k: result[name][k] for k in SUMMARY_KEYS} if result[name] else None
-                      for name in ("barloc", "floor")} | brief, indent=2))
+    brief = {
+        k: result[k]
+        for k in (
+            "device",
+            "train_seconds",
+            "train_proteins_per_second",
+            "predict_proteins_per_second",
+            "peak_gpu_mem_gb",
+        )
+    }
+    print(
+        json.dumps(
+            {name: {k: result[name][k] for k in SUMMARY_KEYS} if result[name] else None for name in ("barloc", "floor")}
+            | brief,
+            indent=2,
+        )
+    )
     return result
 
 
@@ -388,19 +478,36 @@ def run(args) -> dict:
     task["classes"] = classes
     predict_batch = args.predict_batch or (512 if cuda else 128)
     settings = {
-        "data": str(task["reference"]), "data_sha256": sha256(task["reference"]), "n_proteins": len(df),
-        "quick": bool(args.quick), "per_partition": per_partition, "max_epochs": tr.get("max_epochs"),
-        "config": str(args.config), "encoder": task.get("encoder"), "loss": task.get("loss"), "train": tr,
-        "calibration": task.get("calibration"), "membrane_head": bool(task.get("membrane_head")), "seed": args.seed, "partitions": tests, "classes": classes,
-        "device": torch.cuda.get_device_name(0) if cuda else f"cpu ({platform.processor() or platform.machine()}, "
-                                                              f"{threads} threads of {os.cpu_count()} cores)",
-        "predict_batch": predict_batch, "softmax": not args.no_softmax, "floor_only": args.floor_only, "versions": versions(),
+        "data": str(task["reference"]),
+        "data_sha256": sha256(task["reference"]),
+        "n_proteins": len(df),
+        "quick": bool(args.quick),
+        "per_partition": per_partition,
+        "max_epochs": tr.get("max_epochs"),
+        "config": str(args.config),
+        "encoder": task.get("encoder"),
+        "loss": task.get("loss"),
+        "train": tr,
+        "calibration": task.get("calibration"),
+        "membrane_head": bool(task.get("membrane_head")),
+        "seed": args.seed,
+        "partitions": tests,
+        "classes": classes,
+        "device": torch.cuda.get_device_name(0)
+        if cuda
+        else f"cpu ({platform.processor() or platform.machine()}, {threads} threads of {os.cpu_count()} cores)",
+        "predict_batch": predict_batch,
+        "softmax": not args.no_softmax,
+        "floor_only": args.floor_only,
+        "versions": versions(),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
     }
     if args.quick:
-        settings["note"] = (f"QUICK RUN: {per_partition} proteins per partition, at most {tr['max_epochs']} epochs "
-                            f"(patience {tr['patience']}), only the test partitions in settings.partitions: a smoke test and "
-                            "a throughput figure, not the 5-partition protocol on the full set")
+        settings["note"] = (
+            f"QUICK RUN: {per_partition} proteins per partition, at most {tr['max_epochs']} epochs "
+            f"(patience {tr['patience']}), only the test partitions in settings.partitions: a smoke test and "
+            "a throughput figure, not the 5-partition protocol on the full set"
+        )
     result: dict = {"settings": settings, "partitions": {}}
     if cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -408,13 +515,31 @@ def run(args) -> dict:
         log.info("test partition %s (%d proteins in all)", test, len(df))
         pool = full[full["group"] == test]
         speed = pool.sample(min(SPEED_PROTEINS, len(pool)), random_state=args.seed)["sequence"].tolist()
-        result["partitions"][test] = run_partition(df, test, task, trainer, args.seed, classes, device, predict_batch,
-                                                   not args.no_softmax, speed, args.floor_only)
+        result["partitions"][test] = run_partition(
+            df,
+            test,
+            task,
+            trainer,
+            args.seed,
+            classes,
+            device,
+            predict_batch,
+            not args.no_softmax,
+            speed,
+            args.floor_only,
+        )
         p = result["partitions"][test]
-        log.info("partition %s: floor micro-F1 %.3f macro-F1 %.3f", test, p["floor"]["micro_f1"], p["floor"]["macro_f1"])
+        log.info(
+            "partition %s: floor micro-F1 %.3f macro-F1 %.3f", test, p["floor"]["micro_f1"], p["floor"]["macro_f1"]
+        )
         if "barloc" in p:
-            log.info("partition %s: barloc micro-F1 %.3f macro-F1 %.3f; %.0f s training", test,
-                     p["barloc"]["micro_f1"], p["barloc"]["macro_f1"], p["timing"]["train_seconds"])
+            log.info(
+                "partition %s: barloc micro-F1 %.3f macro-F1 %.3f; %.0f s training",
+                test,
+                p["barloc"]["micro_f1"],
+                p["barloc"]["macro_f1"],
+                p["timing"]["train_seconds"],
+            )
     result["peak_gpu_mem_gb"] = round(torch.cuda.max_memory_allocated() / 1e9, 3) if cuda else None
     result["protocol_seconds"] = round(time.perf_counter() - t_start, 1)
     settings["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]

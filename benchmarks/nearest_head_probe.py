@@ -24,12 +24,13 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fish_origin import N_FOLDS, REPO, load_task  # noqa: E402
+from fish_origin import N_FOLDS, REPO, load_task
 
-from barloc.cv import assign_folds  # noqa: E402
-from barloc.encode import kmer_profile  # noqa: E402
-from barloc.metrics import multiclass_metrics  # noqa: E402
-from barloc.models.encoders import NearestReferenceEncoder  # noqa: E402
+from barloc.cv import assign_folds
+from barloc.encode import kmer_profile
+from barloc.metrics import multiclass_metrics
+from barloc.models.encoders import NearestReferenceEncoder
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -44,7 +45,9 @@ def main() -> None:
     out: dict = {"k": args.k, "per_seed": {}}
     for seed in (42, 1042, 2042):
         folds = assign_folds(labelled, N_FOLDS, seed)
-        probs = {arm: np.zeros((len(y), len(classes))) for arm in ("balanced_4folds", "balanced_3folds", "unweighted_4folds")}
+        probs = {
+            arm: np.zeros((len(y), len(classes))) for arm in ("balanced_4folds", "balanced_3folds", "unweighted_4folds")
+        }
         for f in range(N_FOLDS):
             test, ref = folds == f, folds != f
             enc = NearestReferenceEncoder(x.shape[1], int(ref.sum()), len(classes))
@@ -53,15 +56,22 @@ def main() -> None:
                 f_ref, f_test = enc.distances(x[ref], groups[ref]).numpy(), enc.distances(x[test]).numpy()
             mu, sd = f_ref.mean(axis=0), f_ref.std(axis=0) + 1e-3
             f_ref, f_test = (f_ref - mu) / sd, (f_test - mu) / sd
-            head_rows = {"balanced_4folds": np.ones(ref.sum(), bool), "balanced_3folds": folds[ref] != (f + 1) % N_FOLDS,
-                         "unweighted_4folds": np.ones(ref.sum(), bool)}
+            head_rows = {
+                "balanced_4folds": np.ones(ref.sum(), bool),
+                "balanced_3folds": folds[ref] != (f + 1) % N_FOLDS,
+                "unweighted_4folds": np.ones(ref.sum(), bool),
+            }
             for arm, rows in head_rows.items():
                 weight = None if arm.startswith("unweighted") else "balanced"
                 model = LogisticRegression(C=1.0, max_iter=5000, class_weight=weight).fit(f_ref[rows], y[ref][rows])
                 probs[arm][test] = model.predict_proba(f_test)
-        out["per_seed"][seed] = {arm: round(multiclass_metrics(p, y)["balanced_accuracy"], 4) for arm, p in probs.items()}
-    out["mean"] = {arm: round(float(np.mean([s[arm] for s in out["per_seed"].values()])), 4)
-                   for arm in next(iter(out["per_seed"].values()))}
+        out["per_seed"][seed] = {
+            arm: round(multiclass_metrics(p, y)["balanced_accuracy"], 4) for arm, p in probs.items()
+        }
+    out["mean"] = {
+        arm: round(float(np.mean([s[arm] for s in out["per_seed"].values()])), 4)
+        for arm in next(iter(out["per_seed"].values()))
+    }
     text = json.dumps(out, indent=2)
     print(text)
     if args.out:

@@ -75,8 +75,10 @@ OFFSET, PRIOR = "offset::", "train_prior::"
 
 def fold_train(oof: pd.DataFrame, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Per record: the weighting offset and the training priors of the fold model that scored it."""
-    return (oof[[OFFSET + c for c in classes]].to_numpy(dtype=np.float64),
-            oof[[PRIOR + c for c in classes]].to_numpy(dtype=np.float64))
+    return (
+        oof[[OFFSET + c for c in classes]].to_numpy(dtype=np.float64),
+        oof[[PRIOR + c for c in classes]].to_numpy(dtype=np.float64),
+    )
 
 
 def draw_indices(pool_by_class: list[np.ndarray], priors: np.ndarray, n: int, rng) -> np.ndarray:
@@ -108,7 +110,8 @@ def abstention_em(ref_src, ref_q):
     from abstention.label_shift import EMImbalanceAdapter
 
     adapter = EMImbalanceAdapter(tolerance=TOL, max_iterations=MAX_ITER)(
-        tofit_initial_posterior_probs=ref_q, valid_posterior_probs=ref_src)
+        tofit_initial_posterior_probs=ref_q, valid_posterior_probs=ref_src
+    )
     return adapter.multipliers * ref_src.mean(axis=0), adapter(ref_q)
 
 
@@ -116,8 +119,9 @@ def abstention_bbse(ref_src, y_src, ref_q, k):
     from abstention.label_shift import BBSEImbalanceAdapter
 
     try:
-        w = BBSEImbalanceAdapter()(valid_labels=np.eye(k)[y_src], tofit_initial_posterior_probs=ref_q,
-                                   valid_posterior_probs=ref_src).multipliers
+        w = BBSEImbalanceAdapter()(
+            valid_labels=np.eye(k)[y_src], tofit_initial_posterior_probs=ref_q, valid_posterior_probs=ref_src
+        ).multipliers
     except (np.linalg.LinAlgError, ValueError):  # it inverts C outright; singular C fails
         return np.full(k, np.nan)
     q = w * np.bincount(y_src, minlength=k) / len(y_src)
@@ -145,9 +149,9 @@ def calibrated(z, zo, y, src, groups, k):
     for g in np.unique(groups):
         m = groups == g
         fit = m & src
-        T_raw = cal.fit_temperature(z[fit], y[fit])      # Guo et al.: one T on the raw logits
-        T = cal.fit_temperature(zo[fit], y[fit])         # barloc "temperature": weighting offset, then T
-        Tb, bb = cal.fit_bcts(zo[fit], y[fit])           # barloc "bcts"
+        T_raw = cal.fit_temperature(z[fit], y[fit])  # Guo et al.: one T on the raw logits
+        T = cal.fit_temperature(zo[fit], y[fit])  # barloc "temperature": weighting offset, then T
+        Tb, bb = cal.fit_bcts(zo[fit], y[fit])  # barloc "bcts"
         p_tsraw[m] = cal.softmax_probs(z[m], T_raw)
         p_ts[m] = cal.softmax_probs(zo[m], T)
         p_bc[m] = cal.apply(zo[m], "multiclass", {"temperature": Tb, "bias": bb})
@@ -159,8 +163,9 @@ def calibrated(z, zo, y, src, groups, k):
     return p_tsraw, p_ts, p_bc, p_ref, np.mean(temps, axis=0), p_vs, p_ref_vs
 
 
-def run(oof: pd.DataFrame, n_splits: int, n_draws: int, seed: int, scope: str = "per_fold",
-        configured: str = "bcts") -> dict:
+def run(
+    oof: pd.DataFrame, n_splits: int, n_draws: int, seed: int, scope: str = "per_fold", configured: str = "bcts"
+) -> dict:
     classes = [c.split("::", 1)[1] for c in oof.columns if c.startswith("logit::")]
     k = len(classes)
     y = oof["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
@@ -187,26 +192,32 @@ def run(oof: pd.DataFrame, n_splits: int, n_draws: int, seed: int, scope: str = 
         p_ts_src /= p_ts_src.sum(axis=1, keepdims=True)
         held = ~src
         yh = y[held]
-        calib_rows.append({
-            "temperature": T, "temperature_raw": T_raw, "bcts_temperature": Tb,
-            "ece_raw": ece(p_raw[held], yh),
-            "ece_temperature_raw": ece(p_tsraw[held], yh),
-            "ece_temperature": ece(p_ts[held], yh),
-            "ece_bcts": ece(p_bc[held], yh),
-            "ece_abstention_bcts": ece(r_all[held], yh),
-            "ece_vector": ece(p_vs[held], yh),
-            "nll_vector": float(-np.log(p_vs[held][np.arange(len(yh)), yh]).mean()),
-            "ece_floor_temperature": cal.multiclass_ece_floor(p_ts[held], draws=20, seed=rng),
-            "adaptive_ece_raw": cal.ece_from_bins(cal.multiclass_reliability(p_raw[held], yh, adaptive=True)),
-            "adaptive_ece_temperature": cal.ece_from_bins(cal.multiclass_reliability(p_ts[held], yh, adaptive=True)),
-            "adaptive_ece_bcts": cal.ece_from_bins(cal.multiclass_reliability(p_bc[held], yh, adaptive=True)),
-            "nll_raw": cal.softmax_nll(z[held], yh),
-            "nll_temperature": float(-np.log(p_ts[held][np.arange(len(yh)), yh]).mean()),
-            "nll_bcts": float(-np.log(p_bc[held][np.arange(len(yh)), yh]).mean()),
-            "brier_raw": cal.brier(p_raw[held], np.eye(k)[yh]),
-            "brier_temperature": cal.brier(p_ts[held], np.eye(k)[yh]),
-            "brier_bcts": cal.brier(p_bc[held], np.eye(k)[yh]),
-        })
+        calib_rows.append(
+            {
+                "temperature": T,
+                "temperature_raw": T_raw,
+                "bcts_temperature": Tb,
+                "ece_raw": ece(p_raw[held], yh),
+                "ece_temperature_raw": ece(p_tsraw[held], yh),
+                "ece_temperature": ece(p_ts[held], yh),
+                "ece_bcts": ece(p_bc[held], yh),
+                "ece_abstention_bcts": ece(r_all[held], yh),
+                "ece_vector": ece(p_vs[held], yh),
+                "nll_vector": float(-np.log(p_vs[held][np.arange(len(yh)), yh]).mean()),
+                "ece_floor_temperature": cal.multiclass_ece_floor(p_ts[held], draws=20, seed=rng),
+                "adaptive_ece_raw": cal.ece_from_bins(cal.multiclass_reliability(p_raw[held], yh, adaptive=True)),
+                "adaptive_ece_temperature": cal.ece_from_bins(
+                    cal.multiclass_reliability(p_ts[held], yh, adaptive=True)
+                ),
+                "adaptive_ece_bcts": cal.ece_from_bins(cal.multiclass_reliability(p_bc[held], yh, adaptive=True)),
+                "nll_raw": cal.softmax_nll(z[held], yh),
+                "nll_temperature": float(-np.log(p_ts[held][np.arange(len(yh)), yh]).mean()),
+                "nll_bcts": float(-np.log(p_bc[held][np.arange(len(yh)), yh]).mean()),
+                "brier_raw": cal.brier(p_raw[held], np.eye(k)[yh]),
+                "brier_temperature": cal.brier(p_ts[held], np.eye(k)[yh]),
+                "brier_bcts": cal.brier(p_bc[held], np.eye(k)[yh]),
+            }
+        )
         for alpha in ALPHAS:
             for n in SIZES:
                 for _ in range(n_draws):
@@ -216,14 +227,19 @@ def run(oof: pd.DataFrame, n_splits: int, n_draws: int, seed: int, scope: str = 
                     true = np.bincount(yq, minlength=k) / len(yq)
                     row = {"alpha": alpha, "n": n, "split": s}
 
-                    def score(name, est, post):
+                    def score(name, est, post, row=row, yq=yq, true=true):
                         row[f"acc_{name}"] = float((post.argmax(axis=1) == yq).mean())
                         if est is not None:
                             row[f"prior_mse_{name}"] = float(((est - true) ** 2).mean())
 
                     score("none", source, p_raw[idx])
                     score("none_calibrated", None, p_bc[idx])
-                    for name, p in (("em", p_raw), ("em_temperature", p_ts_src), ("em_calibrated", p_bc), ("em_vector", p_vs)):
+                    for name, p in (
+                        ("em", p_raw),
+                        ("em_temperature", p_ts_src),
+                        ("em_calibrated", p_bc),
+                        ("em_vector", p_vs),
+                    ):
                         res = shift.em_priors(p[idx], source, TOL, MAX_ITER)
                         score(name, res.priors, res.posteriors)
                         row[f"converged_{name}"] = res.converged
@@ -237,17 +253,30 @@ def run(oof: pd.DataFrame, n_splits: int, n_draws: int, seed: int, scope: str = 
                     score("abstention_em", est, post)
                     est, post = abstention_em(r_vs[src], r_vs[idx])
                     score("abstention_em_vector", est, post)
-                    row["prior_mse_abstention_bbse"] = float(((abstention_bbse(r_all[src], ys, r_all[idx], k) - true) ** 2).mean())
+                    row["prior_mse_abstention_bbse"] = float(
+                        ((abstention_bbse(r_all[src], ys, r_all[idx], k) - true) ** 2).mean()
+                    )
                     rows.append(row)
     return summarise(pd.DataFrame(rows), pd.DataFrame(calib_rows), classes, len(y), n_splits, n_draws, configured)
 
 
-ARMS = ("em", "em_temperature", "em_calibrated", "em_vector", "bbse", "bbse_clip", "oracle", "oracle_vector",
-        "abstention_em", "abstention_em_vector")
+ARMS = (
+    "em",
+    "em_temperature",
+    "em_calibrated",
+    "em_vector",
+    "bbse",
+    "bbse_clip",
+    "oracle",
+    "oracle_vector",
+    "abstention_em",
+    "abstention_em_vector",
+)
 
 
-def summarise(df: pd.DataFrame, calib: pd.DataFrame, classes, n_records, n_splits, n_draws,
-              configured: str = "bcts") -> dict:
+def summarise(
+    df: pd.DataFrame, calib: pd.DataFrame, classes, n_records, n_splits, n_draws, configured: str = "bcts"
+) -> dict:
     out: dict = {"alpha": {}}
     for (alpha, n), g in df.groupby(["alpha", "n"]):
         cell: dict = {"draws": int(len(g))}
@@ -258,8 +287,18 @@ def summarise(df: pd.DataFrame, calib: pd.DataFrame, classes, n_records, n_split
             d = g[f"acc_{arm}"] - g["acc_none"]
             cell[f"delta_acc_{arm}"] = round(d.mean(), 4)
             se[f"delta_acc_{arm}"] = round(d.std(ddof=1) / np.sqrt(len(d)), 4)
-        for arm in ("none", "em", "em_temperature", "em_calibrated", "em_vector", "bbse", "bbse_clip", "abstention_em",
-                    "abstention_em_vector", "abstention_bbse"):
+        for arm in (
+            "none",
+            "em",
+            "em_temperature",
+            "em_calibrated",
+            "em_vector",
+            "bbse",
+            "bbse_clip",
+            "abstention_em",
+            "abstention_em_vector",
+            "abstention_bbse",
+        ):
             col = g[f"prior_mse_{arm}"]
             cell[f"prior_mse_{arm}"] = round(col.mean(), 5)
             se[f"prior_mse_{arm}"] = round(col.std(ddof=1) / np.sqrt(col.notna().sum()), 5)
@@ -270,14 +309,19 @@ def summarise(df: pd.DataFrame, calib: pd.DataFrame, classes, n_records, n_split
             cell[f"oracle_gain_recovered_{arm}"] = round(cell[f"delta_acc_{arm}"] / gain, 3) if gain > 0 else None
         # Vector scaling against its own oracle (the true mix on the vector-scaled probabilities).
         gain_v = cell["delta_acc_oracle_vector"]
-        cell["oracle_gain_recovered_em_vector_own_oracle"] = round(cell["delta_acc_em_vector"] / gain_v, 3) if gain_v > 0 else None
+        cell["oracle_gain_recovered_em_vector_own_oracle"] = (
+            round(cell["delta_acc_em_vector"] / gain_v, 3) if gain_v > 0 else None
+        )
         for arm in ("em", "em_calibrated"):
             cell[f"prior_mse_ratio_{arm}_vs_abstention_em"] = round(
-                g[f"prior_mse_{arm}"].mean() / g["prior_mse_abstention_em"].mean(), 3)
+                g[f"prior_mse_{arm}"].mean() / g["prior_mse_abstention_em"].mean(), 3
+            )
         cell["prior_mse_ratio_em_vector_vs_abstention_em_vector"] = round(
-            g["prior_mse_em_vector"].mean() / g["prior_mse_abstention_em_vector"].mean(), 3)
-        cell["em_not_converged"] = {a: int((~g[f"converged_{a}"]).sum())
-                                    for a in ("em", "em_temperature", "em_calibrated", "em_vector")}
+            g["prior_mse_em_vector"].mean() / g["prior_mse_abstention_em_vector"].mean(), 3
+        )
+        cell["em_not_converged"] = {
+            a: int((~g[f"converged_{a}"]).sum()) for a in ("em", "em_temperature", "em_calibrated", "em_vector")
+        }
         cell["se"] = se
         out["alpha"].setdefault(f"{alpha:g}", {"n": {}})["n"][str(n)] = cell
     c = calib.mean()
@@ -294,8 +338,10 @@ def summarise(df: pd.DataFrame, calib: pd.DataFrame, classes, n_records, n_split
     # scaling against its own oracle and abstention's own vector scaling; BCTS against the
     # BCTS ones). "met" holds when one of them reaches the target, "met_by" names which, and
     # "met_with_configured_calibration" says whether the fish task's configured one does.
-    arms = {"vector": ("oracle_gain_recovered_em_vector_own_oracle", "prior_mse_ratio_em_vector_vs_abstention_em_vector"),
-            "bcts": ("oracle_gain_recovered_em_calibrated", "prior_mse_ratio_em_calibrated_vs_abstention_em")}
+    arms = {
+        "vector": ("oracle_gain_recovered_em_vector_own_oracle", "prior_mse_ratio_em_vector_vs_abstention_em_vector"),
+        "bcts": ("oracle_gain_recovered_em_calibrated", "prior_mse_ratio_em_calibrated_vs_abstention_em"),
+    }
     share_met = [m for m, (share, _) in arms.items() if (a1[share] or 0) >= 0.8]
     mse_met = [m for m, (_, ratio) in arms.items() if a1[ratio] <= 1.05]
     out["targets"] = {
@@ -306,14 +352,16 @@ def summarise(df: pd.DataFrame, calib: pd.DataFrame, classes, n_records, n_split
             "em_calibrated": a1["oracle_gain_recovered_em_calibrated"],
             "em_temperature": a1["oracle_gain_recovered_em_temperature"],
             "em_raw": a1["oracle_gain_recovered_em"],
-            "met": bool(share_met), "met_by": share_met,
+            "met": bool(share_met),
+            "met_by": share_met,
             "met_with_configured_calibration": configured in share_met,
         },
         "prior_mse_at_most_1.05x_abstention_em_at_alpha1_n500": {
             "em_vector": a1["prior_mse_ratio_em_vector_vs_abstention_em_vector"],
             "em_calibrated": a1["prior_mse_ratio_em_calibrated_vs_abstention_em"],
             "em_raw": a1["prior_mse_ratio_em_vs_abstention_em"],
-            "met": bool(mse_met), "met_by": mse_met,
+            "met": bool(mse_met),
+            "met_by": mse_met,
             "met_with_configured_calibration": configured in mse_met,
         },
         "temperature_scaling_halves_ece": {
@@ -330,7 +378,8 @@ def headline(res: dict) -> dict:
     """The three target figures of one run (alpha 1, n 500; ECE on the held-out halves)."""
     cell = res["alpha"]["1"]["n"]["500"]
     return {
-        "acc_none": cell["acc_none"], "delta_acc_oracle": cell["delta_acc_oracle"],
+        "acc_none": cell["acc_none"],
+        "delta_acc_oracle": cell["delta_acc_oracle"],
         "oracle_gain_recovered_em_calibrated": cell["oracle_gain_recovered_em_calibrated"],
         "prior_mse_ratio_em_calibrated_vs_abstention_em": cell["prior_mse_ratio_em_calibrated_vs_abstention_em"],
         "delta_acc_oracle_vector": cell["delta_acc_oracle_vector"],
@@ -347,8 +396,17 @@ def seed_spread(args, first: dict) -> dict:
     seeds = [args.seed + 1000 * i for i in range(max(args.spread_seeds, 1))]
     rows = [headline(first)]
     for seed in seeds[1:]:
-        rows.append(headline(run(out_of_fold_logits(args.config, None, seed), args.splits, args.draws, seed,
-                                 configured=args.configured)))
+        rows.append(
+            headline(
+                run(
+                    out_of_fold_logits(args.config, None, seed),
+                    args.splits,
+                    args.draws,
+                    seed,
+                    configured=args.configured,
+                )
+            )
+        )
     out = {"seeds": seeds, "per_seed": rows}
     out["mean"] = {k: round(float(np.mean([r[k] for r in rows])), 4) for k in rows[0]}
     return out
@@ -362,8 +420,12 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=42, help="CV seed (as fish_origin.py) and sampling seed")
     ap.add_argument("--splits", type=int, default=10, help="random source/target halvings")
     ap.add_argument("--draws", type=int, default=20, help="test sets per (alpha, n) per halving")
-    ap.add_argument("--spread-seeds", type=int, default=3,
-                    help="repeat the per-fold protocol with this many seeds (folds, training and draws; 1: only --seed)")
+    ap.add_argument(
+        "--spread-seeds",
+        type=int,
+        default=3,
+        help="repeat the per-fold protocol with this many seeds (folds, training and draws; 1: only --seed)",
+    )
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     t0 = time.perf_counter()
@@ -373,16 +435,20 @@ def main() -> None:
     result = {
         "task": "fish_origin",
         "command": "python benchmarks/prior_shift.py " + " ".join(sys.argv[1:]),
-        "protocol": ("pooled out-of-fold logits, stratified halves: calibration + BBSE confusion on one, Dirichlet(alpha) "
-                     "test draws from the other; deltas are accuracy minus the raw model's (argmax of softmax(logits)), "
-                     "as in Alexandari et al.; oracle = BCTS probabilities reweighted by the draw's true class mix "
-                     "(oracle_vector: the vector-scaled ones); "
-                     f"EM tol={TOL}, max_iter={MAX_ITER}; abstention: TempScaling(bias_positions='all') then "
-                     "EMImbalanceAdapter on the calibrated probabilities, as in its authors' experiment code"),
+        "protocol": (
+            "pooled out-of-fold logits, stratified halves: calibration + BBSE confusion on one, Dirichlet(alpha) "
+            "test draws from the other; deltas are accuracy minus the raw model's (argmax of softmax(logits)), "
+            "as in Alexandari et al.; oracle = BCTS probabilities reweighted by the draw's true class mix "
+            "(oracle_vector: the vector-scaled ones); "
+            f"EM tol={TOL}, max_iter={MAX_ITER}; abstention: TempScaling(bias_positions='all') then "
+            "EMImbalanceAdapter on the calibrated probabilities, as in its authors' experiment code"
+        ),
         "loss": fish.get("loss", {}),
-        "calibration_scope": ("per_fold: each fold model's logits get their own temperature/BCTS, fitted on that "
-                              "model's source-half records, as barloc calibrates its one model; 'pooled' below: one "
-                              "calibration for all five models' logits"),
+        "calibration_scope": (
+            "per_fold: each fold model's logits get their own temperature/BCTS, fitted on that "
+            "model's source-half records, as barloc calibrates its one model; 'pooled' below: one "
+            "calibration for all five models' logits"
+        ),
         **run(oof, args.splits, args.draws, args.seed, "per_fold", configured),
     }
     pooled = run(oof, args.splits, args.draws, args.seed, "pooled", configured)

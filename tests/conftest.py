@@ -66,8 +66,13 @@ def small_localization_inputs(where: Path) -> dict:
     records = PROTEIN_QUERY.read_text().split(">")[1:41]
     query.write_text("".join(">" + r for r in records))
     return {
-        "kind": "multilabel", "alphabet": "protein", "reference": str(ref), "format": "deeploc",
-        "query": str(query), "query_format": "fasta", "max_length": 600,
+        "kind": "multilabel",
+        "alphabet": "protein",
+        "reference": str(ref),
+        "format": "deeploc",
+        "query": str(query),
+        "query_format": "fasta",
+        "max_length": 600,
         "split": {"method": "given", "test_groups": ["4"], "val_groups": ["3"]},
         "encoder": {"type": "cnn", "embed_dim": 8, "channels": 8, "kernel_sizes": [3, 9], "max_len": 300},
         "loss": {"type": "bce", "pos_weight": True},
@@ -83,9 +88,16 @@ def small_fish_origin_inputs(where: Path) -> dict:
     """The bundled tuna BOLD COI records labelled by ocean basin, the real market samples as
     the query, and a tiny k-mer model."""
     return {
-        "kind": "multiclass", "alphabet": "dna", "reference": str(BUNDLED_BOLD), "format": "bold",
-        "markers": ["COI-5P"], "label": "ocean_basin", "min_class_size": 20,
-        "query": str(MARKET_QUERY), "query_format": "fasta", "max_length": 700,
+        "kind": "multiclass",
+        "alphabet": "dna",
+        "reference": str(BUNDLED_BOLD),
+        "format": "bold",
+        "markers": ["COI-5P"],
+        "label": "ocean_basin",
+        "min_class_size": 20,
+        "query": str(MARKET_QUERY),
+        "query_format": "fasta",
+        "max_length": 700,
         "split": {"method": "grouped", "n_folds": 5, "test_fold": 0, "val_fold": 1},
         "encoder": {"type": "kmer", "k": 4, "hidden": 16, "dropout": 0.1},
         "loss": {"type": "cross_entropy", "class_weights": "inverse"},
@@ -96,12 +108,29 @@ def small_fish_origin_inputs(where: Path) -> dict:
 SMALL_TASKS = {"localization": small_localization_inputs, "fish_origin": small_fish_origin_inputs}
 
 
-STEP_FILES = ("records.parquet", "splits.tsv", "model.ckpt", "model.json", "history.tsv", "val_logits.parquet", "logits.parquet",
-              "calibration.json", "priors.json", "calls.tsv", "metrics.json")
+STEP_FILES = (
+    "records.parquet",
+    "splits.tsv",
+    "model.ckpt",
+    "model.json",
+    "history.tsv",
+    "val_logits.parquet",
+    "logits.parquet",
+    "calibration.json",
+    "priors.json",
+    "calls.tsv",
+    "metrics.json",
+)
 
 
-def run_small_pipeline(cfg: dict, out: Path, seed: int = SMALL_SEED, task: str | None = None,
-                       geo_table: Path | None = GEO_TABLE, to_evaluate: bool = False) -> Path:
+def run_small_pipeline(
+    cfg: dict,
+    out: Path,
+    seed: int = SMALL_SEED,
+    task: str | None = None,
+    geo_table: Path | None = GEO_TABLE,
+    to_evaluate: bool = False,
+) -> Path:
     """Run the ingest, split, train and predict steps' ``run()`` on ``cfg`` into ``out`` (the
     files named in STEP_FILES); with ``to_evaluate`` also calibrate, prior_shift and evaluate."""
     from types import SimpleNamespace as NS
@@ -122,24 +151,52 @@ def run_small_pipeline(cfg: dict, out: Path, seed: int = SMALL_SEED, task: str |
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as run_step does with the rule's threads: 1
     try:
-        ingest.run(NS(geo_table=str(geo_table) if geo_table else None), NS(records=files["records.parquet"]),
-                   params("ingest"))
+        ingest.run(
+            NS(geo_table=str(geo_table) if geo_table else None), NS(records=files["records.parquet"]), params("ingest")
+        )
         split.run(NS(records=files["records.parquet"]), NS(splits=files["splits.tsv"]), params("split"))
-        train.run(NS(records=files["records.parquet"], splits=files["splits.tsv"]),
-                  NS(model=files["model.ckpt"], meta=files["model.json"], history=files["history.tsv"],
-                     val_logits=files["val_logits.parquet"]), params("train"))
-        predict.run(NS(records=files["records.parquet"], splits=files["splits.tsv"], model=files["model.ckpt"],
-                       meta=files["model.json"], val_logits=files["val_logits.parquet"]), NS(logits=files["logits.parquet"]),
-                    params("predict"))
+        train.run(
+            NS(records=files["records.parquet"], splits=files["splits.tsv"]),
+            NS(
+                model=files["model.ckpt"],
+                meta=files["model.json"],
+                history=files["history.tsv"],
+                val_logits=files["val_logits.parquet"],
+            ),
+            params("train"),
+        )
+        predict.run(
+            NS(
+                records=files["records.parquet"],
+                splits=files["splits.tsv"],
+                model=files["model.ckpt"],
+                meta=files["model.json"],
+                val_logits=files["val_logits.parquet"],
+            ),
+            NS(logits=files["logits.parquet"]),
+            params("predict"),
+        )
         if to_evaluate:
-            calibrate.run(NS(meta=files["model.json"], logits=files["logits.parquet"]),
-                          NS(calibration=files["calibration.json"]), params("calibrate"))
-            prior_shift.run(NS(meta=files["model.json"], calibration=files["calibration.json"],
-                               logits=files["logits.parquet"]), NS(priors=files["priors.json"], calls=files["calls.tsv"]),
-                            params("prior_shift"))
-            evaluate.run(NS(meta=files["model.json"], calibration=files["calibration.json"],
-                            logits=files["logits.parquet"], priors=files["priors.json"]),
-                         NS(metrics=files["metrics.json"]), params("evaluate"))
+            calibrate.run(
+                NS(meta=files["model.json"], logits=files["logits.parquet"]),
+                NS(calibration=files["calibration.json"]),
+                params("calibrate"),
+            )
+            prior_shift.run(
+                NS(meta=files["model.json"], calibration=files["calibration.json"], logits=files["logits.parquet"]),
+                NS(priors=files["priors.json"], calls=files["calls.tsv"]),
+                params("prior_shift"),
+            )
+            evaluate.run(
+                NS(
+                    meta=files["model.json"],
+                    calibration=files["calibration.json"],
+                    logits=files["logits.parquet"],
+                    priors=files["priors.json"],
+                ),
+                NS(metrics=files["metrics.json"]),
+                params("evaluate"),
+            )
     finally:
         torch.set_num_threads(threads)
     return out
@@ -159,8 +216,13 @@ def _small_pipeline_pairs(tmp_path_factory) -> dict[str, tuple[Path, Path, dict]
         "for cfg, out in json.loads(sys.argv[2]): conftest.run_small_pipeline(cfg, Path(out))"
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
-    proc = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent), json.dumps(jobs)],
-                          capture_output=True, text=True, env=env, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(Path(__file__).parent), json.dumps(jobs)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return {task: (firsts[task], base / task / "run2", cfgs[task]) for task in cfgs}
 

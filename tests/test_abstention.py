@@ -60,7 +60,9 @@ def test_temperature_matches_abstention(data):
 def test_bcts_matches_abstention(data):
     zv, yv, _, _ = data
     T, b = cal.fit_bcts(zv, yv)
-    t_ref, b_ref = TempScaling(bias_positions="all")._get_optimal_t_and_biases(valid_preacts=zv, valid_labels=onehot(yv))
+    t_ref, b_ref = TempScaling(bias_positions="all")._get_optimal_t_and_biases(
+        valid_preacts=zv, valid_labels=onehot(yv)
+    )
     assert T == pytest.approx(float(t_ref), abs=1e-3)
     np.testing.assert_allclose(b, b_ref - b_ref.mean(), atol=1e-3)  # softmax ignores a common shift
     calibrator = TempScaling(bias_positions="all")(valid_preacts=zv, valid_labels=onehot(yv))
@@ -87,7 +89,8 @@ def test_em_priors_match_abstention_without_calibration(data):
     source = pv.mean(axis=0)  # abstention takes the source priors as the mean val posterior
     ours = shift.em_priors(pq, source, tol=1e-8, max_iter=5000)
     adapter = EMImbalanceAdapter(tolerance=1e-8, max_iterations=5000)(
-        tofit_initial_posterior_probs=pq, valid_posterior_probs=pv)
+        tofit_initial_posterior_probs=pq, valid_posterior_probs=pv
+    )
     theirs = adapter.multipliers * source
     assert ours.converged
     np.testing.assert_allclose(ours.priors, theirs, atol=1e-3)
@@ -111,7 +114,8 @@ def test_em_on_bcts_matches_abstention(data):
     calibrator = TempScaling(bias_positions="all")(valid_preacts=zv, valid_labels=onehot(yv))
     ref_v, ref_q = calibrator(zv), calibrator(zq)
     adapter = EMImbalanceAdapter(tolerance=1e-8, max_iterations=5000)(
-        tofit_initial_posterior_probs=ref_q, valid_posterior_probs=ref_v)
+        tofit_initial_posterior_probs=ref_q, valid_posterior_probs=ref_v
+    )
     theirs = adapter.multipliers * ref_v.mean(axis=0)
     np.testing.assert_allclose(ours.priors, theirs, atol=1e-3)
     np.testing.assert_allclose(ours.posteriors, adapter(ref_q), atol=1e-3)
@@ -122,8 +126,9 @@ def test_bbse_matches_abstention(data):
     zv, yv, zq, _ = data
     pv, pq = cal.softmax_probs(zv), cal.softmax_probs(zq)
     res = shift.bbse(pv, yv, pq)
-    adapter = BBSEImbalanceAdapter()(valid_labels=onehot(yv), tofit_initial_posterior_probs=pq,
-                                     valid_posterior_probs=pv)
+    adapter = BBSEImbalanceAdapter()(
+        valid_labels=onehot(yv), tofit_initial_posterior_probs=pq, valid_posterior_probs=pv
+    )
     assert not res.clipped
     np.testing.assert_allclose(res.weights, adapter.multipliers, atol=1e-9)
     theirs = adapter.multipliers * np.bincount(yv) / len(yv)
@@ -141,8 +146,9 @@ def test_bbse_clip_matches_abstention_when_weights_go_negative():
         if not res.clipped:
             continue
         seen += 1
-        w = BBSEImbalanceAdapter()(valid_labels=onehot(yv), tofit_initial_posterior_probs=pq,
-                                   valid_posterior_probs=pv).multipliers
+        w = BBSEImbalanceAdapter()(
+            valid_labels=onehot(yv), tofit_initial_posterior_probs=pq, valid_posterior_probs=pv
+        ).multipliers
         np.testing.assert_allclose(res.weights, w, atol=1e-9)
         q = w * np.bincount(yv, minlength=3) / len(yv)
         np.testing.assert_allclose(res.priors, q / q.sum(), atol=1e-9)

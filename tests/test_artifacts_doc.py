@@ -32,8 +32,15 @@ def test_decision_codes_are_documented():
 
 
 def test_round_trip_keeps_every_key(tmp_path):
-    meta = artifacts.ModelMeta(kind="multiclass", classes=["a", "b"], alphabet="dna", encoder={"type": "kmer"},
-                               train_priors=[0.4, 0.6], n_train=10, monitor=None)
+    meta = artifacts.ModelMeta(
+        kind="multiclass",
+        classes=["a", "b"],
+        alphabet="dna",
+        encoder={"type": "kmer"},
+        train_priors=[0.4, 0.6],
+        n_train=10,
+        monitor=None,
+    )
     meta.save(tmp_path / "model.json")
     back = artifacts.ModelMeta.load(tmp_path / "model.json")
     assert back == meta and "monitor" not in (tmp_path / "model.json").read_text()

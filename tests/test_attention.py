@@ -20,7 +20,9 @@ def _padded(seqs):
 
 def test_padding_does_not_change_a_sequence_with_attention():
     torch.manual_seed(0)
-    enc = ConvEncoder("protein", embed_dim=8, channels=4, kernel_sizes=(3, 5), attention_layers=2, attention_heads=2).eval()
+    enc = ConvEncoder(
+        "protein", embed_dim=8, channels=4, kernel_sizes=(3, 5), attention_layers=2, attention_heads=2
+    ).eval()
     short = torch.tensor([3, 5, 7, 9, 2, 11])
     alone = enc({"tokens": short[None]})[0]
     # The same sequence next to much longer ones: 0 to 40 padding tokens after it.
@@ -53,7 +55,11 @@ def test_block_uses_scaled_dot_product_attention(monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
-    enc = build_encoder({"type": "cnn", "channels": 4, "kernel_sizes": [3], "attention_layers": 1, "attention_heads": 2}, "protein", None)
+    enc = build_encoder(
+        {"type": "cnn", "channels": 4, "kernel_sizes": [3], "attention_layers": 1, "attention_heads": 2},
+        "protein",
+        None,
+    )
     enc.eval()({"tokens": _padded([torch.tensor([1, 2, 3]), torch.tensor([4, 5])])})
     assert len(calls) == 1 and calls[0].dtype == torch.bool and calls[0].shape == (2, 1, 1, 3)
     assert calls[0][1, 0, 0].tolist() == [True, True, False]
@@ -70,8 +76,19 @@ def test_heads_must_divide_the_width():
 
 
 def _config(encoder):
-    return {"seed": 1, "trainer": {"threads": 1}, "tasks": {"loc": {
-        "kind": "multilabel", "alphabet": "protein", "reference": "x.csv", "format": "deeploc", "encoder": encoder}}}
+    return {
+        "seed": 1,
+        "trainer": {"threads": 1},
+        "tasks": {
+            "loc": {
+                "kind": "multilabel",
+                "alphabet": "protein",
+                "reference": "x.csv",
+                "format": "deeploc",
+                "encoder": encoder,
+            }
+        },
+    }
 
 
 def test_schema_accepts_and_checks_attention_keys():

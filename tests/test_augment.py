@@ -12,11 +12,13 @@ from barloc.augment import MIN_LENGTH, augment_records
 
 def synthetic_train(n: int = 30, length: int = 200, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({
-        "id": [f"syn{i}" for i in range(n)],
-        "sequence": ["".join(rng.choice(list("ACGT"), length)) for _ in range(n)],
-        "label": pd.Series(["A", "B", "C"] * (n // 3), dtype=object),
-    })
+    return pd.DataFrame(
+        {
+            "id": [f"syn{i}" for i in range(n)],
+            "sequence": ["".join(rng.choice(list("ACGT"), length)) for _ in range(n)],
+            "label": pd.Series(["A", "B", "C"] * (n // 3), dtype=object),
+        }
+    )
 
 
 def test_no_copies_is_a_no_op():
@@ -37,7 +39,9 @@ def test_copies_are_stretches_with_substitutions_and_keep_labels():
     # Each copy is its original's stretch with about 5% of bases replaced (3/4 of them by another base).
     mismatches = []
     for (_, row), orig in zip(copies.iterrows(), df["sequence"].tolist() * 2):
-        best = min(sum(a != b for a, b in zip(row["sequence"], orig[s:])) for s in range(len(orig) - len(row["sequence"]) + 1))
+        best = min(
+            sum(a != b for a, b in zip(row["sequence"], orig[s:])) for s in range(len(orig) - len(row["sequence"]) + 1)
+        )
         mismatches.append(best / len(row["sequence"]))
     assert 0.02 < np.mean(mismatches) < 0.06
 
@@ -64,16 +68,21 @@ def test_fit_counts_records_not_copies():
     from barloc.training import fit
 
     df = synthetic_train(n=60, length=120, seed=1)
-    cfg = {"kind": "multiclass", "alphabet": "dna", "encoder": {"type": "kmer", "k": 3, "hidden": 8},
-           "loss": {"type": "cross_entropy", "class_weights": "inverse"},
-           "train": {"max_epochs": 1, "batch_size": 16, "augment": {"copies": 2, "crop": 0.8, "substitution": 0.01}}}
+    cfg = {
+        "kind": "multiclass",
+        "alphabet": "dna",
+        "encoder": {"type": "kmer", "k": 3, "hidden": 8},
+        "loss": {"type": "cross_entropy", "class_weights": "inverse"},
+        "train": {"max_epochs": 1, "batch_size": 16, "augment": {"copies": 2, "crop": 0.8, "substitution": 0.01}},
+    }
     trainer = {"accelerator": "cpu", "devices": 1, "precision": "32-true"}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         _, meta, _ = fit(df.iloc[:45], df.iloc[45:], cfg, trainer, seed=0)
-        _, plain, _ = fit(df.iloc[:45], df.iloc[45:], {**cfg, "train": {**cfg["train"], "augment": {"copies": 0}}},
-                          trainer, seed=0)
+        _, plain, _ = fit(
+            df.iloc[:45], df.iloc[45:], {**cfg, "train": {**cfg["train"], "augment": {"copies": 0}}}, trainer, seed=0
+        )
     finally:
         torch.set_num_threads(threads)
     assert meta.n_train == plain.n_train == 45
@@ -82,10 +91,10 @@ def test_fit_counts_records_not_copies():
 
 def test_schema_takes_augment_settings():
     import yaml
+    from conftest import REPO
 
     from barloc.config import check_config
     from barloc.errors import InputError
-    from conftest import REPO
 
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     # The setting config/config.yaml's comment suggests trying.

@@ -9,11 +9,20 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import DEEPLOC_DEMO, REPO
 
-LOCATIONS = ["Cytoplasm", "Nucleus", "Extracellular", "Cell membrane", "Mitochondrion", "Plastid",
-             "Endoplasmic reticulum", "Lysosome/Vacuole", "Golgi apparatus", "Peroxisome"]
+LOCATIONS = [
+    "Cytoplasm",
+    "Nucleus",
+    "Extracellular",
+    "Cell membrane",
+    "Mitochondrion",
+    "Plastid",
+    "Endoplasmic reticulum",
+    "Lysosome/Vacuole",
+    "Golgi apparatus",
+    "Peroxisome",
+]
 
 
 def _bench():
@@ -92,6 +101,8 @@ def test_quick_run_in_pieces_merges_to_the_whole_protocol(tiny, tmp_path):
 
 def test_floor_only_needs_no_training(tiny, tmp_path):
     where, config = tiny
-    out = _bench().main(["--config", str(config), "--floor-only", "--partitions", "1", "--out", str(tmp_path / "f.json")])
+    out = _bench().main(
+        ["--config", str(config), "--floor-only", "--partitions", "1", "--out", str(tmp_path / "f.json")]
+    )
     assert out["barloc"] is None and out["predict_proteins_per_second"] is None
     assert 0 <= out["floor"]["micro_f1"] <= 1 and out["partitions"]["1"]["threshold_partition"] == "2"

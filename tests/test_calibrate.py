@@ -123,6 +123,7 @@ def test_weighting_offset_undoes_class_weights_and_pos_weight():
 
 # --- robustness: huge logits, constant logits, a single class in validation -----------------
 
+
 def _finite_probs(p):
     return np.isfinite(p).all() and np.allclose(p.sum(axis=1), 1) if p.ndim == 2 else np.isfinite(p).all()
 
@@ -234,5 +235,5 @@ def test_ece_floor_is_the_small_sample_bias_of_perfect_calibration():
     # Labels from other probabilities (over-confident ones) sit well above the floor.
     p = probs(3000)
     y = np.array([rng.choice(4, p=row) for row in p])
-    sharp = p ** 3 / (p ** 3).sum(axis=1, keepdims=True)
+    sharp = p**3 / (p**3).sum(axis=1, keepdims=True)
     assert cal.ece_from_bins(cal.multiclass_reliability(sharp, y)) > 3 * multiclass_ece_floor(sharp)

@@ -15,8 +15,9 @@ CLASSES = ["Atlantic", "Indian", "Pacific"]
 
 
 def meta(kind: str = "multiclass", **kw) -> ModelMeta:
-    return ModelMeta(kind=kind, classes=CLASSES, alphabet="dna", encoder={"type": "kmer"},
-                     train_priors=[0.5, 0.2, 0.3], **kw)
+    return ModelMeta(
+        kind=kind, classes=CLASSES, alphabet="dna", encoder={"type": "kmer"}, train_priors=[0.5, 0.2, 0.3], **kw
+    )
 
 
 def test_call_is_calibrate_then_correct_then_call():
@@ -26,8 +27,11 @@ def test_call_is_calibrate_then_correct_then_call():
     caller = Caller(meta(), calib, 0.6)
     target = np.array([0.1, 0.1, 0.8])
     got = caller.call([f"s{i}" for i in range(40)], z, target=target)
-    probs = shift.reweight(apply(z, "multiclass", {"temperature": 1.7, "bias": [0.1, 0.0, -0.1],
-                                                   "offset": [0.2, -0.1, 0.0]}), np.array([0.5, 0.2, 0.3]), target)
+    probs = shift.reweight(
+        apply(z, "multiclass", {"temperature": 1.7, "bias": [0.1, 0.0, -0.1], "offset": [0.2, -0.1, 0.0]}),
+        np.array([0.5, 0.2, 0.3]),
+        target,
+    )
     want = calls_table([f"s{i}" for i in range(40)], probs, CLASSES, "multiclass", 0.6)
     pd.testing.assert_frame_equal(got, want)
     assert (got["uncertain"] == (got["probability"] < 0.6)).all()
@@ -38,8 +42,12 @@ def test_call_is_calibrate_then_correct_then_call():
 
 def test_multilabel_rule_and_extra_heads():
     z = np.array([[3.0, 2.5, -4.0], [-3.0, -3.0, -3.0]])
-    calib = Calibration(temperature=[1.0, 1.0, 1.0], thresholds=[0.5, 0.5, 0.5], call_ratio=0.0,
-                        extra_heads={"membrane": {"temperature": 1.0, "bias": 0.0, "threshold": 0.5}})
+    calib = Calibration(
+        temperature=[1.0, 1.0, 1.0],
+        thresholds=[0.5, 0.5, 0.5],
+        call_ratio=0.0,
+        extra_heads={"membrane": {"temperature": 1.0, "bias": 0.0, "threshold": 0.5}},
+    )
     caller = Caller(meta("multilabel", extra_heads=["membrane"]), calib, 0.5)
     table = caller.call(["a", "b"], z, extra=np.array([[2.0], [-2.0]]))
     assert table["call"].tolist() == ["Atlantic;Indian", "Atlantic"]  # b: no label reaches its threshold
@@ -51,9 +59,14 @@ def test_multilabel_rule_and_extra_heads():
 
 
 def test_split_arrays_leave_soft_targets_and_other_splits_out():
-    df = pd.DataFrame({"id": list("abcd"), "split": ["val", "val", "test", "val"],
-                       "label": ["Indian", "Pacific", "Atlantic", "Atlantic"],
-                       "label_probs": [None, None, None, '{"Atlantic": 0.6, "Indian": 0.4}']})
+    df = pd.DataFrame(
+        {
+            "id": list("abcd"),
+            "split": ["val", "val", "test", "val"],
+            "label": ["Indian", "Pacific", "Atlantic", "Atlantic"],
+            "label_probs": [None, None, None, '{"Atlantic": 0.6, "Indian": 0.4}'],
+        }
+    )
     for j, c in enumerate(CLASSES):
         df["logit::" + c] = float(j)
     z, y = split_arrays(df, meta(), "val")
@@ -61,14 +74,17 @@ def test_split_arrays_leave_soft_targets_and_other_splits_out():
     np.testing.assert_array_equal(class_logits(df, CLASSES[::-1])[0], [2.0, 1.0, 0.0])
 
 
-@pytest.mark.parametrize("method, check, n, test, code", [
-    ("none", True, 10, {}, "not_requested"),
-    ("em", True, 0, {}, "no_query"),
-    ("em", True, 10, {"nll_calibrated": 0.5, "nll_corrected": 0.6}, "check_failed"),
-    ("em", False, 10, {"nll_calibrated": 0.5, "nll_corrected": 0.6}, "applied"),
-    ("em", True, 10, {"nll_calibrated": 0.5, "nll_corrected": 0.4}, "applied"),
-    ("known", True, 10, {"nll_calibrated": 0.5}, "applied"),
-])
+@pytest.mark.parametrize(
+    "method, check, n, test, code",
+    [
+        ("none", True, 10, {}, "not_requested"),
+        ("em", True, 0, {}, "no_query"),
+        ("em", True, 10, {"nll_calibrated": 0.5, "nll_corrected": 0.6}, "check_failed"),
+        ("em", False, 10, {"nll_calibrated": 0.5, "nll_corrected": 0.6}, "applied"),
+        ("em", True, 10, {"nll_calibrated": 0.5, "nll_corrected": 0.4}, "applied"),
+        ("known", True, 10, {"nll_calibrated": 0.5}, "applied"),
+    ],
+)
 def test_prior_correction_decision_codes(method, check, n, test, code):
     from barloc.artifacts import DECISION_CODES
     from barloc.steps.prior_shift import decide

@@ -18,14 +18,14 @@ import pytest
 import torch
 
 from barloc import shift
+from barloc.artifacts import Calibration, ModelMeta
 from barloc.calibrate import apply
+from barloc.calling import calls_table, correct
 from barloc.cli import main
+from barloc.config import task_default
 from barloc.data import EncodedDataset, predict_logits, targets_for
 from barloc.inference import Progress, predict_file
-from barloc.artifacts import Calibration, ModelMeta
 from barloc.modelio import build_model, save_model
-from barloc.calling import calls_table, correct
-from barloc.config import task_default
 
 BASINS = ["Atlantic", "Indian", "Pacific"]
 PLACES = ["Cytoplasm", "Nucleus", "Mitochondrion"]
@@ -94,24 +94,43 @@ def fish(tmp_path_factory) -> dict:
     seqs = [synthetic_dna(rng, lab) for lab in labels]
     counts = [labels.count(c) for c in BASINS]
     meta = {
-        "task": "fish_origin", "kind": "multiclass", "classes": BASINS, "alphabet": "dna",
+        "task": "fish_origin",
+        "kind": "multiclass",
+        "classes": BASINS,
+        "alphabet": "dna",
         "encoder": {"type": "kmer", "k": 3, "hidden": 16, "dropout": 0.0},
-        "loss": {"type": "cross_entropy", "class_weights": "none"}, "optim": {"lr": 0.01},
-        "n_features": 64, "train_counts": counts, "n_train": len(labels),
+        "loss": {"type": "cross_entropy", "class_weights": "none"},
+        "optim": {"lr": 0.01},
+        "n_features": 64,
+        "train_counts": counts,
+        "n_train": len(labels),
         "train_priors": (np.array(counts) / len(labels)).tolist(),
     }
     model = build_model(ModelMeta(**meta))
     _train(model, EncodedDataset(seqs, meta["encoder"], "dna"), targets_for(labels, BASINS, "multiclass"))
-    calibration = {"kind": "multiclass", "classes": BASINS, "method": "temperature",
-                   "offset": [0.1, -0.2, 0.1], "temperature": 1.7}
+    calibration = {
+        "kind": "multiclass",
+        "classes": BASINS,
+        "method": "temperature",
+        "offset": [0.1, -0.2, 0.1],
+        "temperature": 1.7,
+    }
     ckpt = _write_task(root / "fish_origin", model, meta, calibration)
     # Query: mostly Pacific, so prior correction has something to do; some short ones.
     qlabels = [BASINS[i] for i in rng.choice(3, 57, p=[0.1, 0.1, 0.8])]
     qseqs = [synthetic_dna(rng, lab, int(rng.integers(30, 160))) for lab in qlabels]
     qids = [f"Q{i:03d}" for i in range(len(qseqs))]
     fasta = write_fasta(root / "samples.fasta", qids, qseqs)
-    return {"ckpt": ckpt, "meta": meta, "calibration": calibration, "model": model,
-            "ids": qids, "seqs": qseqs, "fasta": fasta, "root": root}
+    return {
+        "ckpt": ckpt,
+        "meta": meta,
+        "calibration": calibration,
+        "model": model,
+        "ids": qids,
+        "seqs": qseqs,
+        "fasta": fasta,
+        "root": root,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -127,25 +146,51 @@ def loc(tmp_path_factory) -> dict:
     seqs = [synthetic_protein(rng, lab) for lab in labels]
     y = targets_for([";".join(lab) for lab in labels], PLACES, "multilabel")
     meta = {
-        "task": "localization", "kind": "multilabel", "classes": PLACES, "alphabet": "protein",
-        "encoder": {"type": "cnn", "embed_dim": 8, "channels": 8, "kernel_sizes": [3, 5], "max_len": 80,
-                    "dropout": 0.0},
-        "loss": {"type": "bce", "pos_weight": False}, "optim": {"lr": 0.01},
-        "train_counts": y.sum(axis=0).tolist(), "n_train": len(labels),
+        "task": "localization",
+        "kind": "multilabel",
+        "classes": PLACES,
+        "alphabet": "protein",
+        "encoder": {
+            "type": "cnn",
+            "embed_dim": 8,
+            "channels": 8,
+            "kernel_sizes": [3, 5],
+            "max_len": 80,
+            "dropout": 0.0,
+        },
+        "loss": {"type": "bce", "pos_weight": False},
+        "optim": {"lr": 0.01},
+        "train_counts": y.sum(axis=0).tolist(),
+        "n_train": len(labels),
         "train_priors": y.mean(axis=0).tolist(),
     }
     model = build_model(ModelMeta(**meta))
     _train(model, EncodedDataset(seqs, meta["encoder"], "protein"), y, steps=12)
-    calibration = {"kind": "multilabel", "classes": PLACES, "method": "bcts", "offset": [0.0, 0.0, 0.0],
-                   "temperature": [1.2, 0.9, 1.5], "bias": [0.1, -0.1, 0.0], "thresholds": [0.4, 0.5, 0.3],
-                   "call_ratio": 0.7}
+    calibration = {
+        "kind": "multilabel",
+        "classes": PLACES,
+        "method": "bcts",
+        "offset": [0.0, 0.0, 0.0],
+        "temperature": [1.2, 0.9, 1.5],
+        "bias": [0.1, -0.1, 0.0],
+        "thresholds": [0.4, 0.5, 0.3],
+        "call_ratio": 0.7,
+    }
     ckpt = _write_task(root / "localization", model, meta, calibration)
     qlabels = [[c for c in PLACES if rng.random() < 0.4] or ["Cytoplasm"] for _ in range(45)]
     qseqs = [synthetic_protein(rng, lab) for lab in qlabels]
     qids = [f"P{i:03d}" for i in range(len(qseqs))]
     fasta = write_fasta(root / "proteins.fasta", qids, qseqs)
-    return {"ckpt": ckpt, "meta": meta, "calibration": calibration, "model": model,
-            "ids": qids, "seqs": qseqs, "fasta": fasta, "root": root}
+    return {
+        "ckpt": ckpt,
+        "meta": meta,
+        "calibration": calibration,
+        "model": model,
+        "ids": qids,
+        "seqs": qseqs,
+        "fasta": fasta,
+        "root": root,
+    }
 
 
 def workflow_calls(task: dict, threshold: float = 0.6, batch_size: int = 64, probs_hook=None) -> pd.DataFrame:
@@ -218,8 +263,22 @@ def test_multilabel_calls_equal_the_workflows(loc, tmp_path):
 @pytest.mark.parametrize("chunk", ["1", "7", "2000"])
 def test_chunk_size_does_not_change_the_calls(fish, tmp_path, chunk):
     out = tmp_path / "calls.tsv"
-    assert run_cli("--model", fish["ckpt"], "--input", fish["fasta"], "--out", out,
-                   "--chunk-size", chunk, "--batch-size", "5", "--quiet") == 0
+    assert (
+        run_cli(
+            "--model",
+            fish["ckpt"],
+            "--input",
+            fish["fasta"],
+            "--out",
+            out,
+            "--chunk-size",
+            chunk,
+            "--batch-size",
+            "5",
+            "--quiet",
+        )
+        == 0
+    )
     assert_same_calls(read_calls(out), workflow_calls(fish), atol=2e-6)
 
 
@@ -227,8 +286,10 @@ def test_chunk_size_does_not_change_multilabel_calls(loc, tmp_path):
     outs = []
     for chunk in ("3", "1000"):
         out = tmp_path / f"calls_{chunk}.tsv"
-        assert run_cli("--model", loc["ckpt"], "--input", loc["fasta"], "--out", out,
-                       "--chunk-size", chunk, "--quiet") == 0
+        assert (
+            run_cli("--model", loc["ckpt"], "--input", loc["fasta"], "--out", out, "--chunk-size", chunk, "--quiet")
+            == 0
+        )
         outs.append(read_calls(out))
     assert_same_calls(outs[0], outs[1])
 
@@ -251,8 +312,22 @@ def test_known_priors_reweight_the_calibrated_probabilities(fish, tmp_path):
     priors.write_text("class\tprior\nAtlantic\t0.05\nIndian\t0.05\nPacific\t0.90\n")
     out_plain, out_known = tmp_path / "plain.tsv", tmp_path / "known_calls.tsv"
     assert run_cli("--model", fish["ckpt"], "--input", fish["fasta"], "--out", out_plain, "--quiet") == 0
-    assert run_cli("--model", fish["ckpt"], "--input", fish["fasta"], "--out", out_known,
-                   "--priors", priors, "--chunk-size", "10", "--quiet") == 0
+    assert (
+        run_cli(
+            "--model",
+            fish["ckpt"],
+            "--input",
+            fish["fasta"],
+            "--out",
+            out_known,
+            "--priors",
+            priors,
+            "--chunk-size",
+            "10",
+            "--quiet",
+        )
+        == 0
+    )
     train = np.asarray(fish["meta"]["train_priors"])
     target = np.array([0.05, 0.05, 0.90])
     want = workflow_calls(fish, probs_hook=lambda p: shift.reweight(p, train, target))
@@ -279,14 +354,24 @@ def test_known_priors_multilabel_keep_unnamed_labels_at_training_rates(loc, tmp_
 
 def test_estimated_priors_equal_em_on_all_samples(fish, tmp_path, capsys):
     out = tmp_path / "calls.tsv"
-    assert run_cli("--model", fish["ckpt"], "--input", fish["fasta"], "--out", out,
-                   "--estimate-priors", "--chunk-size", "8") == 0
+    assert (
+        run_cli(
+            "--model", fish["ckpt"], "--input", fish["fasta"], "--out", out, "--estimate-priors", "--chunk-size", "8"
+        )
+        == 0
+    )
     train = np.asarray(fish["meta"]["train_priors"])
     info = {}
 
     def em(p):
-        corrected, i = correct("multiclass", p.astype(np.float32).astype(np.float64), train,
-                               {**task_default("prior_shift"), "bootstrap": 0}, BASINS, 0)
+        corrected, i = correct(
+            "multiclass",
+            p.astype(np.float32).astype(np.float64),
+            train,
+            {**task_default("prior_shift"), "bootstrap": 0},
+            BASINS,
+            0,
+        )
         info.update(i)
         return corrected
 
@@ -327,16 +412,20 @@ def test_priors_naming_unknown_classes(fish, tmp_path, capsys):
     assert not out.exists()
 
 
-@pytest.mark.parametrize("content, words", [
-    ("class\tprior\nAtlantic\t0.5\nIndian\t0.5\n", "lacks the prior of Pacific"),
-    ("class\tprior\nAtlantic\tlots\nIndian\t0.5\nPacific\t0.2\n", "not a number"),
-    ("name\tvalue\nAtlantic\t1\n", "columns class and prior"),
-])
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        ("class\tprior\nAtlantic\t0.5\nIndian\t0.5\n", "lacks the prior of Pacific"),
+        ("class\tprior\nAtlantic\tlots\nIndian\t0.5\nPacific\t0.2\n", "not a number"),
+        ("name\tvalue\nAtlantic\t1\n", "columns class and prior"),
+    ],
+)
 def test_bad_priors_files(fish, tmp_path, capsys, content, words):
     priors = tmp_path / "known.tsv"
     priors.write_text(content)
-    assert run_cli("--model", fish["ckpt"], "--input", fish["fasta"], "--out", tmp_path / "c.tsv",
-                   "--priors", priors) == 2
+    assert (
+        run_cli("--model", fish["ckpt"], "--input", fish["fasta"], "--out", tmp_path / "c.tsv", "--priors", priors) == 2
+    )
     assert words in _one_error_line(capsys)
 
 
@@ -399,8 +488,17 @@ def test_a_bad_record_late_in_the_file_leaves_no_output(fish, tmp_path, capsys):
 def test_priors_and_estimate_priors_exclude_each_other(fish, tmp_path, capsys):
     priors = tmp_path / "known.tsv"
     priors.write_text("class\tprior\nAtlantic\t1\nIndian\t1\nPacific\t1\n")
-    code = run_cli("--model", fish["ckpt"], "--input", fish["fasta"], "--out", tmp_path / "c.tsv",
-                   "--priors", priors, "--estimate-priors")
+    code = run_cli(
+        "--model",
+        fish["ckpt"],
+        "--input",
+        fish["fasta"],
+        "--out",
+        tmp_path / "c.tsv",
+        "--priors",
+        priors,
+        "--estimate-priors",
+    )
     assert code == 2
     assert "not allowed with" in capsys.readouterr().err
 

@@ -97,9 +97,7 @@ def test_usage_error_returns_exit_code(capsys):
 
 def test_console_script_error(tmp_path):
     missing = tmp_path / "missing.fa"
-    proc = subprocess.run(
-        [str(BARLOC), "validate", str(missing)], capture_output=True, text=True, timeout=60
-    )
+    proc = subprocess.run([str(BARLOC), "validate", str(missing)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stdout == ""
     assert proc.stderr.splitlines() == [f"barloc: error: {missing}: file not found"]

@@ -22,7 +22,9 @@ def demo() -> dict:
 def test_typo_named_with_suggestion():
     cfg = demo()
     cfg["tasks"]["localization"]["prior_shift"]["methd"] = "em"
-    with pytest.raises(InputError, match=r"tasks\.localization\.prior_shift: unknown key 'methd' \(did you mean 'method'\?\)"):
+    with pytest.raises(
+        InputError, match=r"tasks\.localization\.prior_shift: unknown key 'methd' \(did you mean 'method'\?\)"
+    ):
         check_config(cfg, SCHEMA, "config.yaml")
 
 
@@ -66,17 +68,26 @@ def test_defaults_come_from_the_schema():
     fish.pop("prior_shift")
     check_config(cfg, SCHEMA)
     assert fish["uncertain_below"] == 0.6 and fish["loss"]["label_smoothing"] == 0.0
-    assert fish["prior_shift"] == {"method": "em", "tol": 1e-6, "max_iter": 1000, "bootstrap": 200,
-                                   "check": True, "prior_strength": 0.0}
+    assert fish["prior_shift"] == {
+        "method": "em",
+        "tol": 1e-6,
+        "max_iter": 1000,
+        "bootstrap": 200,
+        "check": True,
+        "prior_strength": 0.0,
+    }
     assert cfg["trainer"]["precision"] == "auto"
 
 
-@pytest.mark.parametrize("enc, want", [
-    ({"type": "kmer"}, {"k": 6, "hidden": 256, "dropout": 0.3}),
-    ({"type": "nearest"}, {"k": 6, "hidden": 0, "dropout": 0.3}),
-    ({"type": "cnn"}, {"embed_dim": 32, "channels": 64, "dropout": 0.25, "attention_layers": 0}),
-    ({"type": "kmer", "dropout": 0.1}, {"dropout": 0.1, "hidden": 256}),
-])
+@pytest.mark.parametrize(
+    "enc, want",
+    [
+        ({"type": "kmer"}, {"k": 6, "hidden": 256, "dropout": 0.3}),
+        ({"type": "nearest"}, {"k": 6, "hidden": 0, "dropout": 0.3}),
+        ({"type": "cnn"}, {"embed_dim": 32, "channels": 64, "dropout": 0.25, "attention_layers": 0}),
+        ({"type": "kmer", "dropout": 0.1}, {"dropout": 0.1, "hidden": 256}),
+    ],
+)
 def test_encoder_defaults_follow_its_type(enc, want):
     from barloc.config import with_defaults
 
@@ -95,17 +106,39 @@ def test_no_default_literals_left_in_the_steps():
         assert not re.search(r'\.get\("(uncertain_below|batch_size|method|ece_bins|call_ratio)", ', text), path
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda t: t["localization"]["encoder"].update(type="nearest"),
-     "tasks.localization.encoder.type: nearest compares DNA k-mer profiles"),
-    (lambda t: t["fish_origin"].update(membrane_head=True), "tasks.fish_origin.membrane_head: needs kind: multilabel"),
-    (lambda t: t["localization"]["prior_shift"].update(method="known"),
-     "tasks.localization.prior_shift: method known needs target_priors"),
-    (lambda t: t["fish_origin"]["split"].update(val_fold=0), "tasks.fish_origin.split: test_fold and val_fold must differ"),
-    (lambda t: t["fish_origin"]["split"].update(test_fold=7), "tasks.fish_origin.split.test_fold: 7 is not a fold of 0..4"),
-    (lambda t: t["fish_origin"]["loss"].update(type="bce"), "tasks.fish_origin.loss.type: bce is for sigmoid heads"),
-    (lambda t: t["localization"].update(alphabet="dna"), "tasks.localization.alphabet: a DeepLoc CSV holds proteins"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (
+            lambda t: t["localization"]["encoder"].update(type="nearest"),
+            "tasks.localization.encoder.type: nearest compares DNA k-mer profiles",
+        ),
+        (
+            lambda t: t["fish_origin"].update(membrane_head=True),
+            "tasks.fish_origin.membrane_head: needs kind: multilabel",
+        ),
+        (
+            lambda t: t["localization"]["prior_shift"].update(method="known"),
+            "tasks.localization.prior_shift: method known needs target_priors",
+        ),
+        (
+            lambda t: t["fish_origin"]["split"].update(val_fold=0),
+            "tasks.fish_origin.split: test_fold and val_fold must differ",
+        ),
+        (
+            lambda t: t["fish_origin"]["split"].update(test_fold=7),
+            "tasks.fish_origin.split.test_fold: 7 is not a fold of 0..4",
+        ),
+        (
+            lambda t: t["fish_origin"]["loss"].update(type="bce"),
+            "tasks.fish_origin.loss.type: bce is for sigmoid heads",
+        ),
+        (
+            lambda t: t["localization"].update(alphabet="dna"),
+            "tasks.localization.alphabet: a DeepLoc CSV holds proteins",
+        ),
+    ],
+)
 def test_cross_field_mistakes_are_caught_when_the_config_loads(edit, message):
     """Mistakes that span keys stop the run before ingest, not in train."""
     cfg = demo()
@@ -120,8 +153,9 @@ def test_each_rule_gets_only_its_keys():
 
     cfg = check_config(demo(), SCHEMA)
     fish = cfg["tasks"]["fish_origin"]
-    assert rule_config(fish, "calibrate") == {"calibration": {k: fish["calibration"][k]
-                                                              for k in ("method", "ece_bins", "call_ratio")}}
+    assert rule_config(fish, "calibrate") == {
+        "calibration": {k: fish["calibration"][k] for k in ("method", "ece_bins", "call_ratio")}
+    }
     assert rule_config(fish, "prior_shift") == {"prior_shift": fish["prior_shift"], "uncertain_below": 0.6}
     assert rule_config(fish, "predict") == {"train": {"batch_size": 32}}
     assert "uncertain_below" not in rule_config(fish, "train") and "prior_shift" not in rule_config(fish, "train")

@@ -17,8 +17,10 @@ SMALL = {
     "properties": {
         "seed": {"type": "integer", "minimum": 0, "description": "random seed"},
         "mode": {"type": "string", "enum": ["fast", "slow"], "default": "fast", "description": "speed | care"},
-        "ratio": {"oneOf": [{"type": "string", "enum": ["auto"]}, {"type": "number", "minimum": 0, "maximum": 1}],
-                  "default": "auto"},
+        "ratio": {
+            "oneOf": [{"type": "string", "enum": ["auto"]}, {"type": "number", "minimum": 0, "maximum": 1}],
+            "default": "auto",
+        },
         "names": {"type": "array", "items": {"type": "string"}, "minItems": 2},
         "rate": {"type": "number", "exclusiveMinimum": 0, "default": 0.003},
         "flag": {"type": "boolean", "default": False},
@@ -34,12 +36,17 @@ SMALL = {
                     "type": "object",
                     "description": "a nested block",
                     "default": {},
-                    "allOf": [{"if": {"required": ["shape"], "properties": {"shape": {"enum": ["wide"]}}},
-                               "then": {"properties": {"width": {"default": 9}}}}],
-                    "properties": {"sizes": {"type": "array", "items": {"type": "integer", "minimum": 1},
-                                             "default": [3, 9]},
-                                   "shape": {"type": "string", "enum": ["wide", "narrow"], "default": "narrow"},
-                                   "width": {"type": "integer", "minimum": 1}},
+                    "allOf": [
+                        {
+                            "if": {"required": ["shape"], "properties": {"shape": {"enum": ["wide"]}}},
+                            "then": {"properties": {"width": {"default": 9}}},
+                        }
+                    ],
+                    "properties": {
+                        "sizes": {"type": "array", "items": {"type": "integer", "minimum": 1}, "default": [3, 9]},
+                        "shape": {"type": "string", "enum": ["wide", "narrow"], "default": "narrow"},
+                        "width": {"type": "integer", "minimum": 1},
+                    },
                 },
             },
         }

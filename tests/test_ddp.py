@@ -17,10 +17,10 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-
-from barloc.data import BucketBatchSampler
 from conftest import wait_for_epochs
 from test_workflow import REPO, SNAKEMAKE, make_workdir
+
+from barloc.data import BucketBatchSampler
 
 pytestmark = pytest.mark.slow
 
@@ -71,8 +71,13 @@ def _train(tmp_path: Path, devices: int, strategy: str, epochs: int = 3, sleep: 
     out.mkdir(exist_ok=True)
     script = tmp_path / "train_synthetic.py"
     script.write_text(SCRIPT)
-    res = subprocess.run([sys.executable, str(script), str(out), str(devices), strategy, str(epochs), str(sleep)],
-                         capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    res = subprocess.run(
+        [sys.executable, str(script), str(out), str(devices), strategy, str(epochs), str(sleep)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
     assert res.returncode == 0, res.stderr[-4000:]
     return out
 
@@ -127,8 +132,13 @@ def test_workflow_train_rule_with_two_processes(tmp_path):
         cfg["tasks"] = {"fish_origin": cfg["tasks"]["fish_origin"]}
 
     wd = make_workdir(tmp_path, two_devices)
-    res = subprocess.run(SNAKEMAKE + ["-s", str(REPO / "Snakefile"), "--directory", str(wd), "--cores", "2",
-                                      "results/fish_origin/model.json"], capture_output=True, text=True, timeout=900)
+    res = subprocess.run(
+        SNAKEMAKE
+        + ["-s", str(REPO / "Snakefile"), "--directory", str(wd), "--cores", "2", "results/fish_origin/model.json"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert res.returncode == 0, res.stderr[-4000:]
     meta = json.loads((wd / "results/fish_origin/model.json").read_text())
     assert meta["world_size"] == 2
@@ -147,8 +157,13 @@ def test_more_than_one_node_needs_processes_started_by_slurm(tmp_path):
         cfg["tasks"] = {"fish_origin": cfg["tasks"]["fish_origin"]}
 
     wd = make_workdir(tmp_path, two_nodes)
-    res = subprocess.run(SNAKEMAKE + ["-s", str(REPO / "Snakefile"), "--directory", str(wd), "--cores", "1",
-                                      "results/fish_origin/model.json"], capture_output=True, text=True, timeout=900)
+    res = subprocess.run(
+        SNAKEMAKE
+        + ["-s", str(REPO / "Snakefile"), "--directory", str(wd), "--cores", "1", "results/fish_origin/model.json"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert res.returncode != 0
     assert "barloc: error: trainer.num_nodes is 2, but this training process was not started by Slurm" in res.stderr
     assert "Traceback" not in res.stderr
@@ -179,6 +194,8 @@ def test_trainer_settings_pick_who_starts_the_processes(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
-    with pytest.raises(InputError, match=r"trainer.devices is 2, but this job sees 1 GPU\(s\) \(CUDA_VISIBLE_DEVICES=0\)"):
+    with pytest.raises(
+        InputError, match=r"trainer.devices is 2, but this job sees 1 GPU\(s\) \(CUDA_VISIBLE_DEVICES=0\)"
+    ):
         trainer_settings({"accelerator": "gpu", "devices": 2, "threads": 1})
     assert trainer_settings({"accelerator": "gpu", "devices": 1, "threads": 1})["precision"] == "bf16-mixed"

@@ -176,17 +176,31 @@ def test_coordinates_reject_an_unknown_level():
 
 
 TWO_COASTS = (
-    "United States", "Canada", "Mexico", "Colombia", "Panama", "Costa Rica", "Nicaragua",
-    "Guatemala", "Honduras", "South Africa", "Australia", "Indonesia", "Malaysia", "Spain",
-    "France", "Morocco", "Egypt", "Russia", "Thailand",
+    "United States",
+    "Canada",
+    "Mexico",
+    "Colombia",
+    "Panama",
+    "Costa Rica",
+    "Nicaragua",
+    "Guatemala",
+    "Honduras",
+    "South Africa",
+    "Australia",
+    "Indonesia",
+    "Malaysia",
+    "Spain",
+    "France",
+    "Morocco",
+    "Egypt",
+    "Russia",
+    "Thailand",
 )
 
 
 def test_table_is_well_formed_and_broad(table):
     assert list(table.columns) == list(geo.TABLE_COLUMNS)
-    countries = table.loc[
-        (table.province == "") & ~table.note.str.startswith(geo.SEA_NOTE), "country"
-    ]
+    countries = table.loc[(table.province == "") & ~table.note.str.startswith(geo.SEA_NOTE), "country"]
     assert countries.nunique() >= 150
     per_basin = table.loc[countries.index, "basin"].value_counts()
     for basin in geo.BASINS:
@@ -375,43 +389,53 @@ PROV_CENTROID = "Coordinates from province centroid"
 FRANCE = dict(lat=46.6424, lon=2.4, coord_source=CENTROID, country="France")
 # id -> (record, expected (basin, rule) at basin level)
 CASES = {
-    "field coordinates": (
-        dict(lat=20.416, lon=-86.804, country="Mexico"), ("Atlantic", "coordinates")),
+    "field coordinates": (dict(lat=20.416, lon=-86.804, country="Mexico"), ("Atlantic", "coordinates")),
     # BOLD's centroid for Indonesia lies in the Pacific but says nothing about the catch.
     "country centroid ignored": (
-        dict(lat=0.15592, lon=113.965, coord_source=CENTROID, country="Indonesia"), (None, "unknown")),
+        dict(lat=0.15592, lon=113.965, coord_source=CENTROID, country="Indonesia"),
+        (None, "unknown"),
+    ),
     "same point as field coordinates": (
-        dict(lat=0.15592, lon=113.965, country="Indonesia"), ("Pacific", "coordinates")),
+        dict(lat=0.15592, lon=113.965, country="Indonesia"),
+        ("Pacific", "coordinates"),
+    ),
     "province centroid ignored": (
         dict(lat=-22.5, lon=144.5, coord_source=PROV_CENTROID, country="Australia", province="Queensland"),
-        ("Pacific", "province")),
+        ("Pacific", "province"),
+    ),
     "zero placeholder ignored": (dict(lat=0.0, lon=0.0, country="Italy"), ("Mediterranean", "country")),
     "province row": (dict(country="Canada", province="Nova Scotia"), ("Atlantic", "province")),
     "country row": (dict(country="Italy"), ("Mediterranean", "country")),
     "ocean as country": (dict(country="Atlantic Ocean"), ("Atlantic", "country")),
     "two coasts": (dict(country="United States"), (None, "unknown")),
     "no geography": (dict(), (None, "unknown")),
-    "stated beats country": (
-        dict(country="Mexico", notes="Larvae, FAO31"), ("Atlantic", "stated_origin")),
+    "stated beats country": (dict(country="Mexico", notes="Larvae, FAO31"), ("Atlantic", "stated_origin")),
     "coordinates beat stated": (
-        dict(lat=36.42, lon=15.18, country="Italy", notes="FAO-27"), ("Mediterranean", "coordinates")),
-    "restaurant": (
-        dict(FRANCE, region="Departement code 75", notes="Restaurant | Sold as thon"), (None, "market")),
-    "restaurant in Italy not labelled by country": (
-        dict(country="Italy", notes="sushi restaurant"), (None, "market")),
+        dict(lat=36.42, lon=15.18, country="Italy", notes="FAO-27"),
+        ("Mediterranean", "coordinates"),
+    ),
+    "restaurant": (dict(FRANCE, region="Departement code 75", notes="Restaurant | Sold as thon"), (None, "market")),
+    "restaurant in Italy not labelled by country": (dict(country="Italy", notes="sushi restaurant"), (None, "market")),
     "market with stated origin": (
-        dict(FRANCE, notes="Supermarket fresh filet | Origin: Indian Ocean"), ("Indian", "stated_origin")),
+        dict(FRANCE, notes="Supermarket fresh filet | Origin: Indian Ocean"),
+        ("Indian", "stated_origin"),
+    ),
     "market stated origin beats coordinates": (
         dict(lat=35.66, lon=139.77, country="Japan", notes="Tsukiji fish market | FAO-21"),
-        ("Atlantic", "stated_origin")),
+        ("Atlantic", "stated_origin"),
+    ),
     "fish market at a landing port": (
         dict(lat=13.942, lon=121.988, country="Philippines", province="Quezon", notes="Purchased at market"),
-        ("Pacific", "coordinates")),
+        ("Pacific", "coordinates"),
+    ),
     "sushi bar coordinates in an inland province": (
         dict(lat=51.0756, lon=-114.13, country="Canada", province="Alberta", site="Umi Sushi Express"),
-        (None, "market")),
+        (None, "market"),
+    ),
     "inland province without market words": (
-        dict(country="Canada", province="Manitoba", notes="Voucher-type:tissue"), (None, "market")),
+        dict(country="Canada", province="Manitoba", notes="Voucher-type:tissue"),
+        (None, "market"),
+    ),
     "landlocked country": (dict(lat=46.9, lon=7.4, country="Switzerland"), (None, "market")),
 }
 
@@ -454,7 +478,11 @@ def test_subbasin_level_refines_only_with_agreeing_sources(table):
     sub = geo.assign_basins(df, table, "subbasin")
     assert basin["basin"].tolist() == ["Pacific", "Atlantic", "Atlantic", "Atlantic", "Atlantic"]
     assert basin["basin_rule"].tolist() == [
-        "stated_origin", "stated_origin", "coordinates", "country", "province",
+        "stated_origin",
+        "stated_origin",
+        "coordinates",
+        "country",
+        "province",
     ]
     assert sub["basin"].tolist() == ["South Pacific", None, "South Atlantic", None, "North Atlantic"]
     assert sub["basin_rule"].tolist() == ["province", "unknown", "coordinates", "unknown", "province"]
@@ -519,8 +547,7 @@ def test_bundled_file_basin_counts_are_plausible(bold, table):
     # Field coordinates agree with every place that has a single basin.
     coords = basin["basin_rule"] == "coordinates"
     place = [
-        geo.basin_from_place(c, p, table)
-        for c, p in zip(bold.loc[coords, "country"], bold.loc[coords, "province"])
+        geo.basin_from_place(c, p, table) for c, p in zip(bold.loc[coords, "country"], bold.loc[coords, "province"])
     ]
     labels = zip(bold.loc[coords, "id"], basin.loc[coords, "basin"], place)
     clash = [(i, b, p) for i, b, p in labels if p and p != b]

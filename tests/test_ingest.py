@@ -22,8 +22,15 @@ def task(tmp_path, fasta: bytes | str = GOOD_FASTA, labels: str = GOOD_LABELS, g
     ref.write_bytes(gzip.compress(data) if gz else data)
     sheet = tmp_path / "labels.tsv"
     sheet.write_text(labels)
-    return {"kind": "multiclass", "alphabet": "dna", "reference": str(ref), "format": "fasta",
-            "labels": str(sheet), "min_class_size": 1, **extra}
+    return {
+        "kind": "multiclass",
+        "alphabet": "dna",
+        "reference": str(ref),
+        "format": "fasta",
+        "labels": str(sheet),
+        "min_class_size": 1,
+        **extra,
+    }
 
 
 def run(tmp_path, cfg: dict):
@@ -52,8 +59,10 @@ CASES = {
     "invalid character": (lambda p: task(p, fasta=">s1\nACGTJACG\n"), ["ref.fasta", "s1", "position 5"]),
     "duplicate ids": (lambda p: task(p, fasta=GOOD_FASTA + ">s2\nACGT\n"), ["ref.fasta", "s2", "duplicate"]),
     "labels sheet misses ids": (lambda p: task(p, labels="id\tlabel\ns1\tAtlantic\n"), ["labels.tsv", "s2"]),
-    "unknown label": (lambda p: task(p, classes=["Atlantic", "Pacific"], labels=GOOD_LABELS.replace("s3\tAtlantic", "s3\tAtlantis")),
-                      ["labels.tsv", "Atlantis"]),
+    "unknown label": (
+        lambda p: task(p, classes=["Atlantic", "Pacific"], labels=GOOD_LABELS.replace("s3\tAtlantic", "s3\tAtlantis")),
+        ["labels.tsv", "Atlantis"],
+    ),
     "truncated gzip": (truncated_gzip, ["ref.fasta.gz", "truncated"]),
     "query with zero records": (lambda p: task(p, query=str(_empty(p)), query_format="fasta"), ["query.fasta"]),
 }
@@ -181,7 +190,9 @@ def test_split_failing_mid_write_keeps_the_previous_output_whole(tmp_path, monke
 
     monkeypatch.setattr(pd.DataFrame, "to_csv", crash_after_writing)
     params = NS(task="t", seed=1, cfg={"split": {"method": "given", "test_groups": ["x"], "val_groups": ["y"]}})
-    monkeypatch.setattr(split, "assign_splits", lambda *a: pd.DataFrame({"id": ["s1", "s2"], "split": ["train", "val"]}))
+    monkeypatch.setattr(
+        split, "assign_splits", lambda *a: pd.DataFrame({"id": ["s1", "s2"], "split": ["train", "val"]})
+    )
     with pytest.raises(KeyboardInterrupt):
         split.run(NS(records=str(records)), NS(splits=str(target)), params)
     assert target.read_text() == "id\tsplit\nold\ttrain\n"
@@ -211,7 +222,8 @@ def unsafe_writes(text: str) -> list[str]:
             continue
         atomic_names = {
             item.optional_vars.id
-            for node in ast.walk(fn) if isinstance(node, ast.With)
+            for node in ast.walk(fn)
+            if isinstance(node, ast.With)
             for item in node.items
             if isinstance(item.context_expr, ast.Call)
             and getattr(item.context_expr.func, "id", None) == "atomic_path"

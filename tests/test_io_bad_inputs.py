@@ -59,92 +59,270 @@ def _gz(text: str) -> bytes:
 
 
 def _task(**extra) -> dict:
-    return {"kind": "multiclass", "alphabet": "dna", "reference": "ref.fasta", "format": "fasta",
-            "labels": "labels.tsv", "min_class_size": 1, **extra}
+    return {
+        "kind": "multiclass",
+        "alphabet": "dna",
+        "reference": "ref.fasta",
+        "format": "fasta",
+        "labels": "labels.tsv",
+        "min_class_size": 1,
+        **extra,
+    }
 
 
 CASES: list[Case] = [
     Case("Missing file", {}, "validate", ["missing.fasta"], expect=("missing.fasta", "file not found")),
     Case("Empty file", {"empty.fasta": ""}, "validate", ["empty.fasta"], expect=("empty.fasta", "file is empty")),
     Case("Only blank lines", {"blank.fasta": "\n  \r\n\n"}, "validate", ["blank.fasta"], expect=("file is empty",)),
-    Case("Binary file (an image named .fasta)", {"photo.fasta": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(200)},
-         "validate", ["photo.fasta"], expect=("photo.fasta", "binary data")),
-    Case("Text that is not a sequence file", {"notes.fasta": "sample sheet for run 7\nplate A\n"},
-         "validate", ["notes.fasta"], expect=("notes.fasta", "line 1", "not a FASTA or FASTQ")),
-    Case("FASTA header without a sequence", {"ref.fasta": f">fish1\n{COI}\n>fish2\n>fish3\n{COI}\n"},
-         "validate", ["ref.fasta"], expect=("ref.fasta", "line 3", "'fish2'", "no sequence")),
-    Case("FASTA header without an id", {"ref.fasta": f">\n{COI}\n"}, "validate", ["ref.fasta"],
-         expect=("line 1", "no id")),
-    Case("Invalid character in a sequence", {"ref.fasta": f">fish1\n{COI}\n>fish2\nACGTACGTTAGC\nACGJT\n"},
-         "validate", ["ref.fasta", "--alphabet", "dna"], expect=("ref.fasta", "'fish2'", "'J'", "position 16")),
-    Case("Stop codon inside a protein", {"prot.fasta": f">P1\n{PROTEIN[:30]}*{PROTEIN[30:]}*\n"},
-         "validate", ["prot.fasta", "--alphabet", "protein"], expect=("'P1'", "position 31", "only at the end")),
-    Case("Protein where DNA is expected", {"ref.fasta": f">fish1\n{COI}\n>P1\n{PROTEIN}\n"},
-         "validate", ["ref.fasta", "--alphabet", "dna"], expect=("'P1'", "looks like a protein")),
-    Case("DNA where protein is expected", {"prot.fasta": f">P1\n{PROTEIN}\n>fish1\n{COI}\n"},
-         "validate", ["prot.fasta", "--alphabet", "protein"], expect=("'fish1'", "looks like DNA")),
-    Case("Lowercase and soft-masked sequences", {"ref.fasta": f">fish1\n{COI.lower()}\n>fish2\nACGTacgtnnACGT\n"},
-         "validate", ["ref.fasta"], accepted=True, expect=("records:          2",)),
-    Case("Windows line endings (CRLF)", {"ref.fasta": FASTA.replace("\n", "\r\n")}, "validate", ["ref.fasta"],
-         accepted=True, expect=("records:          3",)),
-    Case("Classic Mac line endings (CR only)", {"ref.fasta": FASTA, "labels.tsv": LABELS.replace("\n", "\r")},
-         "validate", ["ref.fasta", "--labels", "labels.tsv"], accepted=True, expect=("labelled records: 3",)),
-    Case("Truncated gzip", {"ref.fasta.gz": _gz(FASTA)[:-20]}, "validate", ["ref.fasta.gz"],
-         expect=("ref.fasta.gz", "truncated or corrupt")),
-    Case("Duplicate ids", {"ref.fasta": FASTA + f">fish2\n{COI}\n"}, "validate", ["ref.fasta"],
-         expect=("'fish2'", "duplicate id", "line 3", "line 7")),
-    Case("FASTQ quality line of the wrong length", {"reads.fastq": "@r1\nACGTACGT\n+\nIIII\n"},
-         "validate", ["reads.fastq"], expect=("'r1'", "quality length 4 differs from sequence length 8")),
-    Case("Sequence ids missing from the labels sheet", {"ref.fasta": FASTA, "labels.tsv": LABELS.replace("fish2\tPacific\n", "")},
-         "validate", ["ref.fasta", "--labels", "labels.tsv"], expect=("labels.tsv", "'fish2'", "not in the labels sheet")),
-    Case("Labels for ids not in the FASTA", {"ref.fasta": FASTA, "labels.tsv": LABELS + "fish9\tIndian\n"},
-         "validate", ["ref.fasta", "--labels", "labels.tsv"], accepted=True, warns=True,
-         expect=("1 id(s) in the labels sheet have no sequence",)),
-    Case("Labels sheet saved as UTF-16 by Excel", {"ref.fasta": FASTA, "labels.tsv": LABELS.encode("utf-16")},
-         "validate", ["ref.fasta", "--labels", "labels.tsv"], expect=("labels.tsv", "UTF-16")),
-    Case("Comma-separated labels sheet named .tsv", {"ref.fasta": FASTA, "labels.tsv": LABELS.replace("\t", ",")},
-         "validate", ["ref.fasta", "--labels", "labels.tsv"], expect=("labels.tsv", "must be named .csv")),
-    Case("Unknown label (not in the task's classes)",
-         {"ref.fasta": FASTA, "labels.tsv": LABELS.replace("fish3\tAtlantic", "fish3\tAtlantis")},
-         "ingest", _task(classes=["Atlantic", "Pacific", "Indian"]), expect=("labels.tsv", "'fish3'", "unknown label 'Atlantis'")),
-    Case("Labels sheet with probability rows (soft targets)", {"ref.fasta": FASTA, "labels.tsv": SOFT_LABELS},
-         "validate", ["ref.fasta", "--labels", "labels.tsv"], accepted=True, expect=("soft targets:     1",)),
-    Case("Soft target with a negative probability",
-         {"ref.fasta": FASTA, "labels.tsv": SOFT_LABELS.replace("0.7\t0.3\t0", "-0.1\t1.1\t0")},
-         "validate", ["ref.fasta", "--labels", "labels.tsv"], expect=("labels.tsv", "line 3", "'fish2'", "cannot be negative")),
-    Case("Soft target written as percentages",
-         {"ref.fasta": FASTA, "labels.tsv": SOFT_LABELS.replace("0.7\t0.3\t0", "70\t30\t0")},
-         "validate", ["ref.fasta", "--labels", "labels.tsv"], expect=("labels.tsv", "line 3", "'fish2'", "write 0.7")),
-    Case("Soft target that does not sum to 1",
-         {"ref.fasta": FASTA, "labels.tsv": SOFT_LABELS.replace("0.7\t0.3\t0", "0.6\t0.3\t0")},
-         "validate", ["ref.fasta", "--labels", "labels.tsv"], expect=("labels.tsv", "line 3", "'fish2'", "sum to 0.9")),
-    Case("Probability column that is not one of the task's classes",
-         {"ref.fasta": FASTA, "labels.tsv": SOFT_LABELS.replace("Indian", "Atlantis")},
-         "ingest", _task(classes=["Atlantic", "Pacific", "Indian"]), expect=("labels.tsv", "line 1", "'Atlantis'")),
-    Case("A 'label' column mixed with per-class columns",
-         {"ref.fasta": FASTA, "labels.tsv": "id\tlabel\tAtlantic\tPacific\nfish1\tAtlantic\t\t\n"
-                                             "fish2\t\t0.7\t0.3\nfish3\tAtlantic\t\t\n"},
-         "validate", ["ref.fasta", "--labels", "labels.tsv"], expect=("labels.tsv", "line 1", "'label' column and also")),
-    Case("Soft targets in a multilabel task", {"ref.fasta": FASTA, "labels.tsv": SOFT_LABELS},
-         "ingest", _task(kind="multilabel"), expect=("labels.tsv", "'fish2'", "only a multiclass task")),
-    Case("BOLD file with neither a v4 nor a v5 header", {"bold.tsv": f"sampleid\tmarker\tsequence\nX1\tCOI-5P\t{COI}\n"},
-         "validate", ["bold.tsv"], expect=("bold.tsv", "not a BOLD v4 or v5", "markercode", "marker_code")),
-    Case("BOLD row with a missing tab", {"bold.tsv": f"processid\tmarkercode\tnucleotides\nAB1-19\tCOI-5P\t{COI}\nAB2-19\t{COI}\n"},
-         "validate", ["bold.tsv"], expect=("line 3", "row has 2 tab-separated fields")),
-    Case("Sequence longer than max_length, on_long: clip (default)",
-         {"ref.fasta": FASTA, "labels.tsv": LABELS}, "ingest", _task(max_length=85), accepted=True, warns=True,
-         expect=("clipped 1 of 3 sequences longer than max_length 85",)),
-    Case("Sequence longer than max_length, on_long: refuse",
-         {"ref.fasta": FASTA, "labels.tsv": LABELS}, "ingest", _task(max_length=80, on_long="refuse"),
-         expect=("ref.fasta", "'fish1'", f"{len(COI)} bases long", "max_length 80")),
-    Case("Query set with zero usable records", {"ref.fasta": FASTA, "labels.tsv": LABELS, "query.fasta": "\n"},
-         "ingest", _task(query="query.fasta"), expect=("query.fasta", "file is empty")),
-    Case("Query file of the wrong format", {"ref.fasta": FASTA, "labels.tsv": LABELS, "query.fasta": f"@q1\n{COI[:8]}\n+\nIIIIIIII\n"},
-         "ingest", _task(query="query.fasta", query_format="fasta"), expect=("query.fasta", "looks like FASTQ")),
-    Case("Typo in a config key", {}, "config", {"max_lenght": 800},
-         expect=("config/config.yaml", "unknown key 'max_lenght' (did you mean 'max_length'?)")),
-    Case("Config value out of range", {}, "config", {"on_long": "truncate"},
-         expect=("config/config.yaml", "'truncate' is not one of ['clip', 'refuse']")),
+    Case(
+        "Binary file (an image named .fasta)",
+        {"photo.fasta": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(200)},
+        "validate",
+        ["photo.fasta"],
+        expect=("photo.fasta", "binary data"),
+    ),
+    Case(
+        "Text that is not a sequence file",
+        {"notes.fasta": "sample sheet for run 7\nplate A\n"},
+        "validate",
+        ["notes.fasta"],
+        expect=("notes.fasta", "line 1", "not a FASTA or FASTQ"),
+    ),
+    Case(
+        "FASTA header without a sequence",
+        {"ref.fasta": f">fish1\n{COI}\n>fish2\n>fish3\n{COI}\n"},
+        "validate",
+        ["ref.fasta"],
+        expect=("ref.fasta", "line 3", "'fish2'", "no sequence"),
+    ),
+    Case(
+        "FASTA header without an id",
+        {"ref.fasta": f">\n{COI}\n"},
+        "validate",
+        ["ref.fasta"],
+        expect=("line 1", "no id"),
+    ),
+    Case(
+        "Invalid character in a sequence",
+        {"ref.fasta": f">fish1\n{COI}\n>fish2\nACGTACGTTAGC\nACGJT\n"},
+        "validate",
+        ["ref.fasta", "--alphabet", "dna"],
+        expect=("ref.fasta", "'fish2'", "'J'", "position 16"),
+    ),
+    Case(
+        "Stop codon inside a protein",
+        {"prot.fasta": f">P1\n{PROTEIN[:30]}*{PROTEIN[30:]}*\n"},
+        "validate",
+        ["prot.fasta", "--alphabet", "protein"],
+        expect=("'P1'", "position 31", "only at the end"),
+    ),
+    Case(
+        "Protein where DNA is expected",
+        {"ref.fasta": f">fish1\n{COI}\n>P1\n{PROTEIN}\n"},
+        "validate",
+        ["ref.fasta", "--alphabet", "dna"],
+        expect=("'P1'", "looks like a protein"),
+    ),
+    Case(
+        "DNA where protein is expected",
+        {"prot.fasta": f">P1\n{PROTEIN}\n>fish1\n{COI}\n"},
+        "validate",
+        ["prot.fasta", "--alphabet", "protein"],
+        expect=("'fish1'", "looks like DNA"),
+    ),
+    Case(
+        "Lowercase and soft-masked sequences",
+        {"ref.fasta": f">fish1\n{COI.lower()}\n>fish2\nACGTacgtnnACGT\n"},
+        "validate",
+        ["ref.fasta"],
+        accepted=True,
+        expect=("records:          2",),
+    ),
+    Case(
+        "Windows line endings (CRLF)",
+        {"ref.fasta": FASTA.replace("\n", "\r\n")},
+        "validate",
+        ["ref.fasta"],
+        accepted=True,
+        expect=("records:          3",),
+    ),
+    Case(
+        "Classic Mac line endings (CR only)",
+        {"ref.fasta": FASTA, "labels.tsv": LABELS.replace("\n", "\r")},
+        "validate",
+        ["ref.fasta", "--labels", "labels.tsv"],
+        accepted=True,
+        expect=("labelled records: 3",),
+    ),
+    Case(
+        "Truncated gzip",
+        {"ref.fasta.gz": _gz(FASTA)[:-20]},
+        "validate",
+        ["ref.fasta.gz"],
+        expect=("ref.fasta.gz", "truncated or corrupt"),
+    ),
+    Case(
+        "Duplicate ids",
+        {"ref.fasta": FASTA + f">fish2\n{COI}\n"},
+        "validate",
+        ["ref.fasta"],
+        expect=("'fish2'", "duplicate id", "line 3", "line 7"),
+    ),
+    Case(
+        "FASTQ quality line of the wrong length",
+        {"reads.fastq": "@r1\nACGTACGT\n+\nIIII\n"},
+        "validate",
+        ["reads.fastq"],
+        expect=("'r1'", "quality length 4 differs from sequence length 8"),
+    ),
+    Case(
+        "Sequence ids missing from the labels sheet",
+        {"ref.fasta": FASTA, "labels.tsv": LABELS.replace("fish2\tPacific\n", "")},
+        "validate",
+        ["ref.fasta", "--labels", "labels.tsv"],
+        expect=("labels.tsv", "'fish2'", "not in the labels sheet"),
+    ),
+    Case(
+        "Labels for ids not in the FASTA",
+        {"ref.fasta": FASTA, "labels.tsv": LABELS + "fish9\tIndian\n"},
+        "validate",
+        ["ref.fasta", "--labels", "labels.tsv"],
+        accepted=True,
+        warns=True,
+        expect=("1 id(s) in the labels sheet have no sequence",),
+    ),
+    Case(
+        "Labels sheet saved as UTF-16 by Excel",
+        {"ref.fasta": FASTA, "labels.tsv": LABELS.encode("utf-16")},
+        "validate",
+        ["ref.fasta", "--labels", "labels.tsv"],
+        expect=("labels.tsv", "UTF-16"),
+    ),
+    Case(
+        "Comma-separated labels sheet named .tsv",
+        {"ref.fasta": FASTA, "labels.tsv": LABELS.replace("\t", ",")},
+        "validate",
+        ["ref.fasta", "--labels", "labels.tsv"],
+        expect=("labels.tsv", "must be named .csv"),
+    ),
+    Case(
+        "Unknown label (not in the task's classes)",
+        {"ref.fasta": FASTA, "labels.tsv": LABELS.replace("fish3\tAtlantic", "fish3\tAtlantis")},
+        "ingest",
+        _task(classes=["Atlantic", "Pacific", "Indian"]),
+        expect=("labels.tsv", "'fish3'", "unknown label 'Atlantis'"),
+    ),
+    Case(
+        "Labels sheet with probability rows (soft targets)",
+        {"ref.fasta": FASTA, "labels.tsv": SOFT_LABELS},
+        "validate",
+        ["ref.fasta", "--labels", "labels.tsv"],
+        accepted=True,
+        expect=("soft targets:     1",),
+    ),
+    Case(
+        "Soft target with a negative probability",
+        {"ref.fasta": FASTA, "labels.tsv": SOFT_LABELS.replace("0.7\t0.3\t0", "-0.1\t1.1\t0")},
+        "validate",
+        ["ref.fasta", "--labels", "labels.tsv"],
+        expect=("labels.tsv", "line 3", "'fish2'", "cannot be negative"),
+    ),
+    Case(
+        "Soft target written as percentages",
+        {"ref.fasta": FASTA, "labels.tsv": SOFT_LABELS.replace("0.7\t0.3\t0", "70\t30\t0")},
+        "validate",
+        ["ref.fasta", "--labels", "labels.tsv"],
+        expect=("labels.tsv", "line 3", "'fish2'", "write 0.7"),
+    ),
+    Case(
+        "Soft target that does not sum to 1",
+        {"ref.fasta": FASTA, "labels.tsv": SOFT_LABELS.replace("0.7\t0.3\t0", "0.6\t0.3\t0")},
+        "validate",
+        ["ref.fasta", "--labels", "labels.tsv"],
+        expect=("labels.tsv", "line 3", "'fish2'", "sum to 0.9"),
+    ),
+    Case(
+        "Probability column that is not one of the task's classes",
+        {"ref.fasta": FASTA, "labels.tsv": SOFT_LABELS.replace("Indian", "Atlantis")},
+        "ingest",
+        _task(classes=["Atlantic", "Pacific", "Indian"]),
+        expect=("labels.tsv", "line 1", "'Atlantis'"),
+    ),
+    Case(
+        "A 'label' column mixed with per-class columns",
+        {
+            "ref.fasta": FASTA,
+            "labels.tsv": "id\tlabel\tAtlantic\tPacific\nfish1\tAtlantic\t\t\nfish2\t\t0.7\t0.3\nfish3\tAtlantic\t\t\n",
+        },
+        "validate",
+        ["ref.fasta", "--labels", "labels.tsv"],
+        expect=("labels.tsv", "line 1", "'label' column and also"),
+    ),
+    Case(
+        "Soft targets in a multilabel task",
+        {"ref.fasta": FASTA, "labels.tsv": SOFT_LABELS},
+        "ingest",
+        _task(kind="multilabel"),
+        expect=("labels.tsv", "'fish2'", "only a multiclass task"),
+    ),
+    Case(
+        "BOLD file with neither a v4 nor a v5 header",
+        {"bold.tsv": f"sampleid\tmarker\tsequence\nX1\tCOI-5P\t{COI}\n"},
+        "validate",
+        ["bold.tsv"],
+        expect=("bold.tsv", "not a BOLD v4 or v5", "markercode", "marker_code"),
+    ),
+    Case(
+        "BOLD row with a missing tab",
+        {"bold.tsv": f"processid\tmarkercode\tnucleotides\nAB1-19\tCOI-5P\t{COI}\nAB2-19\t{COI}\n"},
+        "validate",
+        ["bold.tsv"],
+        expect=("line 3", "row has 2 tab-separated fields"),
+    ),
+    Case(
+        "Sequence longer than max_length, on_long: clip (default)",
+        {"ref.fasta": FASTA, "labels.tsv": LABELS},
+        "ingest",
+        _task(max_length=85),
+        accepted=True,
+        warns=True,
+        expect=("clipped 1 of 3 sequences longer than max_length 85",),
+    ),
+    Case(
+        "Sequence longer than max_length, on_long: refuse",
+        {"ref.fasta": FASTA, "labels.tsv": LABELS},
+        "ingest",
+        _task(max_length=80, on_long="refuse"),
+        expect=("ref.fasta", "'fish1'", f"{len(COI)} bases long", "max_length 80"),
+    ),
+    Case(
+        "Query set with zero usable records",
+        {"ref.fasta": FASTA, "labels.tsv": LABELS, "query.fasta": "\n"},
+        "ingest",
+        _task(query="query.fasta"),
+        expect=("query.fasta", "file is empty"),
+    ),
+    Case(
+        "Query file of the wrong format",
+        {"ref.fasta": FASTA, "labels.tsv": LABELS, "query.fasta": f"@q1\n{COI[:8]}\n+\nIIIIIIII\n"},
+        "ingest",
+        _task(query="query.fasta", query_format="fasta"),
+        expect=("query.fasta", "looks like FASTQ"),
+    ),
+    Case(
+        "Typo in a config key",
+        {},
+        "config",
+        {"max_lenght": 800},
+        expect=("config/config.yaml", "unknown key 'max_lenght' (did you mean 'max_length'?)"),
+    ),
+    Case(
+        "Config value out of range",
+        {},
+        "config",
+        {"on_long": "truncate"},
+        expect=("config/config.yaml", "'truncate' is not one of ['clip', 'refuse']"),
+    ),
 ]
 
 
@@ -199,8 +377,13 @@ def _ingest(cfg: dict) -> tuple[int, str, str]:
     from barloc import runtime
     from barloc.steps import ingest
 
-    smk = NS(log=[], threads=torch.get_num_threads(), input=NS(), output=NS(records="results/records.parquet"),
-             params=NS(task="fish_origin", cfg=cfg, geo_table=None))
+    smk = NS(
+        log=[],
+        threads=torch.get_num_threads(),
+        input=NS(),
+        output=NS(records="results/records.parquet"),
+        params=NS(task="fish_origin", cfg=cfg, geo_table=None),
+    )
     collect = _Warnings()
     logging.getLogger("barloc").addHandler(collect)
     err = io.StringIO()
@@ -326,15 +509,17 @@ def test_console_script_prints_one_line_and_exits_2(tmp_path, results, title):
     case, _, documented = next(r for r in results if r[0].title == title)
     for name, content in case.files.items():
         (tmp_path / name).write_bytes(content.encode() if isinstance(content, str) else content)
-    proc = subprocess.run([str(BARLOC), "validate", *case.args], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [str(BARLOC), "validate", *case.args], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 2
     assert proc.stdout == ""
     assert proc.stderr.splitlines() == [documented]
     if title != SUBPROCESS_CASES[0]:
         return
-    debug = subprocess.run([str(BARLOC), "--debug", "validate", *case.args], cwd=tmp_path,
-                           capture_output=True, text=True, timeout=120)
+    debug = subprocess.run(
+        [str(BARLOC), "--debug", "validate", *case.args], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
     assert debug.returncode == 1 and "Traceback" in debug.stderr
     assert "barloc.errors.InputError" in debug.stderr
 
@@ -355,8 +540,13 @@ def test_workflow_script_exits_2_with_one_line(tmp_path):
     )
     import json
 
-    proc = subprocess.run([sys.executable, "-c", code, json.dumps(case.args), str(script)], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(case.args), str(script)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     error_lines = [line for line in proc.stderr.splitlines() if line.startswith("barloc: error: ")]

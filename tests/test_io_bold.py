@@ -166,11 +166,7 @@ def test_invalid_residue_names_line_and_record(tmp_path):
     text = V4_HEADER + "\nAB1-1\tCOI-5P\tACG?T\tT. a\t\t\t\n"
     with pytest.raises(InputError) as err:
         read_bold(write(tmp_path, "synthetic_bad.tsv", text))
-    assert (
-        "line 2" in str(err.value)
-        and "'AB1-1'" in str(err.value)
-        and "position 4" in str(err.value)
-    )
+    assert "line 2" in str(err.value) and "'AB1-1'" in str(err.value) and "position 4" in str(err.value)
 
 
 def test_v5_coord_parsing(tmp_path):

@@ -107,20 +107,12 @@ def test_bad_flag_names_record(tmp_path):
     path = write(tmp_path, "synthetic_flag.csv", f"{HEADER}\nP9,Fungi,0,0,{row},{SEQ}\n")
     with pytest.raises(InputError) as err:
         read_deeploc(path)
-    assert (
-        "line 2" in str(err.value)
-        and "'P9'" in str(err.value)
-        and "'Nucleus' holds 'yes'" in str(err.value)
-    )
+    assert "line 2" in str(err.value) and "'P9'" in str(err.value) and "'Nucleus' holds 'yes'" in str(err.value)
 
 
 def test_dna_in_sequence_column(tmp_path):
-    path = write(
-        tmp_path, "synthetic_dna.csv", f"{HEADER}\nP2,Fungi,0,0,{flags('Nucleus')},{'ACGT' * 10}\n"
-    )
-    with pytest.raises(
-        InputError, match="record 'P2': looks like DNA but the task expects protein"
-    ):
+    path = write(tmp_path, "synthetic_dna.csv", f"{HEADER}\nP2,Fungi,0,0,{flags('Nucleus')},{'ACGT' * 10}\n")
+    with pytest.raises(InputError, match="record 'P2': looks like DNA but the task expects protein"):
         read_deeploc(path)
 
 

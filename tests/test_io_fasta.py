@@ -26,9 +26,7 @@ def error(path: Path, alphabet: str = "dna", fmt: str | None = None) -> str:
 
 
 def test_multiline_fasta_with_descriptions(tmp_path):
-    path = write(
-        tmp_path, "synthetic_a.fa", "\n>r1 Thunnus albacares COI\nACGT\nacgt\n\n>r2\nGG-TT\n"
-    )
+    path = write(tmp_path, "synthetic_a.fa", "\n>r1 Thunnus albacares COI\nACGT\nacgt\n\n>r2\nGG-TT\n")
     assert list(iter_sequences(path, "dna")) == [
         ("r1", "ACGTACGT", "Thunnus albacares COI"),
         ("r2", "GGTT", ""),
@@ -185,15 +183,11 @@ def test_read_table_fastq_with_labels_sheet(tmp_path):
     from barloc.io import read_table
 
     fq = write(tmp_path, "synthetic.fq", "@a\nACGT\n+\nIIII\n@b\nGG\n+\nII\n")
-    sheet = write(
-        tmp_path, "synthetic.tsv", "id\tlabel\tgroup\na\tIndian\tP1\nb\tAtlantic;Indian\tP2\n"
-    )
+    sheet = write(tmp_path, "synthetic.tsv", "id\tlabel\tgroup\na\tIndian\tP1\nb\tAtlantic;Indian\tP2\n")
     df = read_table(fq, "fastq", "dna", labels=sheet, allowed_labels=["Atlantic", "Indian"])
     assert df["label"].tolist() == ["Indian", "Atlantic;Indian"]
     assert df["group"].tolist() == ["P1", "P2"]
-    with pytest.raises(
-        InputError, match="record 'a': unknown label 'Indian' \\(allowed: Atlantic\\)"
-    ):
+    with pytest.raises(InputError, match="record 'a': unknown label 'Indian' \\(allowed: Atlantic\\)"):
         read_table(fq, "fastq", "dna", labels=sheet, allowed_labels=["Atlantic"])
 
 
@@ -201,9 +195,7 @@ def test_read_table_deeploc_allowed_labels(data_dir):
     from barloc.io import read_table
 
     with pytest.raises(InputError, match="unknown label"):
-        read_table(
-            data_dir / "deeploc_sample.csv", "deeploc", "protein", allowed_labels=["Nucleus"]
-        )
+        read_table(data_dir / "deeploc_sample.csv", "deeploc", "protein", allowed_labels=["Nucleus"])
 
 
 def test_read_table_rejects_bad_arguments(tmp_path, data_dir):

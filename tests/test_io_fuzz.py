@@ -103,8 +103,9 @@ def maybe_gzipped(draw, inner: st.SearchStrategy[bytes]) -> bytes:
 
 
 def arbitrary(prefixes: list[bytes]) -> st.SearchStrategy[bytes]:
-    return st.builds(lambda p, b: p + b, st.sampled_from([b"", b"\xef\xbb\xbf", b"\xff\xfe", *prefixes]),
-                     st.binary(max_size=300))
+    return st.builds(
+        lambda p, b: p + b, st.sampled_from([b"", b"\xef\xbb\xbf", b"\xff\xfe", *prefixes]), st.binary(max_size=300)
+    )
 
 
 SAFE_WORD = st.text(alphabet="abcXYZ019 _-.;,\"'|", max_size=10)
@@ -122,7 +123,7 @@ def fasta_text(draw) -> str:
         seq = draw(RESIDUES)
         if draw(st.booleans()):
             wrap = draw(st.integers(1, 20))
-            records.append(f">{rid} desc\n" + "\n".join(seq[j:j + wrap] for j in range(0, len(seq), wrap)) + "\n")
+            records.append(f">{rid} desc\n" + "\n".join(seq[j : j + wrap] for j in range(0, len(seq), wrap)) + "\n")
         else:
             qual = draw(st.sampled_from(["I" * len(seq), "@" * len(seq), "I" * max(0, len(seq) - 1), ""]))
             plus = draw(st.sampled_from(["+", f"+{rid}", "", "@"]))
@@ -137,21 +138,46 @@ def labels_text(draw) -> str:
     sep = draw(st.sampled_from(["\t", ","]))
     form = draw(st.sampled_from(["a", "a_group", "b", "b_group", "odd"]))
     header = {
-        "a": ["id", "label"], "a_group": ["id", "label", "group"], "b": ["id", "Nucleus", "Cytoplasm"],
-        "b_group": ["group", "id", "x", "y"], "odd": draw(st.lists(SAFE_WORD, max_size=4)),
+        "a": ["id", "label"],
+        "a_group": ["id", "label", "group"],
+        "b": ["id", "Nucleus", "Cytoplasm"],
+        "b_group": ["group", "id", "x", "y"],
+        "odd": draw(st.lists(SAFE_WORD, max_size=4)),
     }[form]
     rows = [sep.join(header)]
     for _ in range(draw(st.integers(0, 5))):
         n = draw(st.integers(0, len(header) + 1))
-        cell = st.sampled_from(["0", "1", "1.0", "", "2", "Atlantic", "a;b", ";", "\"q\"", "s1"]) | SAFE_WORD
+        cell = st.sampled_from(["0", "1", "1.0", "", "2", "Atlantic", "a;b", ";", '"q"', "s1"]) | SAFE_WORD
         rows.append(sep.join(draw(cell) for _ in range(n)))
     return "\n".join(rows) + draw(st.sampled_from(["\n", "", "\n\n"]))
 
 
-BOLD_V4 = ["processid", "markercode", "nucleotides", "species_name", "lat", "lon", "country",
-           "province_state", "coord_source", "notes", "exactsite", "region"]
-BOLD_V5 = ["processid", "marker_code", "nuc", "species", "coord", "country/ocean", "province/state",
-           "coord_source", "short_note", "site"]
+BOLD_V4 = [
+    "processid",
+    "markercode",
+    "nucleotides",
+    "species_name",
+    "lat",
+    "lon",
+    "country",
+    "province_state",
+    "coord_source",
+    "notes",
+    "exactsite",
+    "region",
+]
+BOLD_V5 = [
+    "processid",
+    "marker_code",
+    "nuc",
+    "species",
+    "coord",
+    "country/ocean",
+    "province/state",
+    "coord_source",
+    "short_note",
+    "site",
+]
 
 
 @st.composite
@@ -208,7 +234,7 @@ def files(near_valid: st.SearchStrategy[str], prefixes: list[bytes]) -> st.Searc
 
 
 FASTA_FILES = files(fasta_text(), [b">", b"@", b">r1\n", b"@r1\nACGT\n+\n"])
-LABEL_FILES = files(labels_text(), [b"id\tlabel\n", b"id,label\n", b"id\tNucleus\n", b"\"id"])
+LABEL_FILES = files(labels_text(), [b"id\tlabel\n", b"id,label\n", b"id\tNucleus\n", b'"id'])
 BOLD_FILES = files(bold_text(), [b"processid\tmarkercode\tnucleotides\n", b"processid\tmarker_code\tnuc\tcoord\n"])
 DEEPLOC_FILES = files(deeploc_text(), [b"ACC,Sequence,Nucleus\n", b"ACC,Sequence,Nucleus,Partition\nP1,"])
 

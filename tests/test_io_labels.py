@@ -81,12 +81,7 @@ def test_duplicate_id(tmp_path):
     with pytest.raises(InputError) as err:
         read_labels(write(tmp_path, "synthetic_dup.tsv", "id\tlabel\nr1\tA\nr2\tB\nr1\tC\n"))
     msg = str(err.value)
-    assert (
-        "synthetic_dup.tsv" in msg
-        and "duplicate id 'r1'" in msg
-        and "line 2" in msg
-        and "line 4" in msg
-    )
+    assert "synthetic_dup.tsv" in msg and "duplicate id 'r1'" in msg and "line 2" in msg and "line 4" in msg
 
 
 def test_form_b_value_other_than_zero_one(tmp_path):

@@ -35,8 +35,9 @@ def _rel(path: Path) -> str:
     return str(path.relative_to(REPO))
 
 
-CORE_AND_BENCHMARKS = sorted(p for p in [*SRC.rglob("*.py"), *(REPO / "benchmarks").rglob("*.py")]
-                             if STEPS not in p.parents)
+CORE_AND_BENCHMARKS = sorted(
+    p for p in [*SRC.rglob("*.py"), *(REPO / "benchmarks").rglob("*.py")] if STEPS not in p.parents
+)
 
 
 @pytest.mark.parametrize("path", CORE_AND_BENCHMARKS, ids=_rel)
@@ -54,6 +55,8 @@ def test_workflow_scripts_import_only_steps_and_runtime(path):
 
 def test_the_check_sees_imports_and_ignores_comments(tmp_path):
     f = tmp_path / "m.py"
-    f.write_text("# from barloc.steps import train\nimport os\n"
-                 "def g():\n    from barloc.steps.predict import run\n    s = 'import barloc.steps'\n")
+    f.write_text(
+        "# from barloc.steps import train\nimport os\n"
+        "def g():\n    from barloc.steps.predict import run\n    s = 'import barloc.steps'\n"
+    )
     assert {m for m in imported_modules(f) if _is_steps(m)} == {"barloc.steps.predict", "barloc.steps.predict.run"}

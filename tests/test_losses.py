@@ -18,7 +18,9 @@ def test_ce_matches_torch_with_weights_and_smoothing():
     w = torch.tensor([0.5, 1.0, 2.0, 1.5])
     assert torch.allclose(softmax_cross_entropy(x, y), F.cross_entropy(x, y), atol=1e-6)
     assert torch.allclose(softmax_cross_entropy(x, y, w), F.cross_entropy(x, y, weight=w), atol=1e-6)
-    assert torch.allclose(softmax_cross_entropy(x, y, label_smoothing=0.1), F.cross_entropy(x, y, label_smoothing=0.1), atol=1e-6)
+    assert torch.allclose(
+        softmax_cross_entropy(x, y, label_smoothing=0.1), F.cross_entropy(x, y, label_smoothing=0.1), atol=1e-6
+    )
 
 
 def test_ce_gradient_is_p_minus_y():

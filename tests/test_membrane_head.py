@@ -11,22 +11,29 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import REPO, run_small_pipeline, small_localization_inputs
 
 from barloc import extra_heads
 from barloc.artifacts import ModelMeta
 from barloc.config import check_config, rule_config, with_defaults
 from barloc.errors import InputError
 from barloc.modelio import build_model, load_model
-from conftest import REPO, run_small_pipeline, small_localization_inputs
 
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 
 
 def _meta(extra=("membrane",)) -> ModelMeta:
-    return ModelMeta(kind="multilabel", classes=["a", "b", "c"], alphabet="protein",
-                     encoder={"type": "cnn", "embed_dim": 4, "channels": 4, "kernel_sizes": [3]},
-                     loss={"type": "bce"}, train_counts=[3, 3, 3], n_train=9, train_priors=[1 / 3] * 3,
-                     extra_heads=list(extra) or None)
+    return ModelMeta(
+        kind="multilabel",
+        classes=["a", "b", "c"],
+        alphabet="protein",
+        encoder={"type": "cnn", "embed_dim": 4, "channels": 4, "kernel_sizes": [3]},
+        loss={"type": "bce"},
+        train_counts=[3, 3, 3],
+        n_train=9,
+        train_priors=[1 / 3] * 3,
+        extra_heads=list(extra) or None,
+    )
 
 
 def test_unknown_flags_are_left_out_of_the_membrane_loss():
@@ -62,7 +69,11 @@ def test_membrane_head_needs_a_multilabel_task_and_flags():
     with pytest.raises(InputError, match="no record has a membrane flag"):
         extra_heads.check_columns(pd.DataFrame({"membrane": [np.nan, np.nan]}), ["membrane"], "x")
     base = {"kind": "multilabel", "alphabet": "protein", "reference": "x.csv", "format": "deeploc"}
-    ok = {"seed": 1, "trainer": {"threads": 1}, "tasks": {"loc": base | {"membrane_head": True, "loss": {"membrane_weight": 0.5}}}}
+    ok = {
+        "seed": 1,
+        "trainer": {"threads": 1},
+        "tasks": {"loc": base | {"membrane_head": True, "loss": {"membrane_weight": 0.5}}},
+    }
     check_config(ok, SCHEMA)
     with pytest.raises(InputError, match="membrane_head"):
         check_config({**ok, "tasks": {"loc": base | {"membrane_head": "yes"}}}, SCHEMA)
@@ -72,22 +83,45 @@ def test_pipeline_writes_membrane_logits_calibration_and_separate_metrics(tmp_pa
     from barloc.steps import calibrate, evaluate, prior_shift
 
     cfg = small_localization_inputs(tmp_path / "inputs")
-    cfg |= {"membrane_head": True, "calibration": {"method": "bcts"}, "prior_shift": {"method": "none"},
-            "train": cfg["train"] | {"max_epochs": 1}}
+    cfg |= {
+        "membrane_head": True,
+        "calibration": {"method": "bcts"},
+        "prior_shift": {"method": "none"},
+        "train": cfg["train"] | {"max_epochs": 1},
+    }
     out = run_small_pipeline(cfg, tmp_path / "run")
-    f = {n: str(out / n) for n in ("model.ckpt", "model.json", "logits.parquet", "calibration.json", "priors.json",
-                                   "calls.tsv", "metrics.json")}
+    f = {
+        n: str(out / n)
+        for n in (
+            "model.ckpt",
+            "model.json",
+            "logits.parquet",
+            "calibration.json",
+            "priors.json",
+            "calls.tsv",
+            "metrics.json",
+        )
+    }
     full = with_defaults(cfg)
 
     def params(rule: str) -> NS:  # as the workflow's rules pass them
         return NS(task="localization", cfg=rule_config(full, rule), seed=11)
 
-    calibrate.run(NS(meta=f["model.json"], logits=f["logits.parquet"]), NS(calibration=f["calibration.json"]),
-                  params("calibrate"))
-    prior_shift.run(NS(meta=f["model.json"], calibration=f["calibration.json"], logits=f["logits.parquet"]),
-                    NS(priors=f["priors.json"], calls=f["calls.tsv"]), params("prior_shift"))
-    evaluate.run(NS(meta=f["model.json"], calibration=f["calibration.json"], logits=f["logits.parquet"],
-                    priors=f["priors.json"]), NS(metrics=f["metrics.json"]), params("evaluate"))
+    calibrate.run(
+        NS(meta=f["model.json"], logits=f["logits.parquet"]), NS(calibration=f["calibration.json"]), params("calibrate")
+    )
+    prior_shift.run(
+        NS(meta=f["model.json"], calibration=f["calibration.json"], logits=f["logits.parquet"]),
+        NS(priors=f["priors.json"], calls=f["calls.tsv"]),
+        params("prior_shift"),
+    )
+    evaluate.run(
+        NS(
+            meta=f["model.json"], calibration=f["calibration.json"], logits=f["logits.parquet"], priors=f["priors.json"]
+        ),
+        NS(metrics=f["metrics.json"]),
+        params("evaluate"),
+    )
 
     model, meta = load_model(f["model.ckpt"], f["model.json"])
     assert meta.extra_heads == ["membrane"] and model.extra_head.out_features == 1
@@ -118,8 +152,24 @@ def test_pipeline_writes_membrane_logits_calibration_and_separate_metrics(tmp_pa
 
     for extra in ([], ["--estimate-priors"]):
         out_tsv = tmp_path / f"predict{len(extra)}.tsv"
-        assert main(["predict", "--model", f["model.ckpt"], "--input", cfg["query"], "--out", str(out_tsv),
-                     "--chunk-size", "7", "--quiet", *extra]) == 0
+        assert (
+            main(
+                [
+                    "predict",
+                    "--model",
+                    f["model.ckpt"],
+                    "--input",
+                    cfg["query"],
+                    "--out",
+                    str(out_tsv),
+                    "--chunk-size",
+                    "7",
+                    "--quiet",
+                    *extra,
+                ]
+            )
+            == 0
+        )
         got = _read_calls(out_tsv)
         assert list(got.columns) == list(calls.columns) and got["id"].tolist() == calls["id"].tolist()
         _check_membrane_columns(got, stored, params_m, atol=2e-6)
@@ -131,14 +181,27 @@ def test_pipeline_writes_membrane_logits_calibration_and_separate_metrics(tmp_pa
     for name in ("model.ckpt", "model.json"):
         (stale / name).write_bytes((out / name).read_bytes())
     (stale / "calibration.json").write_text(json.dumps({k: v for k, v in calib.items() if k != "extra_heads"}))
-    assert main(["predict", "--model", str(stale / "model.ckpt"), "--input", cfg["query"],
-                 "--out", str(tmp_path / "x.tsv"), "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(stale / "model.ckpt"),
+                "--input",
+                cfg["query"],
+                "--out",
+                str(tmp_path / "x.tsv"),
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     assert not (tmp_path / "x.tsv").exists()
 
     # the report shows the head's section with this run's threshold and counts
-    from barloc.report import build_report
-
     from test_report import SETTINGS, run_info
+
+    from barloc.report import build_report
 
     build_report({"localization": out}, tmp_path / "index.html", run_info(tmp_path), SETTINGS)
     html = (tmp_path / "index.html").read_text(encoding="utf-8")
@@ -149,6 +212,7 @@ def test_pipeline_writes_membrane_logits_calibration_and_separate_metrics(tmp_pa
 
 
 # --------------------------------------------------------------------------- membrane head in the outputs
+
 
 def _platt(z: np.ndarray, params: dict) -> np.ndarray:
     """P(membrane) written out by hand: sigmoid(logit / T + b), the head's Platt scaling."""
@@ -177,21 +241,42 @@ def _synthetic_task(where: Path, head: bool) -> NS:
     classes = ["a", "b", "c"]
     n = {"val": 20, "test": 20, "query": 30}
     split = [s for s, k in n.items() for _ in range(k)]
-    df = pd.DataFrame({"id": [f"r{i}" for i in range(len(split))], "split": split,
-                       "label": [("a;b" if i % 3 else "c") if s != "query" else None for i, s in enumerate(split)]})
+    df = pd.DataFrame(
+        {
+            "id": [f"r{i}" for i in range(len(split))],
+            "split": split,
+            "label": [("a;b" if i % 3 else "c") if s != "query" else None for i, s in enumerate(split)],
+        }
+    )
     for c in classes:
         df["logit::" + c] = rng.normal(0, 2, len(df))
-    meta = {"kind": "multilabel", "classes": classes, "alphabet": "protein", "encoder": {"type": "cnn"},
-            "train_priors": [0.4, 0.3, 0.3]}
-    calib = {"kind": "multilabel", "classes": classes, "method": "temperature", "offset": [0.0] * 3,
-             "temperature": [1.1, 0.9, 1.3], "thresholds": [0.4, 0.5, 0.6]}
+    meta = {
+        "kind": "multilabel",
+        "classes": classes,
+        "alphabet": "protein",
+        "encoder": {"type": "cnn"},
+        "train_priors": [0.4, 0.3, 0.3],
+    }
+    calib = {
+        "kind": "multilabel",
+        "classes": classes,
+        "method": "temperature",
+        "offset": [0.0] * 3,
+        "temperature": [1.1, 0.9, 1.3],
+        "thresholds": [0.4, 0.5, 0.6],
+    }
     if head:
         df["extra::membrane"] = rng.normal(0, 3, len(df))
         df["membrane"] = np.where(df["split"] == "query", np.nan, (rng.random(len(df)) < 0.4).astype(float))
         meta["extra_heads"] = ["membrane"]
         calib["extra_heads"] = {"membrane": {"temperature": 1.7, "bias": -0.4, "threshold": 0.45, "n_val": 20}}
-    files = NS(meta=str(where / "model.json"), calibration=str(where / "calibration.json"),
-               logits=str(where / "logits.parquet"), priors=str(where / "priors.json"), calls=str(where / "calls.tsv"))
+    files = NS(
+        meta=str(where / "model.json"),
+        calibration=str(where / "calibration.json"),
+        logits=str(where / "logits.parquet"),
+        priors=str(where / "priors.json"),
+        calls=str(where / "calls.tsv"),
+    )
     Path(files.meta).write_text(json.dumps(meta))
     Path(files.calibration).write_text(json.dumps(calib))
     df.to_parquet(files.logits, index=False)
@@ -213,9 +298,14 @@ def test_calls_tsv_has_the_membrane_columns_only_with_the_head(tmp_path):
         q = t.df[t.df["split"] == "query"]
         if not head:
             # Exactly the table calls_table makes (what the step wrote before the head existed).
-            want = calls_table(q["id"].tolist(), apply(q[[f"logit::{c}" for c in "abc"]].to_numpy(),
-                                           "multilabel", t.calib), t.meta["classes"], "multilabel", 0.6,
-                                           np.array(t.calib["thresholds"]))
+            want = calls_table(
+                q["id"].tolist(),
+                apply(q[[f"logit::{c}" for c in "abc"]].to_numpy(), "multilabel", t.calib),
+                t.meta["classes"],
+                "multilabel",
+                0.6,
+                np.array(t.calib["thresholds"]),
+            )
             assert list(calls.columns) == base
             assert Path(t.files.calls).read_text() == want.to_csv(sep="\t", index=False)
             continue
@@ -237,22 +327,36 @@ def _report_task(where: Path, head: bool) -> None:
     make_synthetic_task(where, "localization", "multilabel", seed=2, n_query=33)
     if not head:
         return
-    meta, calib, metrics = (json.loads((where / f).read_text()) for f in ("model.json", "calibration.json", "metrics.json"))
+    meta, calib, metrics = (
+        json.loads((where / f).read_text()) for f in ("model.json", "calibration.json", "metrics.json")
+    )
     meta["extra_heads"] = ["membrane"]
     calib["extra_heads"] = {"membrane": {"temperature": 1.3, "bias": 0.2, "threshold": 0.375, "n_val": 50}}
-    metrics["extra_heads"] = {"membrane": {"n": 287, "positives": 91, "threshold": 0.375, "mcc": 0.4412,
-                                           "accuracy": 0.7561, "f1": 0.6123, "nll": 0.5012, "ece": 0.0431}}
+    metrics["extra_heads"] = {
+        "membrane": {
+            "n": 287,
+            "positives": 91,
+            "threshold": 0.375,
+            "mcc": 0.4412,
+            "accuracy": 0.7561,
+            "f1": 0.6123,
+            "nll": 0.5012,
+            "ece": 0.0431,
+        }
+    }
     for name, d in (("model.json", meta), ("calibration.json", calib), ("metrics.json", metrics)):
         (where / name).write_text(json.dumps(d))
     calls = _read_calls(where / "calls.tsv")
     z = np.random.default_rng(4).normal(0, 2, (len(calls), 1))
     extra_heads.add_call_columns(calls, z, calib["extra_heads"], ["membrane"]).to_csv(
-        where / "calls.tsv", sep="\t", index=False)
+        where / "calls.tsv", sep="\t", index=False
+    )
 
 
 def test_report_has_a_membrane_section_only_with_the_head(tmp_path):
-    from barloc.report import build_report
     from test_report import SETTINGS, Page, run_info
+
+    from barloc.report import build_report
 
     pages = {}
     for head in (False, True):

@@ -66,8 +66,10 @@ def test_fit_call_ratio_beats_thresholds_alone_on_held_out_data():
     fitted = metrics.multilabel_metrics(pt, Yt, rule["thresholds"], ratio=rule["call_ratio"])
     plain = metrics.multilabel_metrics(pt, Yt, rule["thresholds"])
     assert fitted["micro_f1"] + fitted["macro_f1"] > plain["micro_f1"] + plain["macro_f1"] + 0.02
-    assert metrics.predict_multilabel(pt, rule["thresholds"], rule["call_ratio"]).sum(1).mean() < \
-        metrics.predict_multilabel(pt, rule["thresholds"]).sum(1).mean()
+    assert (
+        metrics.predict_multilabel(pt, rule["thresholds"], rule["call_ratio"]).sum(1).mean()
+        < metrics.predict_multilabel(pt, rule["thresholds"]).sum(1).mean()
+    )
 
 
 def test_fit_calls_fixed_ratio_and_ties():
@@ -88,5 +90,3 @@ def test_call_rule_reads_calibrations_from_before_the_ratio():
     assert thr.tolist() == [0.2, 0.3] and ratio == 0.0
     assert Calibration(temperature=1.0).call_rule(3)[0].tolist() == [0.5] * 3
     assert Calibration(temperature=1.0, thresholds=[0.2], call_ratio=0.35).call_rule(1)[1] == 0.35
-
-

@@ -15,9 +15,14 @@ from barloc.models import ConvEncoder
 
 def meta(kind="multiclass", encoder=None, alphabet="dna", classes=("a", "b")) -> ModelMeta:
     return ModelMeta(
-        kind=kind, classes=list(classes), alphabet=alphabet,
+        kind=kind,
+        classes=list(classes),
+        alphabet=alphabet,
         encoder=encoder or {"type": "cnn", "channels": 8, "kernel_sizes": [3, 5]},
-        loss={}, train_counts=[5] * len(classes), n_train=10, train_priors=[1 / len(classes)] * len(classes),
+        loss={},
+        train_counts=[5] * len(classes),
+        n_train=10,
+        train_priors=[1 / len(classes)] * len(classes),
         n_features=64 if (encoder or {}).get("type") == "kmer" else None,
     )
 
@@ -47,6 +52,7 @@ def test_bucket_sampler_covers_every_index_once_and_groups_lengths():
     spread = np.mean([np.ptp(lengths[b]) for b in batches])
     assert spread < 0.3 * np.ptp(lengths)
 
+
 @pytest.mark.parametrize("n, replicas", [(503, 2), (503, 3), (16 * 6, 2), (5, 4)])
 def test_bucket_sampler_shards_batches_between_processes(n, replicas):
     """DDP: the processes' shares are equally long (or the all-reduce hangs), together hold
@@ -70,7 +76,6 @@ def test_bucket_sampler_shards_batches_between_processes(n, replicas):
         BucketBatchSampler(lengths, 16, True, 1, num_replicas=2, rank=2)
 
 
-
 def test_predict_returns_dataset_order():
     torch.manual_seed(0)
     m = build_model(meta())
@@ -85,7 +90,9 @@ def test_predict_returns_dataset_order():
 def test_kmer_model_learns_a_synthetic_rule():
     """Synthetic: class b sequences are GC-rich. A few steps of training must separate them."""
     rng = np.random.default_rng(0)
-    seqs = ["".join(rng.choice(list("ACGT"), 60, p=p)) for p in [[0.4, 0.1, 0.1, 0.4]] * 40 + [[0.1, 0.4, 0.4, 0.1]] * 40]
+    seqs = [
+        "".join(rng.choice(list("ACGT"), 60, p=p)) for p in [[0.4, 0.1, 0.1, 0.4]] * 40 + [[0.1, 0.4, 0.4, 0.1]] * 40
+    ]
     y = np.array([0] * 40 + [1] * 40)
     md = meta(encoder={"type": "kmer", "k": 3, "hidden": 16, "dropout": 0.0})
     m = build_model(md)

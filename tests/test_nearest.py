@@ -34,11 +34,11 @@ def test_distances_skip_the_records_own_group():
     enc.set_reference(ref, torch.tensor([0, 1, 1]), torch.tensor([0, 1, 2]))
     q = torch.tensor([[1.0, 0, 0]])
     d = enc.distances(q)[:, :2]  # (d_class0, d_class1); the log columns follow
-    assert torch.allclose(d, torch.tensor([[0.0, 1 - 2 ** -0.5]]), atol=1e-6)
+    assert torch.allclose(d, torch.tensor([[0.0, 1 - 2**-0.5]]), atol=1e-6)
     # The same query as a member of group 0 cannot match reference 0: class 0 has no other
     # reference, so it gets the largest distance, 2.
     d = enc.distances(q, torch.tensor([0]))[:, :2]
-    assert torch.allclose(d, torch.tensor([[2.0, 1 - 2 ** -0.5]]), atol=1e-6)
+    assert torch.allclose(d, torch.tensor([[2.0, 1 - 2**-0.5]]), atol=1e-6)
     # Group 2 takes away the nearer class-1 reference: the next one (orthogonal) is at 1.
     d = enc.distances(q, torch.tensor([2]))[:, :2]
     assert torch.allclose(d, torch.tensor([[0.0, 1.0]]), atol=1e-6)
@@ -76,15 +76,22 @@ def synthetic_haplotype_records(seed: int = 0, projects: int = 12, per_project: 
 
 
 def cfg(**enc) -> dict:
-    return {"kind": "multiclass", "alphabet": "dna", "encoder": {**ENC, **enc},
-            "loss": {"type": "cross_entropy", "class_weights": "inverse"},
-            "train": {"max_epochs": 15, "batch_size": 16, "lr": 0.03, "patience": 15}}
+    return {
+        "kind": "multiclass",
+        "alphabet": "dna",
+        "encoder": {**ENC, **enc},
+        "loss": {"type": "cross_entropy", "class_weights": "inverse"},
+        "train": {"max_epochs": 15, "batch_size": 16, "lr": 0.03, "patience": 15},
+    }
 
 
 @pytest.fixture(scope="module")
 def trained():
     df = synthetic_haplotype_records()
-    train, val = df[df["group"].isin([f"PROJ{p}" for p in range(9)])], df[df["group"].isin(["PROJ9", "PROJ10", "PROJ11"])]
+    train, val = (
+        df[df["group"].isin([f"PROJ{p}" for p in range(9)])],
+        df[df["group"].isin(["PROJ9", "PROJ10", "PROJ11"])],
+    )
     model, meta, _ = fit(train, val, cfg(), TRAINER, seed=3)
     return df, train, val, model, meta
 
@@ -105,7 +112,9 @@ def test_references_are_the_training_and_validation_records(trained, tmp_path):
 def test_a_labelled_record_is_not_scored_against_its_own_project(trained):
     df, train, val, model, meta = trained
     seqs = val["sequence"].tolist()
-    own = predict_logits(model, EncodedDataset(seqs, meta.encoder, "dna", groups=group_ids(val, meta.reference_groups)), 8)
+    own = predict_logits(
+        model, EncodedDataset(seqs, meta.encoder, "dna", groups=group_ids(val, meta.reference_groups)), 8
+    )
     query = predict_logits(model, EncodedDataset(seqs, meta.encoder, "dna"), 8)  # a query: no group
     assert not np.allclose(own, query)
     # Leave-project-out, the class still shows: its haplotypes recur in the other projects.
@@ -124,8 +133,13 @@ def test_soft_rows_are_not_references(trained):
 def test_nearest_needs_a_dna_multiclass_task(trained):
     df, train, val, _, _ = trained
     with pytest.raises(InputError, match="multiclass"):
-        fit(train.assign(label="Atlantic;Indian"), val, {**cfg(), "kind": "multilabel", "loss": {"type": "bce"}},
-            TRAINER, seed=1)
+        fit(
+            train.assign(label="Atlantic;Indian"),
+            val,
+            {**cfg(), "kind": "multilabel", "loss": {"type": "bce"}},
+            TRAINER,
+            seed=1,
+        )
 
 
 def test_cross_validation_with_the_nearest_encoder():
@@ -153,10 +167,15 @@ def test_workflow_steps_on_the_bundled_tuna_records(tmp_path):
     records = pd.read_parquet(tmp_path / "records.parquet").merge(splits, on="id")
     assert meta.n_reference == int(records["split"].isin(["train", "val"]).sum())
     logits = pd.read_parquet(tmp_path / "logits.parquet")
-    val = records[records["split"] == "val"].set_index("id").loc[logits.loc[logits["split"] == "val", "id"]].reset_index()
+    val = (
+        records[records["split"] == "val"].set_index("id").loc[logits.loc[logits["split"] == "val", "id"]].reset_index()
+    )
     stored = logits.loc[logits["split"] == "val", [f"logit::{c}" for c in meta.classes]].to_numpy()
-    own = predict_logits(model, EncodedDataset(val["sequence"].tolist(), meta.encoder, "dna",
-                                               groups=group_ids(val, meta.reference_groups)), 64)
+    own = predict_logits(
+        model,
+        EncodedDataset(val["sequence"].tolist(), meta.encoder, "dna", groups=group_ids(val, meta.reference_groups)),
+        64,
+    )
     anyone = predict_logits(model, EncodedDataset(val["sequence"].tolist(), meta.encoder, "dna"), 64)
     assert np.allclose(stored, own, atol=1e-5) and not np.allclose(stored, anyone, atol=1e-3)
     metrics = json.loads((tmp_path / "metrics.json").read_text())

@@ -74,13 +74,21 @@ def test_a_class_absent_from_val_keeps_its_training_prior():
     ll = -0.5 * ((point[:, None, :] - MEANS[None]) ** 2).sum(axis=2)
     p = cal.apply(ll + np.log(TRAIN), "multiclass", calib)
     assert p[0, 2] > 0.5
-    assert cal.apply(ll + np.log(TRAIN), "multiclass", {"temperature": 1.0, "bias": cal.fit_bcts(zv, yv)[1]})[0, 2] < 0.01
+    assert (
+        cal.apply(ll + np.log(TRAIN), "multiclass", {"temperature": 1.0, "bias": cal.fit_bcts(zv, yv)[1]})[0, 2] < 0.01
+    )
 
 
 @pytest.mark.parametrize("kind", ["multiclass", "multilabel"])
 def test_empty_validation_gets_no_anchor(kind):
-    calib = fit(kind, "bcts", np.zeros((0, 3)), np.zeros(0, dtype=int) if kind == "multiclass" else np.zeros((0, 3)),
-                np.zeros(3), TRAIN)
+    calib = fit(
+        kind,
+        "bcts",
+        np.zeros((0, 3)),
+        np.zeros(0, dtype=int) if kind == "multiclass" else np.zeros((0, 3)),
+        np.zeros(3),
+        TRAIN,
+    )
     np.testing.assert_array_equal(calib["bias"], 0.0)
 
 
@@ -97,8 +105,9 @@ def test_fitted_priors_follow_the_model_that_scored_val():
 
     refit = {"val_scored_by": "first_model", "heldout": {"train_priors": [0.9, 0.1]}}
     np.testing.assert_allclose(fitted_priors(meta(train_priors=[0.5, 0.5], refit=refit)), [0.9, 0.1])
-    np.testing.assert_allclose(fitted_priors(meta(train_priors=[0.5, 0.5], refit={**refit, "val_scored_by": "refit_model"})),
-                               [0.5, 0.5])
+    np.testing.assert_allclose(
+        fitted_priors(meta(train_priors=[0.5, 0.5], refit={**refit, "val_scored_by": "refit_model"})), [0.5, 0.5]
+    )
     np.testing.assert_allclose(fitted_priors(meta(train_priors=[0.2, 0.8])), [0.2, 0.8])
 
 
@@ -117,27 +126,43 @@ def test_vector_scaling_through_the_steps(_small_pipeline_pairs, tmp_path):
 
     run, _, cfg = _small_pipeline_pairs["fish_origin"]
     shutil.copytree(run, tmp_path, dirs_exist_ok=True)
-    f = {name: str(tmp_path / name) for name in ("model.json", "logits.parquet", "calibration.json",
-                                                  "priors.json", "calls.tsv", "metrics.json")}
+    f = {
+        name: str(tmp_path / name)
+        for name in ("model.json", "logits.parquet", "calibration.json", "priors.json", "calls.tsv", "metrics.json")
+    }
     full = with_defaults({**cfg, "calibration": {"method": "vector"}})
 
     def params(rule: str) -> NS:
         return NS(task="fish_origin", cfg=rule_config(full, rule), seed=1)
 
-    calibrate.run(NS(meta=f["model.json"], logits=f["logits.parquet"]), NS(calibration=f["calibration.json"]),
-                  params("calibrate"))
-    prior_shift.run(NS(meta=f["model.json"], calibration=f["calibration.json"], logits=f["logits.parquet"]),
-                    NS(priors=f["priors.json"], calls=f["calls.tsv"]), params("prior_shift"))
-    evaluate.run(NS(meta=f["model.json"], calibration=f["calibration.json"], logits=f["logits.parquet"],
-                    priors=f["priors.json"]), NS(metrics=f["metrics.json"]), params("evaluate"))
-    calib, meta = json.loads((tmp_path / "calibration.json").read_text()), json.loads((tmp_path / "model.json").read_text())
+    calibrate.run(
+        NS(meta=f["model.json"], logits=f["logits.parquet"]), NS(calibration=f["calibration.json"]), params("calibrate")
+    )
+    prior_shift.run(
+        NS(meta=f["model.json"], calibration=f["calibration.json"], logits=f["logits.parquet"]),
+        NS(priors=f["priors.json"], calls=f["calls.tsv"]),
+        params("prior_shift"),
+    )
+    evaluate.run(
+        NS(
+            meta=f["model.json"], calibration=f["calibration.json"], logits=f["logits.parquet"], priors=f["priors.json"]
+        ),
+        NS(metrics=f["metrics.json"]),
+        params("evaluate"),
+    )
+    calib, meta = (
+        json.loads((tmp_path / "calibration.json").read_text()),
+        json.loads((tmp_path / "model.json").read_text()),
+    )
     k = len(meta["classes"])
     assert calib["method"] == "vector" and len(calib["temperature"]) == k and len(calib["bias"]) == k
     # The step's biases are vector scaling's on the val logits plus the anchor to the training mix.
     zv, yv = split_arrays(pd.read_parquet(f["logits.parquet"]), ModelMeta.load(f["model.json"]), "val")
     zo = zv + np.asarray(calib["offset"])
     T, b = cal.fit_vector_scaling(zo, yv)
-    anchor = cal.prior_anchor("multiclass", cal.apply(zo, "multiclass", {"temperature": T, "bias": b}), meta["train_priors"])
+    anchor = cal.prior_anchor(
+        "multiclass", cal.apply(zo, "multiclass", {"temperature": T, "bias": b}), meta["train_priors"]
+    )
     np.testing.assert_allclose(calib["temperature"], T)
     np.testing.assert_allclose(calib["bias"], b + anchor)
     assert np.abs(anchor).max() > 1e-3  # the small split's val mix differs from training's

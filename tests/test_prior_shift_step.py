@@ -35,22 +35,31 @@ def write_multiclass(tmp_path, n_val=3000, n_test=3000, n_query=3000, seed=0):
     frames = []
     for split, n, pri in (("val", n_val, TRAIN), ("test", n_test, QUERY), ("query", n_query, QUERY)):
         z, y = gaussian_logits(n, pri, rng)
-        df = pd.DataFrame({"id": [f"{split}{i}" for i in range(n)], "split": split,
-                           "label": [CLASSES[j] if split != "query" else None for j in y]})
+        df = pd.DataFrame(
+            {
+                "id": [f"{split}{i}" for i in range(n)],
+                "split": split,
+                "label": [CLASSES[j] if split != "query" else None for j in y],
+            }
+        )
         df[[f"logit::{c}" for c in CLASSES]] = z
         frames.append((df, y))
     logits = pd.concat([f for f, _ in frames], ignore_index=True)
     logits.to_parquet(tmp_path / "logits.parquet", index=False)
     meta = {"kind": "multiclass", "classes": CLASSES, "train_priors": TRAIN.tolist()}
     (tmp_path / "model.json").write_text(json.dumps(meta))
-    (tmp_path / "calibration.json").write_text(json.dumps({"kind": "multiclass", "classes": CLASSES,
-                                                           "temperature": 1.0, "offset": [0.0] * 3}))
+    (tmp_path / "calibration.json").write_text(
+        json.dumps({"kind": "multiclass", "classes": CLASSES, "temperature": 1.0, "offset": [0.0] * 3})
+    )
     return frames[2][1]  # the query's true classes
 
 
 def run_step(tmp_path, pcfg: dict, uncertain_below: float = 0.6):
-    inputs = SimpleNamespace(logits=str(tmp_path / "logits.parquet"), meta=str(tmp_path / "model.json"),
-                             calibration=str(tmp_path / "calibration.json"))
+    inputs = SimpleNamespace(
+        logits=str(tmp_path / "logits.parquet"),
+        meta=str(tmp_path / "model.json"),
+        calibration=str(tmp_path / "calibration.json"),
+    )
     outputs = SimpleNamespace(priors=str(tmp_path / "priors.json"), calls=str(tmp_path / "calls.tsv"))
     params = SimpleNamespace(cfg={"prior_shift": pcfg, "uncertain_below": uncertain_below}, seed=7)
     prior_shift.run(inputs, outputs, params)
@@ -102,7 +111,9 @@ def test_equal_target_priors_divide_by_the_training_mix(tmp_path):
     z = df.loc[df["split"] == "query", [f"logit::{c}" for c in CLASSES]].to_numpy()
     # The logits are log-likelihoods + log training priors: equal priors leave the likelihoods.
     lik = np.exp(z - np.log(TRAIN))
-    np.testing.assert_allclose(calls[[f"p::{c}" for c in CLASSES]].to_numpy(), lik / lik.sum(axis=1, keepdims=True), atol=1e-6)
+    np.testing.assert_allclose(
+        calls[[f"p::{c}" for c in CLASSES]].to_numpy(), lik / lik.sum(axis=1, keepdims=True), atol=1e-6
+    )
     with pytest.raises(InputError, match="equal is for a softmax"):
         prior_shift.target_vector("equal", CLASSES, "multilabel")
 
@@ -128,18 +139,21 @@ def test_bbse_multilabel(tmp_path):
     for split, n, rates in (("val", 4000, train_rates), ("test", 3000, query_rates), ("query", 3000, query_rates)):
         Y = (rng.random((n, 2)) < rates).astype(int)
         x = 2.5 * Y + rng.normal(size=(n, 2))
-        z = 2.5 * x - 2.5 ** 2 / 2 + np.log(train_rates / (1 - train_rates))  # exact log-odds under training rates
+        z = 2.5 * x - 2.5**2 / 2 + np.log(train_rates / (1 - train_rates))  # exact log-odds under training rates
         lab = [";".join(labels[j] for j in range(2) if row[j]) for row in Y]  # "" = neither
-        df = pd.DataFrame({"id": [f"{split}{i}" for i in range(n)], "split": split,
-                           "label": lab if split != "query" else None})
+        df = pd.DataFrame(
+            {"id": [f"{split}{i}" for i in range(n)], "split": split, "label": lab if split != "query" else None}
+        )
         df[[f"logit::{c}" for c in labels]] = z
         frames.append(df)
         truth = Y
     pd.concat(frames, ignore_index=True).to_parquet(tmp_path / "logits.parquet", index=False)
-    (tmp_path / "model.json").write_text(json.dumps({"kind": "multilabel", "classes": labels,
-                                                     "train_priors": train_rates.tolist()}))
-    (tmp_path / "calibration.json").write_text(json.dumps({"kind": "multilabel", "classes": labels,
-                                                           "temperature": [1.0, 1.0], "thresholds": [0.5, 0.5]}))
+    (tmp_path / "model.json").write_text(
+        json.dumps({"kind": "multilabel", "classes": labels, "train_priors": train_rates.tolist()})
+    )
+    (tmp_path / "calibration.json").write_text(
+        json.dumps({"kind": "multilabel", "classes": labels, "temperature": [1.0, 1.0], "thresholds": [0.5, 0.5]})
+    )
     pri, calls = run_step(tmp_path, {"method": "bbse", "bootstrap": 30}, uncertain_below=0.5)
     assert pri["kind"] == "multilabel" and len(pri["bbse"]["rank"]) == 2
     np.testing.assert_allclose(pri["query_priors"], truth.mean(axis=0), atol=0.04)

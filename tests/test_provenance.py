@@ -12,11 +12,10 @@ from types import SimpleNamespace as NS
 import pytest
 import torch
 
-from barloc.errors import InputError
-from barloc.artifacts import ModelMeta
+from barloc.artifacts import ModelMeta, parquet_meta, read_json, write_parquet
 from barloc.config import with_defaults
+from barloc.errors import InputError
 from barloc.modelio import build_model, load_model, save_model
-from barloc.artifacts import parquet_meta, read_json, write_parquet
 from barloc.steps import ingest
 
 VERSION_KEYS = {"barloc", "python", "torch", "lightning", "numpy", "pandas"}
@@ -56,8 +55,14 @@ def test_labels_sheet_is_checksummed_and_a_changed_byte_shows(tmp_path):
     fasta, sheet = tmp_path / "ref.fasta", tmp_path / "labels.tsv"
     fasta.write_text(">s1\nACGTACGT\n>s2\nACGTTTGA\n")
     sheet.write_text("id\tlabel\ns1\tAtlantic\ns2\tPacific\n")
-    cfg = {"kind": "multiclass", "alphabet": "dna", "reference": str(fasta), "format": "fasta",
-           "labels": str(sheet), "min_class_size": 1}
+    cfg = {
+        "kind": "multiclass",
+        "alphabet": "dna",
+        "reference": str(fasta),
+        "format": "fasta",
+        "labels": str(sheet),
+        "min_class_size": 1,
+    }
 
     def ingest_to(name: str) -> dict:
         out = tmp_path / name
@@ -86,9 +91,17 @@ def test_parquet_metadata_round_trip_keeps_pandas_reading_the_table(tmp_path):
 
 
 def small_meta(classes=("a", "b", "c")) -> ModelMeta:
-    return ModelMeta(kind="multiclass", classes=list(classes), alphabet="dna",
-                     encoder={"type": "kmer", "k": 2, "hidden": 4}, loss={}, train_priors=[1 / len(classes)] * len(classes),
-                     train_counts=[3] * len(classes), n_train=3 * len(classes), n_features=16)
+    return ModelMeta(
+        kind="multiclass",
+        classes=list(classes),
+        alphabet="dna",
+        encoder={"type": "kmer", "k": 2, "hidden": 4},
+        loss={},
+        train_priors=[1 / len(classes)] * len(classes),
+        train_counts=[3] * len(classes),
+        n_train=3 * len(classes),
+        n_features=16,
+    )
 
 
 @pytest.fixture
@@ -110,9 +123,18 @@ def test_lightning_style_checkpoint_with_an_object_is_refused(saved):
     model, ckpt, meta_path = saved
     # What Lightning's ModelCheckpoint writes: weights nested under state_dict, beside
     # hyper-parameters, loop state and callbacks, all pickled together.
-    torch.save({"epoch": 3, "global_step": 12, "pytorch-lightning_version": "2.4.0",
-                "state_dict": OrderedDict(model.state_dict()), "hyper_parameters": {"encoder": Payload()},
-                "callbacks": {}, "optimizer_states": []}, ckpt)
+    torch.save(
+        {
+            "epoch": 3,
+            "global_step": 12,
+            "pytorch-lightning_version": "2.4.0",
+            "state_dict": OrderedDict(model.state_dict()),
+            "hyper_parameters": {"encoder": Payload()},
+            "callbacks": {},
+            "optimizer_states": [],
+        },
+        ckpt,
+    )
     with pytest.raises(InputError, match="refused to load: not a plain weights file"):
         load_model(ckpt, meta_path)
     assert not Path("/tmp/barloc-pwned").exists()

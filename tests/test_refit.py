@@ -26,10 +26,13 @@ from barloc.training import fit, train_for_calls
 
 
 def cfg(encoder: dict | None = None, **train) -> dict:
-    return {"kind": "multiclass", "alphabet": "dna",
-            "encoder": encoder or {"type": "kmer", "k": 3, "hidden": 8, "dropout": 0.0},
-            "loss": {"type": "cross_entropy", "class_weights": "inverse"},
-            "train": {"max_epochs": 5, "batch_size": 16, "lr": 0.01, "patience": 5, **train}}
+    return {
+        "kind": "multiclass",
+        "alphabet": "dna",
+        "encoder": encoder or {"type": "kmer", "k": 3, "hidden": 8, "dropout": 0.0},
+        "loss": {"type": "cross_entropy", "class_weights": "inverse"},
+        "train": {"max_epochs": 5, "batch_size": 16, "lr": 0.01, "patience": 5, **train},
+    }
 
 
 @pytest.fixture(scope="module")
@@ -95,9 +98,17 @@ def test_calibration_undoes_the_first_models_weighting_and_stores_the_calling_mo
     rng = np.random.default_rng(0)
     zv, yv = rng.normal(size=(200, 2)) * 2, rng.integers(0, 2, 200)
     loss = {"type": "cross_entropy", "class_weights": "inverse"}
-    meta = ModelMeta(kind="multiclass", classes=["a", "b"], alphabet="dna", encoder={}, loss=loss,
-                     train_counts=[10, 30], n_train=40, train_priors=[0.25, 0.75],
-                     refit={"heldout": {"train_counts": [5, 25], "n_train": 30, "train_priors": [1 / 6, 5 / 6]}})
+    meta = ModelMeta(
+        kind="multiclass",
+        classes=["a", "b"],
+        alphabet="dna",
+        encoder={},
+        loss=loss,
+        train_counts=[10, 30],
+        n_train=40,
+        train_priors=[0.25, 0.75],
+        refit={"heldout": {"train_counts": [5, 25], "n_train": 30, "train_priors": [1 / 6, 5 / 6]}},
+    )
     out = fit_for_model(meta, "temperature", zv, yv)
     held = weighting_offset("multiclass", loss, np.array([5, 25]), 30)
     assert np.allclose(out["offset"], weighting_offset("multiclass", loss, np.array([10, 30]), 40))
@@ -105,7 +116,8 @@ def test_calibration_undoes_the_first_models_weighting_and_stores_the_calling_mo
     assert out["temperature"] == pytest.approx(fit_temperature(zv + held, yv))
     meta.refit["val_scored_by"] = "refit_model"
     assert fit_for_model(meta, "temperature", zv, yv)["temperature"] == pytest.approx(
-        fit_temperature(zv + out["offset"], yv))
+        fit_temperature(zv + out["offset"], yv)
+    )
 
 
 def test_workflow_steps_calibrate_on_the_first_models_val_logits(tmp_path):
@@ -127,8 +139,11 @@ def test_workflow_steps_calibrate_on_the_first_models_val_logits(tmp_path):
     records = pd.read_parquet(tmp_path / "records.parquet")
     test = logits[logits["split"] == "test"]
     seqs = records.set_index("id").loc[test["id"]].reset_index()
-    own = predict_logits(model, EncodedDataset(seqs["sequence"].tolist(), meta.encoder, "dna",
-                                               groups=group_ids(seqs, meta.reference_groups)), 64)
+    own = predict_logits(
+        model,
+        EncodedDataset(seqs["sequence"].tolist(), meta.encoder, "dna", groups=group_ids(seqs, meta.reference_groups)),
+        64,
+    )
     assert np.allclose(test[cols].to_numpy(), own, atol=1e-5)
     # The val logits scored by the calling model differ: it trained on those records.
     vseq = records.set_index("id").loc[held["id"]].reset_index()
@@ -140,7 +155,15 @@ def test_workflow_steps_calibrate_on_the_first_models_val_logits(tmp_path):
     stale = tmp_path / "stale.parquet"
     held.iloc[1:].to_parquet(stale)
     with pytest.raises(InputError, match="rerun train"):
-        predict.run(NS(records=str(tmp_path / "records.parquet"), splits=str(tmp_path / "splits.tsv"),
-                       model=str(tmp_path / "model.ckpt"), meta=str(tmp_path / "model.json"), val_logits=str(stale)),
-                    NS(logits=str(tmp_path / "again.parquet")), NS(cfg=task))
+        predict.run(
+            NS(
+                records=str(tmp_path / "records.parquet"),
+                splits=str(tmp_path / "splits.tsv"),
+                model=str(tmp_path / "model.ckpt"),
+                meta=str(tmp_path / "model.json"),
+                val_logits=str(stale),
+            ),
+            NS(logits=str(tmp_path / "again.parquet")),
+            NS(cfg=task),
+        )
     assert not (tmp_path / "again.parquet").exists()

@@ -83,43 +83,51 @@ def make_synthetic_task(
     ref_labels = [None if i % 25 == 0 else lab for i, lab in enumerate(ref_labels)]
     ids = [f"{name[:3].upper()}{i:05d}" for i in range(n_ref + n_query)]
     alphabet = "ACGT" if kind == "multiclass" else "ACDEFGHIKLMNPQRSTVWY"
-    records = pd.DataFrame({
-        "id": ids,
-        "sequence": ["".join(rng.choice(list(alphabet), 30)) for _ in ids],
-        "label": ref_labels + [None] * n_query,
-        "group": [f"G{i % 7}" for i in range(len(ids))],
-        "role": ["reference"] * n_ref + ["query"] * n_query,
-        "country": ["Spain"] * len(ids),
-    })
+    records = pd.DataFrame(
+        {
+            "id": ids,
+            "sequence": ["".join(rng.choice(list(alphabet), 30)) for _ in ids],
+            "label": ref_labels + [None] * n_query,
+            "group": [f"G{i % 7}" for i in range(len(ids))],
+            "role": ["reference"] * n_ref + ["query"] * n_query,
+            "country": ["Spain"] * len(ids),
+        }
+    )
     records.to_parquet(task_dir / "records.parquet", index=False)
     labelled = [i for i in ids[:n_ref] if ref_labels[ids.index(i)] is not None]
     splits = rng.choice(["train", "val", "test"], len(labelled), p=[0.7, 0.15, 0.15])
     pd.DataFrame({"id": labelled, "split": splits}).to_csv(task_dir / "splits.tsv", sep="\t", index=False)
 
     train_priors = rng.dirichlet(np.ones(k) * 3) if kind == "multiclass" else rng.uniform(0.1, 0.5, k)
-    (task_dir / "model.json").write_text(json.dumps({
-        "task": name,
-        "kind": kind,
-        "classes": classes,
-        "alphabet": alphabet,
-        "encoder": {"type": "cnn", "channels": 64},
-        "loss": {"type": "cross_entropy" if kind == "multiclass" else "bce"},
-        "train_priors": train_priors.round(4).tolist(),
-        "seed": seed,
-        "device": "cpu",
-        "train_seconds": 123.4 if kind == "multiclass" else 4521.0,
-        "epochs": 12,
-        "val_metric": "balanced_accuracy" if kind == "multiclass" else "micro_f1",
-        "versions": {"torch": "2.4.0", "barloc": "0.1.0"},
-    }))
+    (task_dir / "model.json").write_text(
+        json.dumps(
+            {
+                "task": name,
+                "kind": kind,
+                "classes": classes,
+                "alphabet": alphabet,
+                "encoder": {"type": "cnn", "channels": 64},
+                "loss": {"type": "cross_entropy" if kind == "multiclass" else "bce"},
+                "train_priors": train_priors.round(4).tolist(),
+                "seed": seed,
+                "device": "cpu",
+                "train_seconds": 123.4 if kind == "multiclass" else 4521.0,
+                "epochs": 12,
+                "val_metric": "balanced_accuracy" if kind == "multiclass" else "micro_f1",
+                "versions": {"torch": "2.4.0", "barloc": "0.1.0"},
+            }
+        )
+    )
 
     epochs = np.arange(1, 13)
-    pd.DataFrame({
-        "epoch": epochs,
-        "train_loss": (1.4 * np.exp(-epochs / 4) + 0.3).round(4),
-        "val_loss": (1.3 * np.exp(-epochs / 5) + 0.45 + rng.normal(0, 0.02, 12)).round(4),
-        "val_metric": (0.9 - 0.5 * np.exp(-epochs / 3)).round(4),
-    }).to_csv(task_dir / "history.tsv", sep="\t", index=False)
+    pd.DataFrame(
+        {
+            "epoch": epochs,
+            "train_loss": (1.4 * np.exp(-epochs / 4) + 0.3).round(4),
+            "val_loss": (1.3 * np.exp(-epochs / 5) + 0.45 + rng.normal(0, 0.02, 12)).round(4),
+            "val_metric": (0.9 - 0.5 * np.exp(-epochs / 3)).round(4),
+        }
+    ).to_csv(task_dir / "history.tsv", sep="\t", index=False)
 
     # test logits, calibrated with T = 1.73: the accuracy-vs-coverage curve evaluate stores
     test_ids = labelled[: len(labelled) // 3]
@@ -150,16 +158,20 @@ def make_synthetic_task(
         "train_priors": train_priors.round(4).tolist(),
     }
     if priors_method != "none":
-        priors.update({
-            "query_priors": query_priors.round(4).tolist(),
-            "ci_low": np.clip(query_priors - 0.05, 0, 1).round(4).tolist(),
-            "ci_high": np.clip(query_priors + 0.06, 0, 1).round(4).tolist(),
-            "converged": True,
-            "iterations": 17,
-            "n_query": n_query,
-            "test": {"true_priors": train_priors.round(4).tolist(),
-                     "estimated_priors": np.clip(train_priors + rng.normal(0, 0.02, k), 0, 1).round(4).tolist()},
-        })
+        priors.update(
+            {
+                "query_priors": query_priors.round(4).tolist(),
+                "ci_low": np.clip(query_priors - 0.05, 0, 1).round(4).tolist(),
+                "ci_high": np.clip(query_priors + 0.06, 0, 1).round(4).tolist(),
+                "converged": True,
+                "iterations": 17,
+                "n_query": n_query,
+                "test": {
+                    "true_priors": train_priors.round(4).tolist(),
+                    "estimated_priors": np.clip(train_priors + rng.normal(0, 0.02, k), 0, 1).round(4).tolist(),
+                },
+            }
+        )
     if applied is not None:
         code = "applied" if applied else "check_failed"
         if priors_method == "none":
@@ -187,42 +199,78 @@ def make_synthetic_task(
             called = above or [order[0]]
             call = ";".join(classes[j] for j in called)
             alts = "; ".join([f"{classes[j]} ({p[j]:.2f})" for j in order if j not in called][:2])
-        rows.append({"id": ids[n_ref + i], "call": call, "probability": round(float(p[order[0]]), 4),
-                     "alternatives": alts, "uncertain": uncertain,
-                     **{f"p::{c}": round(float(p[j]), 4) for j, c in enumerate(classes)}})
-    calls = pd.DataFrame(rows, columns=["id", "call", "probability", "alternatives", "uncertain",
-                                        *[f"p::{c}" for c in classes]])
+        rows.append(
+            {
+                "id": ids[n_ref + i],
+                "call": call,
+                "probability": round(float(p[order[0]]), 4),
+                "alternatives": alts,
+                "uncertain": uncertain,
+                **{f"p::{c}": round(float(p[j]), 4) for j, c in enumerate(classes)},
+            }
+        )
+    calls = pd.DataFrame(
+        rows, columns=["id", "call", "probability", "alternatives", "uncertain", *[f"p::{c}" for c in classes]]
+    )
     calls.to_csv(task_dir / "calls.tsv", sep="\t", index=False)
 
     # metrics.json
     n_test = 312 if kind == "multiclass" else 287
     if kind == "multiclass":
+
         def m(acc: float) -> dict:
-            return {"accuracy": acc, "balanced_accuracy": acc - 0.07, "macro_f1": acc - 0.09,
-                    "nll": 0.8, "ece": 0.03, "brier": 0.41}
+            return {
+                "accuracy": acc,
+                "balanced_accuracy": acc - 0.07,
+                "macro_f1": acc - 0.09,
+                "nll": 0.8,
+                "ece": 0.03,
+                "brier": 0.41,
+            }
 
         matrix = rng.integers(0, 15, (k, k)) + np.diag(rng.integers(40, 90, k))
         metrics = {
-            "task": name, "kind": kind, "n_test": n_test, "classes": classes,
+            "task": name,
+            "kind": kind,
+            "n_test": n_test,
+            "classes": classes,
             "uncalibrated": {**m(0.7115), "ece": 0.14, "nll": 0.95},
             "calibrated": {**m(0.7115), "ece_floor": 0.041},
             "prior_corrected": m(0.7342),
-            "per_class": {c: {"precision": float(rng.uniform(0.5, 0.9)), "recall": float(rng.uniform(0.5, 0.9)),
-                              "f1": float(rng.uniform(0.5, 0.9)), "support": int(matrix[j].sum())}
-                          for j, c in enumerate(classes)},
+            "per_class": {
+                c: {
+                    "precision": float(rng.uniform(0.5, 0.9)),
+                    "recall": float(rng.uniform(0.5, 0.9)),
+                    "f1": float(rng.uniform(0.5, 0.9)),
+                    "support": int(matrix[j].sum()),
+                }
+                for j, c in enumerate(classes)
+            },
             "confusion": {"classes": classes, "matrix": matrix.tolist()},
             "coverage": coverage,
         }
         headline = 0.7115
     else:
+
         def m(em: float) -> dict:
             return {"exact_match": em, "jaccard": 0.61, "micro_f1": 0.68, "macro_f1": 0.55, "nll": 0.31, "ece": 0.02}
 
         metrics = {
-            "task": name, "kind": kind, "n_test": n_test, "classes": classes,
-            "uncalibrated": m(0.4826), "calibrated": m(0.4826), "prior_corrected": m(0.4951),
-            "per_class": {c: {"mcc": float(rng.uniform(-0.1, 0.8)), "threshold": cal["thresholds"][j],
-                              "support": int(rng.integers(10, 120))} for j, c in enumerate(classes)},
+            "task": name,
+            "kind": kind,
+            "n_test": n_test,
+            "classes": classes,
+            "uncalibrated": m(0.4826),
+            "calibrated": m(0.4826),
+            "prior_corrected": m(0.4951),
+            "per_class": {
+                c: {
+                    "mcc": float(rng.uniform(-0.1, 0.8)),
+                    "threshold": cal["thresholds"][j],
+                    "support": int(rng.integers(10, 120)),
+                }
+                for j, c in enumerate(classes)
+            },
         }
         headline = 0.4826
     (task_dir / "metrics.json").write_text(json.dumps(metrics))
@@ -242,10 +290,8 @@ def run_info(tmp: Path) -> dict:
         "version": "0.1.0",
         "git_commit": "e805be7c0ffee1234567890abcdef1234567890a",
         "inputs": [
-            {"task": "fish_origin", "path": "resources/tuna_bold.tsv", "records": 1234,
-             "sha256": "a" * 64},
-            {"task": "localization", "path": "resources/deeploc.fasta", "records": 240,
-             "sha256": "b" * 64},
+            {"task": "fish_origin", "path": "resources/tuna_bold.tsv", "records": 1234, "sha256": "a" * 64},
+            {"task": "localization", "path": "resources/deeploc.fasta", "records": 240, "sha256": "b" * 64},
         ],
         "device": "cpu (test)",
     }
@@ -256,16 +302,28 @@ SETTINGS = {
     "fish_origin": {
         "title": "Fish origin",
         "description": "Ocean basin of origin of tuna from their DNA barcodes.",
-        "nouns": {"sample": "barcode", "samples": "barcodes", "class": "basin", "classes": "basins",
-                  "group": "project", "groups": "projects"},
+        "nouns": {
+            "sample": "barcode",
+            "samples": "barcodes",
+            "class": "basin",
+            "classes": "basins",
+            "group": "project",
+            "groups": "projects",
+        },
         "uncertain_below": 0.6,
         "inputs": {"reference": "resources/tuna_bold.tsv", "labels": None, "query": None},
     },
     "localization": {
         "title": "Protein localization",
         "description": "Subcellular location(s) of proteins from their amino-acid sequence.",
-        "nouns": {"sample": "protein", "samples": "proteins", "class": "location", "classes": "locations",
-                  "group": "partition", "groups": "partitions"},
+        "nouns": {
+            "sample": "protein",
+            "samples": "proteins",
+            "class": "location",
+            "classes": "locations",
+            "group": "partition",
+            "groups": "partitions",
+        },
         "uncertain_below": 0.5,
         "inputs": {"reference": "resources/deeploc.fasta", "labels": None, "query": None},
     },
@@ -332,8 +390,7 @@ class Page(HTMLParser):
 
     def calls_rows(self, task: str) -> list[tuple[dict, tuple[str, ...]]]:
         tid = f"calls-{task}"
-        return [(a, ids) for t, a, ids, tags in self.elements
-                if t == "tr" and tid in ids and "tbody" in tags]
+        return [(a, ids) for t, a, ids, tags in self.elements if t == "tr" and tid in ids and "tbody" in tags]
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -349,8 +406,10 @@ SUB_HEADINGS = {
 }
 
 
-NOT_APPLIED_REASON = ("on the labelled test split EM raised NLL from 1.186 to 25.407, so the label-shift "
-                      "assumption does not hold well enough; calls use calibrated probabilities without prior correction")
+NOT_APPLIED_REASON = (
+    "on the labelled test split EM raised NLL from 1.186 to 25.407, so the label-shift "
+    "assumption does not hold well enough; calls use calibrated probabilities without prior correction"
+)
 CHECK_FAILED = {"code": "check_failed", "metric": "nll", "before": 1.186, "after": 25.407}
 
 
@@ -358,10 +417,17 @@ CHECK_FAILED = {"code": "check_failed", "metric": "nll", "before": 1.186, "after
 def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("results")
     expect = {
-        "fish_origin": make_synthetic_task(root / "fish_origin", "fish_origin", "multiclass", seed=1, n_query=57,
-                                           applied=False, reason=NOT_APPLIED_REASON, decision=CHECK_FAILED),
-        "localization": make_synthetic_task(root / "localization", "localization", "multilabel", seed=2,
-                                            n_query=33),
+        "fish_origin": make_synthetic_task(
+            root / "fish_origin",
+            "fish_origin",
+            "multiclass",
+            seed=1,
+            n_query=57,
+            applied=False,
+            reason=NOT_APPLIED_REASON,
+            decision=CHECK_FAILED,
+        ),
+        "localization": make_synthetic_task(root / "localization", "localization", "multilabel", seed=2, n_query=33),
     }
     out = root / "report" / "index.html"
     build_report({t: root / t for t in expect}, out, run_info(root), SETTINGS)
@@ -418,8 +484,15 @@ def test_images_are_inline_and_no_external_urls(built):
 def test_run_summary(built):
     page = built["page"]
     summary = page.text("summary")
-    for fragment in ("2025-11-23", "0.1.0", "cpu (test)", "resources/tuna_bold.tsv", "1,234", "2 min 3 s",
-                     "1 h 15 min"):
+    for fragment in (
+        "2025-11-23",
+        "0.1.0",
+        "cpu (test)",
+        "resources/tuna_bold.tsv",
+        "1,234",
+        "2 min 3 s",
+        "1 h 15 min",
+    ):
         assert fragment in summary, fragment
     codes = [a for a, ids in page.find("code", within="summary")]
     assert any(a.get("title") == "a" * 64 for a in codes)  # full sha in the title, shortened text
@@ -436,8 +509,11 @@ def test_calls_table_rows_and_uncertain_badges(built):
         assert len(rows) == exp["n_calls"]
         flagged = [a for a, _ in rows if a.get("data-uncertain") == "1"]
         assert len(flagged) == len(exp["uncertain_ids"]) > 0
-        badges = [ids for a, ids in page.find("span", within=f"calls-{task}")
-                  if "badge" in a.get("class", "") and "uncertain" in a.get("class", "")]
+        badges = [
+            ids
+            for a, ids in page.find("span", within=f"calls-{task}")
+            if "badge" in a.get("class", "") and "uncertain" in a.get("class", "")
+        ]
         assert len(badges) == len(exp["uncertain_ids"])
         # the badge text and the ids of flagged rows
         nouns = "barcodes" if task == "fish_origin" else "proteins"
@@ -478,8 +554,10 @@ def test_calibration_method_named_as_fitted(built):
 def test_call_ratio_is_stated_where_fitted(built):
     page = built["page"]
     loc, fish = page.text("task-localization"), page.text("task-fish_origin")
-    assert ("A location is called when its probability reaches its threshold and is at least 45% of the "
-            "sample's most likely location's; the most likely one is always called.") in loc
+    assert (
+        "A location is called when its probability reaches its threshold and is at least 45% of the "
+        "sample's most likely location's; the most likely one is always called."
+    ) in loc
     assert "most likely one is always called" not in fish
 
 
@@ -489,8 +567,11 @@ def test_plain_language_sentence(built):
     assert "On 312 held-out test barcodes" in fish
     assert "right basin for 71%" in fish
     assert "balanced accuracy 0.64" in fish
-    assert re.search(r"when it says \d+% it is right about \d+% of the time \(ECE 0\.03; perfectly calibrated "
-                     r"probabilities would show about 0\.04 on 312 barcodes\)", fish)
+    assert re.search(
+        r"when it says \d+% it is right about \d+% of the time \(ECE 0\.03; perfectly calibrated "
+        r"probabilities would show about 0\.04 on 312 barcodes\)",
+        fish,
+    )
     assert "Ece floor" not in fish and "ece_floor" not in fish  # a reference for the sentence, not a table row
     loc = page.text("task-localization-metrics")
     assert "On 287 held-out test proteins" in loc
@@ -529,8 +610,7 @@ def test_reference_counts(built, tmp_path):
 
 
 def test_priors_none_and_empty_calls(tmp_path):
-    make_synthetic_task(tmp_path / "fish_origin", "fish_origin", "multiclass", seed=3, n_query=0,
-                        priors_method="none")
+    make_synthetic_task(tmp_path / "fish_origin", "fish_origin", "multiclass", seed=3, n_query=0, priors_method="none")
     out = tmp_path / "out" / "index.html"
     build_report({"fish_origin": tmp_path / "fish_origin"}, out, {**run_info(tmp_path), "git_commit": None}, SETTINGS)
     page = Page(out.read_text())
@@ -584,8 +664,10 @@ def test_prior_correction_not_applied_is_said_plainly(built):
     fish = page.text("task-fish_origin-priors")
     assert "Prior correction not applied." in fish
     # worded from priors.json's decision code and figures, not from its reason sentence
-    assert "The calls use calibrated probabilities without prior correction, because: On the labelled test split EM " \
-           "raised NLL from 1.186 to 25.407, so the label-shift assumption does not hold well enough." in fish
+    assert (
+        "The calls use calibrated probabilities without prior correction, because: On the labelled test split EM "
+        "raised NLL from 1.186 to 25.407, so the label-shift assumption does not hold well enough." in fish
+    )
     assert fish.count("without prior correction") == 1
     assert "calibrated, without prior correction" in page.text("task-fish_origin-calls")
     assert "it was not applied to the calls" in page.text("task-fish_origin-metrics")
@@ -598,8 +680,16 @@ def test_prior_correction_not_applied_is_said_plainly(built):
 
 def test_decision_code_not_reason_sentence(tmp_path):
     """The page words the code's figures; priors.json's reason is a log line it does not show."""
-    make_synthetic_task(tmp_path / "fish_origin", "fish_origin", "multiclass", seed=8, n_query=4, applied=False,
-                        reason="a sentence for the log", decision={**CHECK_FAILED, "before": 0.5, "after": 0.75})
+    make_synthetic_task(
+        tmp_path / "fish_origin",
+        "fish_origin",
+        "multiclass",
+        seed=8,
+        n_query=4,
+        applied=False,
+        reason="a sentence for the log",
+        decision={**CHECK_FAILED, "before": 0.5, "after": 0.75},
+    )
     out = tmp_path / "index.html"
     build_report({"fish_origin": tmp_path / "fish_origin"}, out, run_info(tmp_path), SETTINGS)
     priors = Page(out.read_text()).text("task-fish_origin-priors")
@@ -655,8 +745,10 @@ def test_accuracy_coverage_section_for_multiclass_only(built):
     cov, acc = coverage_at(curve, 0.6)
     assert f"Measured on the {curve['n']} test barcodes" in text
     assert 0 < cov < 1
-    assert (f"With the current cut-off of 0.6, {cov * 100:.0f}% of the test barcodes get a confident "
-            f"call, and {acc * 100:.0f}% of those are right") in text
+    assert (
+        f"With the current cut-off of 0.6, {cov * 100:.0f}% of the test barcodes get a confident "
+        f"call, and {acc * 100:.0f}% of those are right"
+    ) in text
     assert f"accuracy on all of them is {curve['accuracy'][-1] * 100:.0f}%" in text
 
 
@@ -676,10 +768,19 @@ def test_accuracy_coverage_without_a_stored_curve(tmp_path):
 def test_task_wording_comes_from_settings(tmp_path):
     """A task the report has never heard of speaks its own settings' words; with none, generic ones."""
     make_synthetic_task(tmp_path / "species_id", "species_id", "multiclass", seed=10, n_query=6)
-    species = {"title": "Tuna species", "description": "Species of tuna from their barcodes.",
-               "nouns": {"sample": "specimen", "samples": "specimens", "class": "species", "classes": "species",
-                         "group": "cruise", "groups": "cruises"},
-               "uncertain_below": 0.7}
+    species = {
+        "title": "Tuna species",
+        "description": "Species of tuna from their barcodes.",
+        "nouns": {
+            "sample": "specimen",
+            "samples": "specimens",
+            "class": "species",
+            "classes": "species",
+            "group": "cruise",
+            "groups": "cruises",
+        },
+        "uncertain_below": 0.7,
+    }
     out = tmp_path / "index.html"
     build_report({"species_id": tmp_path / "species_id"}, out, run_info(tmp_path), {"species_id": species})
     page = Page(out.read_text())
@@ -722,8 +823,7 @@ def test_step_reads_only_its_settings(tmp_path, monkeypatch):
     settings = {t: {**s, "inputs": {"reference": str(ref), "labels": None, "query": None}} for t, s in SETTINGS.items()}
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "report" / "index.html"
-    step.run(NS(metrics=[str(res / t / "metrics.json") for t in settings]), NS(html=str(out)),
-             NS(tasks=settings))
+    step.run(NS(metrics=[str(res / t / "metrics.json") for t in settings]), NS(html=str(out)), NS(tasks=settings))
     page = Page(out.read_text())
     summary = page.text("summary")
     assert str(ref) in summary and "200" in summary  # the reference's records in records.parquet
@@ -735,10 +835,16 @@ def test_step_reads_only_its_settings(tmp_path, monkeypatch):
 
 
 def test_plot_functions_return_png_data_uris():
-    hist = pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [1.0, 0.7, 0.5], "val_loss": [1.1, 0.8, 0.7],
-                         "val_metric": [0.4, 0.6, 0.65]})
-    r = {"bin_lower": [0, 0.5], "bin_upper": [0.5, 1.0], "confidence": [0.3, 0.8], "accuracy": [0.25, 0.7],
-         "count": [10, 30]}
+    hist = pd.DataFrame(
+        {"epoch": [1, 2, 3], "train_loss": [1.0, 0.7, 0.5], "val_loss": [1.1, 0.8, 0.7], "val_metric": [0.4, 0.6, 0.65]}
+    )
+    r = {
+        "bin_lower": [0, 0.5],
+        "bin_upper": [0.5, 1.0],
+        "confidence": [0.3, 0.8],
+        "accuracy": [0.25, 0.7],
+        "count": [10, 30],
+    }
     uris = [
         plots.confusion_png([[5, 1], [2, 7]], ["a", "b"]),
         plots.reliability_png(r, r, "t"),

@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_workflow import snakemake  # noqa: E402 (reuse the workflow test's helper)
+from test_workflow import snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -105,10 +105,21 @@ class Chromium:
         # and make every end close-on-exec (dup2 in the child clears that flag on 3 and 4 only).
         cmd_r, resp_w = (self._above_4(fd) for fd in (cmd_r, resp_w))
         flags = [
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run", "--no-default-browser-check",
-            "--disable-extensions", "--mute-audio", "--hide-scrollbars", "--window-size=1280,1000",
-            f"--user-data-dir={profile}", "--remote-debugging-pipe", "about:blank",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--no-default-browser-check",
+            "--disable-extensions",
+            "--mute-audio",
+            "--hide-scrollbars",
+            "--window-size=1280,1000",
+            f"--user-data-dir={profile}",
+            "--remote-debugging-pipe",
+            "about:blank",
         ]
 
         def to_3_and_4() -> None:  # in the child, before exec: commands on fd 3, replies on fd 4
@@ -116,8 +127,14 @@ class Chromium:
             os.dup2(resp_w, 4)
 
         # close_fds=False keeps the new fds 3 and 4; every other fd Python opened is close-on-exec.
-        self.proc = subprocess.Popen([binary, *flags], preexec_fn=to_3_and_4, close_fds=False,
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            [binary, *flags],
+            preexec_fn=to_3_and_4,
+            close_fds=False,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         os.close(cmd_r)
         os.close(resp_w)
 
@@ -227,16 +244,19 @@ class Page:
             return {{x: r.left + r.width / 2, y: r.top + r.height / 2}};
         }})()""")
         for kind in ("mousePressed", "mouseReleased"):
-            self.send("Input.dispatchMouseEvent",
-                      {"type": kind, "x": box["x"], "y": box["y"], "button": "left", "clickCount": 1})
+            self.send(
+                "Input.dispatchMouseEvent",
+                {"type": kind, "x": box["x"], "y": box["y"], "button": "left", "clickCount": 1},
+            )
 
     def screenshot(self, selector: str, path: Path) -> None:
         rect = self.eval(f"""(() => {{
             const r = document.querySelector({json.dumps(selector)}).getBoundingClientRect();
             return {{x: r.left + window.scrollX, y: r.top + window.scrollY, width: r.width, height: r.height}};
         }})()""")
-        shot = self.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True,
-                                                    "clip": {**rect, "scale": 1}})
+        shot = self.send(
+            "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": {**rect, "scale": 1}}
+        )
         path.write_bytes(base64.b64decode(shot["data"]))
 
     def records(self, method: str) -> list[dict]:
@@ -278,8 +298,16 @@ def test_every_section_is_on_the_page(page_in_browser):
     sizes = page.eval("Array.from(document.images).map(i => [i.alt, i.complete && i.naturalWidth > 0])")
     assert len(sizes) >= 9 and all(ok for _, ok in sizes), sizes
     summary = page.eval("document.getElementById('summary').innerText")
-    for words in ("Date", "barloc version", "Git commit", "Device", "Input files", "SHA-256",
-                  "Training time", "Prior correction"):
+    for words in (
+        "Date",
+        "barloc version",
+        "Git commit",
+        "Device",
+        "Input files",
+        "SHA-256",
+        "Training time",
+        "Prior correction",
+    ):
         assert words in summary, words
     assert "Config hash" not in summary  # the report rule receives only its own settings, not the config
 
@@ -299,8 +327,10 @@ def test_calls_table_sorts_when_a_header_is_clicked(page_in_browser):
         assert desc == sorted(desc, reverse=True) and page.eval(header) == "descending"
         page.click(f"#calls-{task} thead th:nth-child(1)")  # ID, compared as text with numbers inside
         ids = column(page, task, 0)
-        expected = page.eval(f"{json.dumps(ids_before)}.sort((a, b) => "
-                             "a.localeCompare(b, undefined, {numeric: true, sensitivity: 'base'}))")
+        expected = page.eval(
+            f"{json.dumps(ids_before)}.sort((a, b) => "
+            "a.localeCompare(b, undefined, {numeric: true, sensitivity: 'base'}))"
+        )
         assert ids == expected and ids != ids_before
 
 
@@ -311,7 +341,7 @@ def test_calls_table_filters(page_in_browser):
         ids = column(page, task, 0)
         wanted = ids[len(ids) // 2]
 
-        def filter_by(text: str) -> None:
+        def filter_by(text: str, controls: str = controls) -> None:
             page.eval(f"""(() => {{ const box = document.querySelector('{controls} .filter');
                 box.value = {json.dumps(text)}; box.dispatchEvent(new Event('input')); }})()""")
 

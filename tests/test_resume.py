@@ -12,11 +12,11 @@ import pandas as pd
 import psutil
 import pytest
 import torch
+from conftest import wait_for_epochs
 from lightning.pytorch.callbacks import Callback
 
 from barloc.training import fit
 from barloc.training.resume import checkpoint_epochs
-from conftest import wait_for_epochs
 
 CPU = {"accelerator": "cpu", "devices": 1, "precision": "32-true", "threads": 1}
 EPOCHS = 6
@@ -41,7 +41,8 @@ def data():
 
 def _cfg(**train):
     return {
-        "kind": "multiclass", "alphabet": "dna",
+        "kind": "multiclass",
+        "alphabet": "dna",
         "encoder": {"type": "cnn", "embed_dim": 8, "channels": 8, "kernel_sizes": [3, 5], "dropout": 0.3},
         "loss": {"type": "cross_entropy"},
         # Dropout, shuffling and a long patience: every epoch depends on all the state a
@@ -144,15 +145,27 @@ def test_workflow_retry_of_a_killed_train_job_resumes(tmp_path):
 
     wd = make_workdir(tmp_path, only_localization)
     ck = wd / "results/localization/checkpoints/last.ckpt"
-    cmd = SNAKEMAKE + ["-s", str(REPO / "Snakefile"), "--directory", str(wd), "--cores", "1",
-                       "--retries", "1", "results/localization/model.ckpt"]
+    cmd = SNAKEMAKE + [
+        "-s",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(wd),
+        "--cores",
+        "1",
+        "--retries",
+        "1",
+        "results/localization/model.ckpt",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     killed = None
     try:
         done = wait_for_epochs(ck, 2, proc)
         if done >= 2:
-            train_jobs = [p for p in psutil.Process(proc.pid).children(recursive=True)
-                          if any(a.endswith(".train.py") for a in p.cmdline())]
+            train_jobs = [
+                p
+                for p in psutil.Process(proc.pid).children(recursive=True)
+                if any(a.endswith(".train.py") for a in p.cmdline())
+            ]
             for p in train_jobs:  # the job's Python process, as a time limit would end it
                 p.send_signal(signal.SIGKILL)
             killed = done if train_jobs else None

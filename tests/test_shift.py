@@ -78,6 +78,7 @@ def test_map_em_shrinks_towards_training_priors():
 
 # --- BBSE -------------------------------------------------------------------------------------
 
+
 def test_bbse_recovers_shifted_priors():
     train, test = np.array([0.7, 0.2, 0.1]), np.array([0.1, 0.3, 0.6])
     pv, yv = label_shift_sample(20000, train, train, seed=1)
@@ -133,6 +134,7 @@ def test_bbse_empty_inputs():
 def test_bbse_multilabel_per_label():
     rng = np.random.default_rng(7)
     n = 20000
+
     # two independent labels; each is a 1-D Gaussian problem, shifted rate in the query
     def draw(rate, seed):
         r = np.random.default_rng(seed)
@@ -140,11 +142,14 @@ def test_bbse_multilabel_per_label():
         x = Y * 2.0 + r.normal(size=(n, 2))
         logit = 2.0 * x - 2.0 + np.log(np.array([0.3, 0.6]) / (1 - np.array([0.3, 0.6])))
         return 1 / (1 + np.exp(-logit)), Y
+
     pv, Yv = draw(np.array([0.3, 0.6]), 8)
     pq, Yq = draw(np.array([0.7, 0.2]), 9)
     rates = shift.bbse_priors_multilabel(pv, Yv, pq, thresholds=np.array([0.5, 0.5]))
     np.testing.assert_allclose(rates, Yq.mean(axis=0), atol=0.03)
-    lo, hi = shift.bootstrap_bbse(pv[:2000], Yv[:2000], pq[:2000], multilabel=True, thresholds=0.5, n_boot=40, seed=rng.integers(1e6))
+    lo, hi = shift.bootstrap_bbse(
+        pv[:2000], Yv[:2000], pq[:2000], multilabel=True, thresholds=0.5, n_boot=40, seed=rng.integers(1e6)
+    )
     assert (lo <= rates + 0.05).all() and (rates - 0.05 <= hi).all() and (hi - lo < 0.2).all()
 
 

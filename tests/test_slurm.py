@@ -21,7 +21,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import wait_for_epochs
 from test_workflow import REPO, SNAKEMAKE, make_workdir, snakemake
 
@@ -100,19 +99,20 @@ def _alive(pidfile: Path) -> bool:
 def cluster_profile(tmp: Path) -> Path:
     """workflow/profiles/slurm with only what this one-node cluster needs changed."""
     cfg = yaml.safe_load(PROFILE.read_text())
-    cfg.update({
-        # Fast turnaround on an idle local cluster.
-        "slurm-init-seconds-before-status-checks": 1,
-        "latency-wait": 5,
-        "retries": 0,
-        "keep-going": False,
-        "jobs": 4,
-        # Keep every job's Slurm log: the test reads the job ids from them.
-        "slurm-keep-successful-logs": True,
-    })
+    cfg.update(
+        {
+            # Fast turnaround on an idle local cluster.
+            "slurm-init-seconds-before-status-checks": 1,
+            "latency-wait": 5,
+            "retries": 0,
+            "keep-going": False,
+            "jobs": 4,
+            # Keep every job's Slurm log: the test reads the job ids from them.
+            "slurm-keep-successful-logs": True,
+        }
+    )
     # The cluster's partition and an account (accepted as is: no accounting database).
-    cfg["default-resources"] = {**cfg["default-resources"], "slurm_partition": "debug",
-                                "slurm_account": "barloc-ci"}
+    cfg["default-resources"] = {**cfg["default-resources"], "slurm_partition": "debug", "slurm_account": "barloc-ci"}
     # No GPU here; and small memory requests so two jobs fit on a small CI machine
     # (memory is a consumable resource in tests/slurm/start.sh's slurm.conf).
     set_res = {rule: dict(res) for rule, res in cfg.get("set-resources", {}).items()}
@@ -126,7 +126,6 @@ def cluster_profile(tmp: Path) -> Path:
     return prof
 
 
-
 @pytest.fixture(scope="module")
 def runs(slurm_cluster, tmp_path_factory):
     """(local run dir, Slurm run dir, Slurm run's stderr). The local reference run goes on
@@ -136,13 +135,27 @@ def runs(slurm_cluster, tmp_path_factory):
     t0 = time.perf_counter()
     local_proc = subprocess.Popen(
         SNAKEMAKE + ["-s", str(REPO / "Snakefile"), "--directory", str(local), "--cores", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         res = subprocess.run(
-            SNAKEMAKE + ["-s", str(REPO / "Snakefile"), "--directory", str(cluster),
-                         "--profile", str(cluster_profile(base)), "--workflow-profile", "none"],
-            capture_output=True, text=True, timeout=900, cwd=cluster,
+            SNAKEMAKE
+            + [
+                "-s",
+                str(REPO / "Snakefile"),
+                "--directory",
+                str(cluster),
+                "--profile",
+                str(cluster_profile(base)),
+                "--workflow-profile",
+                "none",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            cwd=cluster,
         )
         t_slurm = time.perf_counter() - t0
         local_out, _ = local_proc.communicate(timeout=900)
@@ -168,8 +181,12 @@ def test_jobs_ran_as_slurm_jobs(runs):
     assert len(slurm_ids) == len(submitted) == len(RULES) * len(TASKS) - (len(TASKS) - 1) + 1
     run_id = re.search(r"SLURM run ID: (\S+)", log).group(1)
     # Slurm's own record (squeue keeps finished jobs for MinJobAge; no accounting database).
-    out = subprocess.run(["squeue", "--states=all", "--noheader", "--name", run_id, "--format=%i|%T|%k"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["squeue", "--states=all", "--noheader", "--name", run_id, "--format=%i|%T|%k"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     seen = {jid: (state, comment) for jid, state, comment in (line.split("|", 2) for line in out.split())}
     assert set(seen) == slurm_ids
     assert {state for state, _ in seen.values()} == {"COMPLETED"}
@@ -230,9 +247,22 @@ def test_cancelled_train_job_is_resubmitted_and_resumes(slurm_cluster, tmp_path)
     ck = wd / "results/localization/checkpoints/last.ckpt"
     logs = wd / ".snakemake/slurm_logs/rule_train/localization"
     proc = subprocess.Popen(
-        SNAKEMAKE + ["-s", str(REPO / "Snakefile"), "--directory", str(wd), "--profile", str(prof),
-                     "--workflow-profile", "none", "results/localization/model.ckpt"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=wd,
+        SNAKEMAKE
+        + [
+            "-s",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(wd),
+            "--profile",
+            str(prof),
+            "--workflow-profile",
+            "none",
+            "results/localization/model.ckpt",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=wd,
     )
     cancelled = None
     try:
@@ -249,8 +279,12 @@ def test_cancelled_train_job_is_resubmitted_and_resumes(slurm_cluster, tmp_path)
     retry = sorted({p.stem for p in logs.glob("*.log")} - set(cancelled))
     assert len(retry) == 1, retry
     # Slurm's view: the first job cancelled, the resubmitted one done with twice the time limit.
-    jobs = subprocess.run(["squeue", "--states=all", "--noheader", "-j", f"{cancelled[0]},{retry[0]}",
-                           "--format=%i|%T|%l"], capture_output=True, text=True, check=True).stdout.split()
+    jobs = subprocess.run(
+        ["squeue", "--states=all", "--noheader", "-j", f"{cancelled[0]},{retry[0]}", "--format=%i|%T|%l"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     assert sorted(jobs) == sorted([f"{cancelled[0]}|CANCELLED|2:00:00", f"{retry[0]}|COMPLETED|4:00:00"])
     log = (wd / "results/logs/localization/train.log").read_text()
     assert re.search(r"resuming localization from \S+last.ckpt \(epoch ([2-9]|1[01]) done\)", log), log[-2000:]
@@ -269,9 +303,22 @@ def test_two_process_training_in_one_slurm_job(slurm_cluster, tmp_path):
 
     wd = make_workdir(tmp_path / "wd", two_devices)
     res = subprocess.run(
-        SNAKEMAKE + ["-s", str(REPO / "Snakefile"), "--directory", str(wd), "--profile", str(cluster_profile(tmp_path)),
-                     "--workflow-profile", "none", "results/fish_origin/model.json"],
-        capture_output=True, text=True, timeout=900, cwd=wd,
+        SNAKEMAKE
+        + [
+            "-s",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(wd),
+            "--profile",
+            str(cluster_profile(tmp_path)),
+            "--workflow-profile",
+            "none",
+            "results/fish_origin/model.json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=wd,
     )
     assert res.returncode == 0, res.stderr[-5000:] + _slurm_logs(wd)
     submitted = re.findall(r"Job \d+ has been submitted with SLURM jobid (\d+)", res.stderr)

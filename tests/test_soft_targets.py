@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import STEP_FILES, run_small_pipeline
 
 from barloc import soft
 from barloc.config import with_defaults
@@ -21,7 +22,6 @@ from barloc.errors import InputError
 from barloc.io import read_table
 from barloc.io.labels import read_labels
 from barloc.losses import make_loss, softmax_cross_entropy, softmax_focal_loss
-from conftest import STEP_FILES, run_small_pipeline
 
 CLASSES = ["Atlantic", "Indian", "Pacific"]
 
@@ -55,7 +55,9 @@ def test_probability_rows_become_soft_targets(tmp_path):
     assert probs[1] == pytest.approx({"Atlantic": 0.7, "Indian": 0.3})
     assert probs[3] == pytest.approx({"Atlantic": 0.25, "Indian": 0.25, "Pacific": 0.5})
     # A tie goes to the first column; rows within the tolerance are rescaled to sum to 1.
-    assert probs[6] == pytest.approx({c: 1 / 3 for c in CLASSES}) and sum(probs[6].values()) == pytest.approx(1, abs=1e-12)
+    assert probs[6] == pytest.approx({c: 1 / 3 for c in CLASSES}) and sum(probs[6].values()) == pytest.approx(
+        1, abs=1e-12
+    )
 
 
 def test_a_sheet_of_flags_has_no_soft_column(tmp_path):
@@ -88,8 +90,11 @@ def test_bad_probability_rows(tmp_path, row, words):
 
 def test_label_column_beside_a_class_column_is_refused(tmp_path):
     sheet = write(tmp_path, "synthetic_mixed.tsv", "id\tlabel\tAtlantic\tIndian\nr1\tAtlantic\t\t\nr2\t\t0.6\t0.4\n")
-    with pytest.raises(InputError, match=r"line 1: the sheet has a 'label' column and also a column named after "
-                                         r"the label 'Atlantic'"):
+    with pytest.raises(
+        InputError,
+        match=r"line 1: the sheet has a 'label' column and also a column named after "
+        r"the label 'Atlantic'",
+    ):
         read_labels(sheet)
     # Other extra columns (notes, species) are still ignored, as before.
     ok = write(tmp_path, "synthetic_notes.tsv", "id\tlabel\tnotes\nr1\tAtlantic\tfrom a market\n")
@@ -99,10 +104,15 @@ def test_label_column_beside_a_class_column_is_refused(tmp_path):
 def test_unknown_class_column_with_configured_classes(tmp_path):
     fasta = write(tmp_path, "synthetic.fasta", ">r1\nACGTACGTAC\n>r2\nACGTTTGTAC\n")
     sheet = write(tmp_path, "synthetic_unknown.tsv", "id\tAtlantic\tAtlantis\nr1\t1\t0\nr2\t0.5\t0.5\n")
-    with pytest.raises(InputError, match=r"synthetic_unknown.tsv, line 1: column 'Atlantis' is not one of the task's classes"):
+    with pytest.raises(
+        InputError, match=r"synthetic_unknown.tsv, line 1: column 'Atlantis' is not one of the task's classes"
+    ):
         read_table(fasta, "fasta", "dna", labels=sheet, allowed_labels=CLASSES)
     ok = read_table(fasta, "fasta", "dna", labels=sheet)  # no configured classes: its columns are the classes
-    assert ok["label"].tolist() == ["Atlantic", "Atlantic"] and soft.decode(ok.at[1, soft.SOFT]) == {"Atlantic": 0.5, "Atlantis": 0.5}
+    assert ok["label"].tolist() == ["Atlantic", "Atlantic"] and soft.decode(ok.at[1, soft.SOFT]) == {
+        "Atlantic": 0.5,
+        "Atlantis": 0.5,
+    }
 
 
 def test_soft_targets_refused_for_a_multilabel_task(tmp_path):
@@ -110,21 +120,38 @@ def test_soft_targets_refused_for_a_multilabel_task(tmp_path):
 
     write(tmp_path, "synthetic.fasta", ">r1\nACGTACGTAC\n>r2\nACGTTTGTAC\n")
     write(tmp_path, "synthetic_soft.tsv", "id\tNucleus\tCytoplasm\nr1\t1\t1\nr2\t0.5\t0.5\n")
-    cfg = {"kind": "multilabel", "alphabet": "dna", "reference": str(tmp_path / "synthetic.fasta"), "format": "fasta",
-           "labels": str(tmp_path / "synthetic_soft.tsv"), "min_class_size": 1}
-    with pytest.raises(InputError, match=r"record 'r2': row has probabilities \(a soft target\), which only a multiclass"):
+    cfg = {
+        "kind": "multilabel",
+        "alphabet": "dna",
+        "reference": str(tmp_path / "synthetic.fasta"),
+        "format": "fasta",
+        "labels": str(tmp_path / "synthetic_soft.tsv"),
+        "min_class_size": 1,
+    }
+    with pytest.raises(
+        InputError, match=r"record 'r2': row has probabilities \(a soft target\), which only a multiclass"
+    ):
         ingest.run(NS(), NS(records=str(tmp_path / "records.parquet")), NS(task="t", cfg=with_defaults(cfg)))
 
 
 def test_rare_class_leaves_the_soft_targets(tmp_path):
     from barloc.records import drop_rare_classes
 
-    df = pd.DataFrame({  # object columns holding str or None, as the readers make them
-        "id": ["a", "b", "c", "d"],
-        "label": pd.Series(["Atlantic", "Atlantic", "Atlantic", "Indian"], dtype=object),
-        soft.SOFT: pd.Series([None, soft.encode({"Atlantic": 0.6, "Pacific": 0.4}), None,
-                              soft.encode({"Indian": 0.8, "Pacific": 0.2})], dtype=object),
-    })
+    df = pd.DataFrame(
+        {  # object columns holding str or None, as the readers make them
+            "id": ["a", "b", "c", "d"],
+            "label": pd.Series(["Atlantic", "Atlantic", "Atlantic", "Indian"], dtype=object),
+            soft.SOFT: pd.Series(
+                [
+                    None,
+                    soft.encode({"Atlantic": 0.6, "Pacific": 0.4}),
+                    None,
+                    soft.encode({"Indian": 0.8, "Pacific": 0.2}),
+                ],
+                dtype=object,
+            ),
+        }
+    )
     out = drop_rare_classes(df, "multiclass", 2)  # Indian has 1 record, Pacific none of its own
     assert out["label"].tolist() == ["Atlantic", "Atlantic", "Atlantic", None]
     assert soft.decode(out.at[1, soft.SOFT]) == {"Atlantic": 1.0}
@@ -181,11 +208,14 @@ def test_soft_loss_is_the_expected_hard_loss(gamma, smoothing):
     assert torch.allclose(got, expected, atol=1e-6)
 
 
-@pytest.mark.parametrize("loss", [
-    {"type": "cross_entropy"},
-    {"type": "cross_entropy", "class_weights": "inverse", "label_smoothing": 0.1},
-    {"type": "focal", "gamma": 2.0, "class_weights": "effective"},
-])
+@pytest.mark.parametrize(
+    "loss",
+    [
+        {"type": "cross_entropy"},
+        {"type": "cross_entropy", "class_weights": "inverse", "label_smoothing": 0.1},
+        {"type": "focal", "gamma": 2.0, "class_weights": "effective"},
+    ],
+)
 def test_one_hot_rows_give_exactly_the_hard_loss(loss):
     """Hard labels are untouched by soft-target support: a one-hot float row gives the same
     bits as its class index."""
@@ -199,7 +229,9 @@ def test_targets_for_training():
     hard = pd.DataFrame({"label": pd.Series(["Indian", "Atlantic", None], dtype=object)})
     out = soft.targets(hard, CLASSES, "multiclass")
     assert out.dtype == np.int64 and out.tolist() == [1, 0, -1]
-    mixed = hard.assign(**{soft.SOFT: pd.Series([None, soft.encode({"Atlantic": 0.7, "Pacific": 0.3}), None], dtype=object)})
+    mixed = hard.assign(
+        **{soft.SOFT: pd.Series([None, soft.encode({"Atlantic": 0.7, "Pacific": 0.3}), None], dtype=object)}
+    )
     Y = soft.targets(mixed, CLASSES, "multiclass")
     assert Y.dtype == np.float32
     np.testing.assert_allclose(Y, [[0, 1, 0], [0.7, 0, 0.3], [0, 0, 0]], atol=1e-7)
@@ -210,8 +242,9 @@ def test_targets_for_training():
 MOTIF = {"Atlantic": "GATTACAGATTACA", "Indian": "CCGGTTAACCGGTT", "Pacific": "TTTTGGGGCCCCAA"}
 
 
-def synthetic_inputs(where: Path, sizes: tuple[int, ...] = (40, 40, 40), seed: int = 0,
-                     motif_len: int | None = None) -> tuple[Path, Path]:
+def synthetic_inputs(
+    where: Path, sizes: tuple[int, ...] = (40, 40, 40), seed: int = 0, motif_len: int | None = None
+) -> tuple[Path, Path]:
     """Random 150-base DNA with a class motif planted twice; every sixth record gets a
     probability vector (its true class 0.7, or 0.6 for Indian, the next class the rest)
     instead of a 0/1 row. ``sizes``: records per class; ``motif_len`` plants only that much of
@@ -224,7 +257,7 @@ def synthetic_inputs(where: Path, sizes: tuple[int, ...] = (40, 40, 40), seed: i
         for j in range(sizes[ci]):
             seq = list(rng.choice(list("ACGT"), 150))
             for start in (20, 90):
-                seq[start:start + len(motif)] = motif
+                seq[start : start + len(motif)] = motif
             rid = f"syn{i:03d}"
             fasta.append(f">{rid}\n{''.join(seq)}\n")
             if i % 6 == 5:
@@ -242,12 +275,19 @@ def synthetic_inputs(where: Path, sizes: tuple[int, ...] = (40, 40, 40), seed: i
 
 def synthetic_cfg(ref: Path, labels: Path, max_epochs: int) -> dict:
     """A multiclass task config over synthetic_inputs' files: small k-mer model, weighted CE."""
-    return {"kind": "multiclass", "alphabet": "dna", "reference": str(ref), "format": "fasta", "labels": str(labels),
-            "min_class_size": 5, "split": {"method": "grouped", "n_folds": 5, "test_fold": 0, "val_fold": 1},
-            "encoder": {"type": "kmer", "k": 4, "hidden": 16, "dropout": 0.0},
-            "loss": {"type": "cross_entropy", "class_weights": "inverse"},
-            "train": {"max_epochs": max_epochs, "batch_size": 16, "lr": 0.01, "patience": 8},
-            "prior_shift": {"method": "em", "bootstrap": 0}}
+    return {
+        "kind": "multiclass",
+        "alphabet": "dna",
+        "reference": str(ref),
+        "format": "fasta",
+        "labels": str(labels),
+        "min_class_size": 5,
+        "split": {"method": "grouped", "n_folds": 5, "test_fold": 0, "val_fold": 1},
+        "encoder": {"type": "kmer", "k": 4, "hidden": 16, "dropout": 0.0},
+        "loss": {"type": "cross_entropy", "class_weights": "inverse"},
+        "train": {"max_epochs": max_epochs, "batch_size": 16, "lr": 0.01, "patience": 8},
+        "prior_shift": {"method": "em", "bootstrap": 0},
+    }
 
 
 def _pipeline(cfg: dict, out: Path) -> dict:
@@ -345,8 +385,9 @@ def test_out_of_fold_leaves_soft_rows_out_of_scores_and_calibration(tmp_path, mo
     calibrated_on = []
     fit_for_model = cv.fit_for_model
     monkeypatch.setattr(cv, "fit_for_model", lambda *a: calibrated_on.append(len(a[3])) or fit_for_model(*a))
-    oof, info = cv.out_of_fold(labelled, cfg, {"accelerator": "cpu", "precision": "32-true", "threads": 1}, 3,
-                               seed=1, folds=folds)
+    oof, info = cv.out_of_fold(
+        labelled, cfg, {"accelerator": "cpu", "precision": "32-true", "threads": 1}, 3, seed=1, folds=folds
+    )
     assert is_soft.sum() > 0
     assert sorted(oof["id"]) == sorted(labelled.loc[~is_soft, "id"])
     # Fold k+1 (mod 3) calibrates fold k's model: its hard records only.

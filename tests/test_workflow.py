@@ -45,8 +45,19 @@ def run_dir(workflow_run) -> Path:
 
 def test_every_step_wrote_its_outputs(run_dir):
     for task in ("fish_origin", "localization"):
-        for name in ("records.parquet", "splits.tsv", "model.ckpt", "model.json", "history.tsv", "val_logits.parquet",
-                     "logits.parquet", "calibration.json", "priors.json", "calls.tsv", "metrics.json"):
+        for name in (
+            "records.parquet",
+            "splits.tsv",
+            "model.ckpt",
+            "model.json",
+            "history.tsv",
+            "val_logits.parquet",
+            "logits.parquet",
+            "calibration.json",
+            "priors.json",
+            "calls.tsv",
+            "metrics.json",
+        ):
             assert (run_dir / "results" / task / name).stat().st_size > 0, (task, name)
         for step in ("ingest", "split", "train", "predict", "calibrate", "prior_shift", "evaluate"):
             assert (run_dir / "results/logs" / task / f"{step}.log").exists()
@@ -124,22 +135,40 @@ def _scheduled(workdir: Path) -> set[tuple[str, str]]:
 AFTER_CALIBRATION = {"prior_shift", "evaluate", "report"}
 
 
-@pytest.mark.parametrize("edit, reruns", [
-    # a reporting cut-off: the calls and the page, no retrain
-    (("fish_origin", "uncertain_below", 0.7), {("prior_shift", "fish_origin"), ("evaluate", "fish_origin"),
-                                                ("report", "")}),
-    (("fish_origin", "prior_shift.method", "none"), {("prior_shift", "fish_origin"), ("evaluate", "fish_origin"),
-                                                      ("report", "")}),
-    (("localization", "calibration.method", "temperature"), {("calibrate", "localization"), ("prior_shift", "localization"),
-                                                             ("evaluate", "localization"), ("report", "")}),
-    (("fish_origin", "train.lr", 0.002), {(r, "fish_origin") for r in ("train", "ablation", "predict", "calibrate",
-                                                                        *AFTER_CALIBRATION - {"report"})}
-     | {("report", "")}),
-    (("fish_origin", "encoder.k", 3), {(r, "fish_origin") for r in ("train", "ablation", "predict", "calibrate",
-                                                                     *AFTER_CALIBRATION - {"report"})}
-     | {("report", "")}),
-    (("localization", "description", "Where proteins sit."), {("report", "")}),
-])
+@pytest.mark.parametrize(
+    "edit, reruns",
+    [
+        # a reporting cut-off: the calls and the page, no retrain
+        (
+            ("fish_origin", "uncertain_below", 0.7),
+            {("prior_shift", "fish_origin"), ("evaluate", "fish_origin"), ("report", "")},
+        ),
+        (
+            ("fish_origin", "prior_shift.method", "none"),
+            {("prior_shift", "fish_origin"), ("evaluate", "fish_origin"), ("report", "")},
+        ),
+        (
+            ("localization", "calibration.method", "temperature"),
+            {
+                ("calibrate", "localization"),
+                ("prior_shift", "localization"),
+                ("evaluate", "localization"),
+                ("report", ""),
+            },
+        ),
+        (
+            ("fish_origin", "train.lr", 0.002),
+            {(r, "fish_origin") for r in ("train", "ablation", "predict", "calibrate", *AFTER_CALIBRATION - {"report"})}
+            | {("report", "")},
+        ),
+        (
+            ("fish_origin", "encoder.k", 3),
+            {(r, "fish_origin") for r in ("train", "ablation", "predict", "calibrate", *AFTER_CALIBRATION - {"report"})}
+            | {("report", "")},
+        ),
+        (("localization", "description", "Where proteins sit."), {("report", "")}),
+    ],
+)
 def test_a_changed_key_reruns_its_readers_only(run_dir, edit, reruns):
     """Each rule gets only the config keys it reads, so a change reruns the rules from its first
     reader on and nothing upstream (Snakemake's params trigger)."""

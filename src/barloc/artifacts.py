@@ -156,8 +156,11 @@ class _Artifact:
     @classmethod
     def from_dict(cls: type[T], data: dict, source: object = None) -> T:
         fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        required = [n for n, f in fields.items()
-                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        required = [
+            n
+            for n, f in fields.items()
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        ]
         missing = [n for n in required if n not in data]
         if missing:
             raise InputError(source, f"{cls.FILE} lacks {', '.join(missing)}")
@@ -169,8 +172,11 @@ class _Artifact:
 
     def to_dict(self) -> dict:
         # Optional keys that are unset stay out of the file, as before the dataclasses.
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)  # type: ignore[arg-type]
-                if not (getattr(self, f.name) is None and f.metadata.get("omit_none", True))}
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)  # type: ignore[arg-type]
+            if not (getattr(self, f.name) is None and f.metadata.get("omit_none", True))
+        }
 
     def save(self, path: str | Path) -> None:
         write_json(self.to_dict(), path)
@@ -255,8 +261,11 @@ class Calibration(_Artifact):
 
     def params(self) -> dict:
         """The keys :func:`barloc.calibrate.apply` reads."""
-        return {k: v for k, v in (("temperature", self.temperature), ("bias", self.bias),
-                                  ("offset", self.offset)) if v is not None}
+        return {
+            k: v
+            for k, v in (("temperature", self.temperature), ("bias", self.bias), ("offset", self.offset))
+            if v is not None
+        }
 
     def call_rule(self, n_labels: int) -> tuple[np.ndarray, float]:
         """(thresholds, call_ratio); files from before the ratio call with 0, without thresholds at 0.5."""

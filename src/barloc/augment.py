@@ -39,7 +39,7 @@ def augment_records(train: pd.DataFrame, cfg: dict | None, seed: int, alphabet: 
             if crop < 1:
                 n = max(MIN_LENGTH, int(len(s) * rng.uniform(crop, 1.0)))
                 start = rng.integers(0, max(len(s) - n, 0) + 1)
-                s = s[start:start + n]
+                s = s[start : start + n]
             if subst > 0:
                 a = np.frombuffer(s.encode(), dtype=np.uint8).copy()
                 hit = rng.random(len(a)) < subst

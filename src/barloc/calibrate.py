@@ -68,8 +68,10 @@ def fit_label_temperatures(logits: np.ndarray, Y: np.ndarray) -> np.ndarray:
     """One temperature per sigmoid head: each label is its own binary problem."""
     logits = np.asarray(logits, dtype=np.float64)
     return np.array(
-        [_fit_log_t(lambda lt, j=j: binary_nll(logits[:, j], Y[:, j], np.exp(lt)), log_t_bounds(logits[:, j]))
-         for j in range(Y.shape[1])]
+        [
+            _fit_log_t(lambda lt, j=j: binary_nll(logits[:, j], Y[:, j], np.exp(lt)), log_t_bounds(logits[:, j]))
+            for j in range(Y.shape[1])
+        ]
         if len(Y)
         else np.ones(logits.shape[1])
     )
@@ -116,8 +118,9 @@ def multiclass_reliability(probs: np.ndarray, y: np.ndarray, n_bins: int = 15, a
     return reliability(probs.max(axis=1), probs.argmax(axis=1) == y, n_bins, adaptive)
 
 
-def multiclass_ece_floor(probs: np.ndarray, n_bins: int = 15, draws: int = 200,
-                        seed: int | np.random.Generator = 0) -> float:
+def multiclass_ece_floor(
+    probs: np.ndarray, n_bins: int = 15, draws: int = 200, seed: int | np.random.Generator = 0
+) -> float:
     """The top-label ECE that perfectly calibrated probabilities would still show on this many
     records: the mean ECE when each record's class is drawn from its own ``probs`` row. Binned
     ECE is biased upwards on small sets (each bin's accuracy is a noisy proportion), so an
@@ -225,7 +228,9 @@ def fit_platt(logits: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray
             t, b = np.exp(theta[0]), theta[1]
             s = zj / t + b
             g = (expit(s) - y) / len(y)  # dNLL/ds = p - y
-            return float(-(y * log_expit(s) + (1 - y) * log_expit(-s)).mean()), np.array([float((g * -zj / t).sum()), float(g.sum())])
+            return float(-(y * log_expit(s) + (1 - y) * log_expit(-s)).mean()), np.array(
+                [float((g * -zj / t).sum()), float(g.sum())]
+            )
 
         x = _minimize_never_worse(f, np.zeros(2), [log_t_bounds(z[:, j]), (-BIAS_BOUND, BIAS_BOUND)])
         T[j], B[j] = np.exp(x[0]), x[1]  # x = 0 (T = 1, b = 0) leaves the label as it was
@@ -261,7 +266,9 @@ def apply(logits: np.ndarray, kind: str, calib: dict | None = None) -> np.ndarra
     """
     z = np.asarray(logits, dtype=np.float64)
     if calib:
-        z = (z + np.asarray(calib.get("offset", 0.0))) / np.asarray(calib["temperature"]) + np.asarray(calib.get("bias", 0.0))
+        z = (z + np.asarray(calib.get("offset", 0.0))) / np.asarray(calib["temperature"]) + np.asarray(
+            calib.get("bias", 0.0)
+        )
     return softmax(z, axis=1) if kind == "multiclass" else expit(z)
 
 
@@ -273,9 +280,8 @@ def weighting_offset(kind: str, loss: dict, train_counts: np.ndarray, n_train: i
     posterior odds by pos_weight, so log(pos_weight) comes off each sigmoid logit. Without
     this, EM prior estimation would start from the wrong priors.
     """
-    from barloc.losses import class_weights, pos_weights
-
     from barloc.config import block_defaults
+    from barloc.losses import class_weights, pos_weights
 
     loss = block_defaults("loss", loss)
     counts = np.asarray(train_counts, dtype=np.float64)
@@ -304,8 +310,9 @@ def reliability_of(kind: str, probs: np.ndarray, y: np.ndarray, bins: int) -> di
     return multilabel_reliability(probs, y, bins)
 
 
-def fit_calibration(kind: str, method: str, z: np.ndarray, y: np.ndarray, offset: np.ndarray,
-                    train_priors: np.ndarray) -> dict:
+def fit_calibration(
+    kind: str, method: str, z: np.ndarray, y: np.ndarray, offset: np.ndarray, train_priors: np.ndarray
+) -> dict:
     """Calibration parameters for (z + offset) / T + bias, fitted on val logits ``z`` of a model
     trained under ``train_priors``. Fitted biases are anchored back to those priors
     (:func:`prior_anchor`): without that they carry val's class mix into the calls and into
@@ -342,8 +349,10 @@ def offsets(meta) -> tuple[np.ndarray, np.ndarray]:
     model that calls). They differ after a refit (``meta.refit``): the early-stopped model's
     weighting followed the training split's counts, the refit model's train + val's."""
     held = _scored_val(meta)
-    return (weighting_offset(meta.kind, meta.loss, np.asarray(held["train_counts"]), held["n_train"]),
-            weighting_offset(meta.kind, meta.loss, np.asarray(meta.train_counts), meta.n_train))
+    return (
+        weighting_offset(meta.kind, meta.loss, np.asarray(held["train_counts"]), held["n_train"]),
+        weighting_offset(meta.kind, meta.loss, np.asarray(meta.train_counts), meta.n_train),
+    )
 
 
 def fit_for_model(meta, method: str, zv: np.ndarray, yv: np.ndarray) -> dict:

@@ -46,8 +46,11 @@ def target_vector(target: dict | str, classes: list[str], kind: str) -> np.ndarr
     (multiclass): every class as likely, the calls that balanced accuracy scores best."""
     if target == "equal":
         if kind != "multiclass":
-            raise InputError(None, "prior_shift.target_priors: equal is for a softmax (multiclass) task; "
-                                   "give each label's prevalence instead")
+            raise InputError(
+                None,
+                "prior_shift.target_priors: equal is for a softmax (multiclass) task; "
+                "give each label's prevalence instead",
+            )
         return np.full(len(classes), 1.0 / len(classes))
     unknown = set(target) - set(classes)
     if unknown:
@@ -69,8 +72,14 @@ def reweight(probs: np.ndarray, kind: str, train: np.ndarray, target: np.ndarray
 
 
 def correct(
-    kind: str, probs: np.ndarray, train: np.ndarray, pcfg: dict, classes: list[str], seed: int,
-    val: tuple[np.ndarray, np.ndarray] | None = None, thresholds: np.ndarray | None = None,
+    kind: str,
+    probs: np.ndarray,
+    train: np.ndarray,
+    pcfg: dict,
+    classes: list[str],
+    seed: int,
+    val: tuple[np.ndarray, np.ndarray] | None = None,
+    thresholds: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Corrected probabilities and the prior estimate for one set of unlabelled samples, by
     ``pcfg`` (a task's ``prior_shift`` block, defaults filled in).
@@ -106,15 +115,23 @@ def correct(
         deficient = [r.rank < len(r.priors) for r in results]
         clipped = [r.clipped for r in results]
         if any(deficient):
-            log.warning("BBSE: the val confusion matrix is singular%s; undetermined priors stay at no shift",
-                        "" if kind == "multiclass" else f" for {sum(deficient)} label(s)")
+            log.warning(
+                "BBSE: the val confusion matrix is singular%s; undetermined priors stay at no shift",
+                "" if kind == "multiclass" else f" for {sum(deficient)} label(s)",
+            )
         if any(clipped):
             log.warning("BBSE: negative importance weights clipped to 0 (small samples, or not pure label shift)")
         # BBSE is one linear solve: nothing to converge; the keys stay for the report and readers
-        return corrected, {**info, "query_priors": est, "ci_low": lo, "ci_high": hi, "converged": True,
-                           "iterations": 0, "n_val": int(len(vp)),
-                           "bbse": {"rank": [r.rank for r in results], "clipped": clipped,
-                                    "weights": [r.weights for r in results]}}
+        return corrected, {
+            **info,
+            "query_priors": est,
+            "ci_low": lo,
+            "ci_high": hi,
+            "converged": True,
+            "iterations": 0,
+            "n_val": int(len(vp)),
+            "bbse": {"rank": [r.rank for r in results], "clipped": clipped, "weights": [r.weights for r in results]},
+        }
     if kind == "multiclass":
         res = shift.em_priors(probs, train, tol, max_iter, strength)
         est, corrected, iters, ok = res.priors, res.posteriors, res.iterations, res.converged
@@ -127,8 +144,15 @@ def correct(
 
 
 # ---------------------------------------------------------------- calls
-def calls_table(ids, probs: np.ndarray, classes: list[str], kind: str, threshold: float, label_thresholds=None,
-                call_ratio: float = 0.0) -> pd.DataFrame:
+def calls_table(
+    ids,
+    probs: np.ndarray,
+    classes: list[str],
+    kind: str,
+    threshold: float,
+    label_thresholds=None,
+    call_ratio: float = 0.0,
+) -> pd.DataFrame:
     """One row a sample: the call, its probability, the runners-up and the uncertain flag.
 
     Multiclass: the top class, uncertain below ``threshold``. Multilabel: every label at or
@@ -148,14 +172,16 @@ def calls_table(ids, probs: np.ndarray, classes: list[str], kind: str, threshold
             called = [j for j in order[i] if pred[j]]
             uncertain = not bool((p >= label_thresholds).any())
             rest = [j for j in order[i] if not pred[j]][:2]
-        rows.append({
-            ID: sid,
-            "call": ";".join(classes[j] for j in called),
-            "probability": round(float(p[order[i, 0]]), 6),
-            "alternatives": "; ".join(f"{classes[j]} ({p[j]:.2f})" for j in rest),
-            "uncertain": uncertain,
-            **{PROB + c: round(float(p[j]), 6) for j, c in enumerate(classes)},
-        })
+        rows.append(
+            {
+                ID: sid,
+                "call": ";".join(classes[j] for j in called),
+                "probability": round(float(p[order[i, 0]]), 6),
+                "alternatives": "; ".join(f"{classes[j]} ({p[j]:.2f})" for j in rest),
+                "uncertain": uncertain,
+                **{PROB + c: round(float(p[j]), 6) for j, c in enumerate(classes)},
+            }
+        )
     return pd.DataFrame(rows, columns=CALLS_COLUMNS + [PROB + c for c in classes])
 
 
@@ -199,11 +225,13 @@ class Caller:
         """The calls table of final probabilities, then each extra head's probability and call."""
         table = calls_table(list(ids), probs, self.classes, self.kind, self.uncertain_below, *self.rule)
         if self.meta.heads:  # e.g. membrane_prob and membrane_call, after the class columns
-            table = extra_heads.add_call_columns(table, extra, self.calibration.extra_heads, self.meta.heads,
-                                                 self.source)
+            table = extra_heads.add_call_columns(
+                table, extra, self.calibration.extra_heads, self.meta.heads, self.source
+            )
         return table
 
-    def call(self, ids, z: np.ndarray, extra: np.ndarray | None = None,
-             target: np.ndarray | None = None) -> pd.DataFrame:
+    def call(
+        self, ids, z: np.ndarray, extra: np.ndarray | None = None, target: np.ndarray | None = None
+    ) -> pd.DataFrame:
         """Logits to calls in one go: calibrate, correct to ``target`` priors if given, call."""
         return self.calls(ids, self.probabilities(z, target), extra)

@@ -103,8 +103,12 @@ def _run_validate(args: argparse.Namespace) -> int:
         # The same reading and labelling as the workflow's ingest step.
         markers = _parse_markers(args.markers)
         cfg = {
-            "reference": args.file, "format": fmt, "alphabet": alphabet, "labels": args.labels,
-            "markers": "all" if markers is None else markers, "label": args.label,
+            "reference": args.file,
+            "format": fmt,
+            "alphabet": alphabet,
+            "labels": args.labels,
+            "markers": "all" if markers is None else markers,
+            "label": args.label,
             "basin_level": args.basin_level,
         }
         df = load_reference(cfg, args.geo_table)
@@ -121,12 +125,10 @@ def _run_validate(args: argparse.Namespace) -> int:
 
     out = [
         f"file:             {args.file}",
-        f"format:           {fmt}"
-        + (f" (BOLD v{df['bold_version'].iloc[0]})" if fmt == "bold" else ""),
+        f"format:           {fmt}" + (f" (BOLD v{df['bold_version'].iloc[0]})" if fmt == "bold" else ""),
         f"alphabet:         {alphabet}",
         f"records:          {n}",
-        f"labelled records: {labelled} ({100 * labelled / n:.1f}%)"
-        + (" (multi-label)" if multilabel else ""),
+        f"labelled records: {labelled} ({100 * labelled / n:.1f}%)" + (" (multi-label)" if multilabel else ""),
     ]
     if "label_probs" in df and df["label_probs"].notna().any():
         n_soft = int(df["label_probs"].notna().sum())
@@ -142,9 +144,7 @@ def _run_validate(args: argparse.Namespace) -> int:
             out.append(f"  ... and {len(counts) - _TOP_LABELS} more")
         rare = [label for label, c in counts.items() if c < 5]
         if rare:
-            warnings.append(
-                f"{len(rare)} label(s) have fewer than 5 records: {', '.join(sorted(rare)[:5])}"
-            )
+            warnings.append(f"{len(rare)} label(s) have fewer than 5 records: {', '.join(sorted(rare)[:5])}")
     else:
         warnings.append("no record has a label: this file can only be used as query samples")
     if len(groups):
@@ -154,10 +154,7 @@ def _run_validate(args: argparse.Namespace) -> int:
             warnings.append("all records are in one group: grouped splits are impossible")
     else:
         out.append("groups:           none")
-    out.append(
-        f"sequence length:  min {int(lengths.min())}, median {int(lengths.median())}, "
-        f"max {int(lengths.max())}"
-    )
+    out.append(f"sequence length:  min {int(lengths.min())}, median {int(lengths.median())}, max {int(lengths.max())}")
     out.append(f"warnings:         {len(warnings) or 'none'}")
     out.extend(f"  - {w}" for w in warnings)
     print("\n".join(out))
@@ -171,29 +168,64 @@ def _add_predict(parser: argparse.ArgumentParser) -> None:
     from barloc.config import task_default
     from barloc.inference import DEFAULT_CHUNK
 
-    parser.add_argument("--model", required=True, metavar="CKPT",
-                        help="results/{task}/model.ckpt; model.json and calibration.json must sit beside it")
+    parser.add_argument(
+        "--model",
+        required=True,
+        metavar="CKPT",
+        help="results/{task}/model.ckpt; model.json and calibration.json must sit beside it",
+    )
     parser.add_argument("--input", required=True, metavar="FILE", help="FASTA or FASTQ, plain or gzip, any size")
-    parser.add_argument("--out", required=True, metavar="TSV",
-                        help="calls table (same columns as the workflow's calls.tsv, so membrane_prob and "
-                             "membrane_call too when the model has the membrane head)")
+    parser.add_argument(
+        "--out",
+        required=True,
+        metavar="TSV",
+        help="calls table (same columns as the workflow's calls.tsv, so membrane_prob and "
+        "membrane_call too when the model has the membrane head)",
+    )
     parser.add_argument("--format", choices=("fasta", "fastq"), help="default: detected from the first record")
     priors = parser.add_mutually_exclusive_group()
-    priors.add_argument("--priors", metavar="TSV",
-                        help="known query priors, a TSV with columns class and prior; corrects the probabilities to them")
-    priors.add_argument("--estimate-priors", action="store_true",
-                        help="estimate the query priors by EM over the whole input and correct to them "
-                             "(two passes; memory grows by 4 bytes per record and class)")
-    parser.add_argument("--prior-strength", type=float, default=0.0, metavar="N",
-                        help="with --estimate-priors: MAP-EM pseudo-samples at the training priors (default: 0, plain EM)")
-    parser.add_argument("--uncertain-below", type=float, default=None, metavar="P",
-                        help=f"multiclass: flag calls whose probability is below P (default: {task_default('uncertain_below')}); "
-                             "multilabel models use their calibrated per-label thresholds")
-    parser.add_argument("--batch-size", type=int, default=128, metavar="N", help="sequences per forward pass (default: 128)")
-    parser.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK, metavar="N",
-                        help=f"records read, predicted and written at a time (default: {DEFAULT_CHUNK})")
-    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"),
-                        help="where the model runs (default: cpu; auto: cuda when available)")
+    priors.add_argument(
+        "--priors",
+        metavar="TSV",
+        help="known query priors, a TSV with columns class and prior; corrects the probabilities to them",
+    )
+    priors.add_argument(
+        "--estimate-priors",
+        action="store_true",
+        help="estimate the query priors by EM over the whole input and correct to them "
+        "(two passes; memory grows by 4 bytes per record and class)",
+    )
+    parser.add_argument(
+        "--prior-strength",
+        type=float,
+        default=0.0,
+        metavar="N",
+        help="with --estimate-priors: MAP-EM pseudo-samples at the training priors (default: 0, plain EM)",
+    )
+    parser.add_argument(
+        "--uncertain-below",
+        type=float,
+        default=None,
+        metavar="P",
+        help=f"multiclass: flag calls whose probability is below P (default: {task_default('uncertain_below')}); "
+        "multilabel models use their calibrated per-label thresholds",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=128, metavar="N", help="sequences per forward pass (default: 128)"
+    )
+    parser.add_argument(
+        "--chunk-size",
+        type=int,
+        default=DEFAULT_CHUNK,
+        metavar="N",
+        help=f"records read, predicted and written at a time (default: {DEFAULT_CHUNK})",
+    )
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        choices=("cpu", "cuda", "auto"),
+        help="where the model runs (default: cpu; auto: cuda when available)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
 
 
@@ -213,10 +245,18 @@ def _run_predict(args: argparse.Namespace) -> int:
     if not args.debug:
         logging.basicConfig(level=logging.WARNING, format="barloc: %(levelname)s: %(message)s")
     result = inference.predict_file(
-        args.model, args.input, args.out,
-        fmt=args.format, priors=args.priors, estimate_priors=args.estimate_priors,
-        uncertain_below=args.uncertain_below, chunk_size=args.chunk_size, batch_size=args.batch_size,
-        prior_strength=args.prior_strength, device=device, progress=False if args.quiet else None,
+        args.model,
+        args.input,
+        args.out,
+        fmt=args.format,
+        priors=args.priors,
+        estimate_priors=args.estimate_priors,
+        uncertain_below=args.uncertain_below,
+        chunk_size=args.chunk_size,
+        batch_size=args.batch_size,
+        prior_strength=args.prior_strength,
+        device=device,
+        progress=False if args.quiet else None,
     )
     if not args.quiet:
         print(inference.summary(result, args.out), file=sys.stderr)
@@ -262,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command].handler(args)
     except BrokenPipeError:  # `barloc validate ... | head` closed the pipe early: not an error
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (keeps Python's exit flush quiet)
+        sys.stdout = open(os.devnull, "w")
         return 0
     except InputError as exc:
         if args.debug:

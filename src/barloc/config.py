@@ -25,13 +25,47 @@ SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
 #: Task keys each rule reads ("a.b" for one key of a block). The report rule's keys are listed
 #: too; the trainer block and the seed are passed separately where used.
 RULE_KEYS: dict[str, tuple[str, ...]] = {
-    "ingest": ("kind", "alphabet", "reference", "format", "labels", "markers", "label", "basin_level", "classes",
-               "min_class_size", "query", "query_format", "max_length", "on_long"),
+    "ingest": (
+        "kind",
+        "alphabet",
+        "reference",
+        "format",
+        "labels",
+        "markers",
+        "label",
+        "basin_level",
+        "classes",
+        "min_class_size",
+        "query",
+        "query_format",
+        "max_length",
+        "on_long",
+    ),
     "split": ("split",),
-    "train": ("kind", "alphabet", "classes", "encoder", "loss", "train", "calibration.val_scored_by",
-              "membrane_head", "max_length", "on_long"),
-    "ablation": ("kind", "alphabet", "classes", "encoder", "loss", "train", "calibration.method",
-                 "calibration.ece_bins", "max_length", "on_long"),
+    "train": (
+        "kind",
+        "alphabet",
+        "classes",
+        "encoder",
+        "loss",
+        "train",
+        "calibration.val_scored_by",
+        "membrane_head",
+        "max_length",
+        "on_long",
+    ),
+    "ablation": (
+        "kind",
+        "alphabet",
+        "classes",
+        "encoder",
+        "loss",
+        "train",
+        "calibration.method",
+        "calibration.ece_bins",
+        "max_length",
+        "on_long",
+    ),
     "predict": ("train.batch_size",),
     "calibrate": ("calibration.method", "calibration.ece_bins", "calibration.call_ratio"),
     "prior_shift": ("prior_shift", "uncertain_below"),
@@ -94,8 +128,9 @@ def fill_defaults(instance: Any, node: dict, root: dict) -> Any:
             instance[key] = fill_defaults(instance[key], extra, root)
     for rule in node.get("allOf", []):
         if "if" in rule:
-            branch = rule.get("then") if jsonschema.Draft202012Validator(rule["if"]).is_valid(instance) \
-                else rule.get("else")
+            branch = (
+                rule.get("then") if jsonschema.Draft202012Validator(rule["if"]).is_valid(instance) else rule.get("else")
+            )
             if branch:
                 fill_defaults(instance, branch, root)
     return instance
@@ -109,11 +144,14 @@ def cross_checks(config: dict) -> list[str]:
         enc = task.get("encoder", {})
         where = f"tasks.{name}"
         if enc.get("type") == "nearest" and (kind != "multiclass" or alphabet != "dna"):
-            problems.append(f"{where}.encoder.type: nearest compares DNA k-mer profiles for a softmax head: "
-                            "it needs kind: multiclass and alphabet: dna")
+            problems.append(
+                f"{where}.encoder.type: nearest compares DNA k-mer profiles for a softmax head: "
+                "it needs kind: multiclass and alphabet: dna"
+            )
         if task.get("membrane_head") and (kind != "multilabel" or fmt != "deeploc"):
-            problems.append(f"{where}.membrane_head: needs kind: multilabel and format: deeploc "
-                            "(the DeepLoc CSV's Membrane column)")
+            problems.append(
+                f"{where}.membrane_head: needs kind: multilabel and format: deeploc (the DeepLoc CSV's Membrane column)"
+            )
         if fmt == "deeploc" and alphabet != "protein":
             problems.append(f"{where}.alphabet: a DeepLoc CSV holds proteins: set alphabet: protein")
         if fmt == "bold" and alphabet != "dna":
@@ -122,14 +160,17 @@ def cross_checks(config: dict) -> list[str]:
             problems.append(f"{where}.train.augment: augmentation alters DNA barcodes; it is for alphabet: dna")
         loss = task.get("loss", {})
         if kind == "multiclass" and loss.get("type") == "bce":
-            problems.append(f"{where}.loss.type: bce is for sigmoid heads (kind: multilabel); "
-                            "use cross_entropy or focal")
+            problems.append(
+                f"{where}.loss.type: bce is for sigmoid heads (kind: multilabel); use cross_entropy or focal"
+            )
         pcfg = task.get("prior_shift", {})
         if pcfg.get("method") == "known" and "target_priors" not in pcfg:
             problems.append(f"{where}.prior_shift: method known needs target_priors")
         if pcfg.get("target_priors") == "equal" and kind != "multiclass":
-            problems.append(f"{where}.prior_shift.target_priors: equal is for a softmax (multiclass) task; "
-                            "give each label's prevalence instead")
+            problems.append(
+                f"{where}.prior_shift.target_priors: equal is for a softmax (multiclass) task; "
+                "give each label's prevalence instead"
+            )
         split = task.get("split", {})
         if split.get("method") == "given" and not (split.get("test_groups") and split.get("val_groups")):
             problems.append(f"{where}.split: method given needs test_groups and val_groups")
@@ -142,8 +183,9 @@ def cross_checks(config: dict) -> list[str]:
                 problems.append(f"{where}.split: test_fold and val_fold must differ")
         heads, chans = enc.get("attention_heads"), enc.get("channels", 0) * len(enc.get("kernel_sizes", []))
         if enc.get("type") == "cnn" and enc.get("attention_layers") and heads and chans % heads:
-            problems.append(f"{where}.encoder.attention_heads: {heads} does not divide channels x number of "
-                            f"kernel_sizes ({chans})")
+            problems.append(
+                f"{where}.encoder.attention_heads: {heads} does not divide channels x number of kernel_sizes ({chans})"
+            )
     return problems
 
 

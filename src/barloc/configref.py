@@ -40,10 +40,12 @@ def render(schema: dict) -> str:
         "",
         "# Configuration reference",
         "",
-        (f"{_sentence(title)} Every key is checked against the schema, `src/barloc/schemas/config.schema.yaml`, before a run: "
-         "an unknown key or a value of the wrong type stops the run with one line naming it. "
-         "Keys marked *required* must be set; any other key may be left out, and then takes the default "
-         "shown (where none is shown, the key's description says what its absence means)."),
+        (
+            f"{_sentence(title)} Every key is checked against the schema, `src/barloc/schemas/config.schema.yaml`, before a run: "
+            "an unknown key or a value of the wrong type stops the run with one line naming it. "
+            "Keys marked *required* must be set; any other key may be left out, and then takes the default "
+            "shown (where none is shown, the key's description says what its absence means)."
+        ),
         "",
     ]
     for section in _sections(schema, Section("config", schema)):
@@ -218,8 +220,20 @@ def _type(root: dict, prop: dict) -> str:
 
 
 def _bounds(node: dict) -> str:
-    low = (">=", node["minimum"]) if "minimum" in node else (">", node["exclusiveMinimum"]) if "exclusiveMinimum" in node else None
-    high = ("<=", node["maximum"]) if "maximum" in node else ("<", node["exclusiveMaximum"]) if "exclusiveMaximum" in node else None
+    low = (
+        (">=", node["minimum"])
+        if "minimum" in node
+        else (">", node["exclusiveMinimum"])
+        if "exclusiveMinimum" in node
+        else None
+    )
+    high = (
+        ("<=", node["maximum"])
+        if "maximum" in node
+        else ("<", node["exclusiveMaximum"])
+        if "exclusiveMaximum" in node
+        else None
+    )
     sym = {">=": "≥", ">": ">", "<=": "≤", "<": "<"}
     if low and high:
         left = {">=": "≤", ">": "<"}[low[0]]

@@ -27,7 +27,11 @@ def assign_folds(labelled: pd.DataFrame, n_folds: int, seed: int) -> np.ndarray:
 
 
 def out_of_fold(
-    labelled: pd.DataFrame, cfg: dict, trainer_cfg: dict, n_folds: int = 5, seed: int = 0,
+    labelled: pd.DataFrame,
+    cfg: dict,
+    trainer_cfg: dict,
+    n_folds: int = 5,
+    seed: int = 0,
     folds: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, list[dict]]:
     """Out-of-fold raw logits and calibrated probabilities for every labelled record.
@@ -41,7 +45,9 @@ def out_of_fold(
     """
     labelled = labelled.reset_index(drop=True)
     folds = assign_folds(labelled, n_folds, seed) if folds is None else np.asarray(folds)
-    classes = sorted(set(labelled["label"].str.split(";").explode())) if not cfg.get("classes") else list(cfg["classes"])
+    classes = (
+        sorted(set(labelled["label"].str.split(";").explode())) if not cfg.get("classes") else list(cfg["classes"])
+    )
     cfg = with_defaults({**cfg, "classes": classes})
     hard = soft.hard_mask(labelled)
     parts, info = [], []
@@ -55,13 +61,19 @@ def out_of_fold(
         logits = {}
         # As in the workflow: val logits from the model early-stopped on them (see train.refit).
         for name, m, model in (("val", val_m, trained.val_model), ("test", test_m, trained.model)):
-            ds = EncodedDataset(labelled.loc[m, "sequence"].tolist(), meta.encoder, meta.alphabet,
-                                groups=group_ids(labelled[m], meta.reference_groups))
+            ds = EncodedDataset(
+                labelled.loc[m, "sequence"].tolist(),
+                meta.encoder,
+                meta.alphabet,
+                groups=group_ids(labelled[m], meta.reference_groups),
+            )
             logits[name] = predict_logits(model, ds, 256)
         yv = targets_for(labelled.loc[val_m, "label"].tolist(), classes, cfg["kind"])
         calib = fit_for_model(meta, cfg["calibration"]["method"], logits["val"], yv)
         probs = apply(logits["test"], cfg["kind"], calib)
-        frame = pd.DataFrame({"id": labelled.loc[test_m, "id"].to_numpy(), "label": labelled.loc[test_m, "label"].to_numpy(), "fold": k})
+        frame = pd.DataFrame(
+            {"id": labelled.loc[test_m, "id"].to_numpy(), "label": labelled.loc[test_m, "label"].to_numpy(), "fold": k}
+        )
         frame[[LOGIT + c for c in classes]] = logits["test"]
         frame[[f"prob::{c}" for c in classes]] = probs
         parts.append(frame)

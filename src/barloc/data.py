@@ -54,8 +54,14 @@ class EncodedDataset(Dataset):
     """Either k-mer feature rows or token arrays, plus optional targets and group ids (the
     nearest-reference encoder keeps a training record from matching its own group)."""
 
-    def __init__(self, seqs: Sequence[str], encoder: dict, alphabet: str, targets: np.ndarray | None = None,
-                 groups: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        seqs: Sequence[str],
+        encoder: dict,
+        alphabet: str,
+        targets: np.ndarray | None = None,
+        groups: np.ndarray | None = None,
+    ) -> None:
         from barloc.config import block_defaults
 
         encoder = block_defaults("encoder", encoder)
@@ -111,8 +117,13 @@ class BucketBatchSampler(Sampler[list[int]]):
     """
 
     def __init__(
-        self, lengths: np.ndarray, batch_size: int, shuffle: bool, seed: int = 0,
-        num_replicas: int = 1, rank: int = 0,
+        self,
+        lengths: np.ndarray,
+        batch_size: int,
+        shuffle: bool,
+        seed: int = 0,
+        num_replicas: int = 1,
+        rank: int = 0,
     ) -> None:
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank {rank} is not in [0, {num_replicas})")
@@ -154,7 +165,12 @@ class BucketBatchSampler(Sampler[list[int]]):
 
 
 def loader(
-    ds: EncodedDataset, batch_size: int, shuffle: bool = False, seed: int = 0, num_replicas: int = 1, rank: int = 0,
+    ds: EncodedDataset,
+    batch_size: int,
+    shuffle: bool = False,
+    seed: int = 0,
+    num_replicas: int = 1,
+    rank: int = 0,
 ) -> DataLoader:
     """Batches of ``ds`` in length buckets (shuffled for training, sharded under DDP)."""
     sampler = BucketBatchSampler(ds.lengths, batch_size, shuffle, seed, num_replicas, rank)

@@ -14,9 +14,21 @@ import numpy as np
 # turns into fractional one-hot vectors (R = A/G -> 0.5 A + 0.5 G).
 DNA_TOKENS = "ACGTRYSWKMBDHVN"
 IUPAC = {
-    "A": "A", "C": "C", "G": "G", "T": "T",
-    "R": "AG", "Y": "CT", "S": "CG", "W": "AT", "K": "GT", "M": "AC",
-    "B": "CGT", "D": "AGT", "H": "ACT", "V": "ACG", "N": "ACGT",
+    "A": "A",
+    "C": "C",
+    "G": "G",
+    "T": "T",
+    "R": "AG",
+    "Y": "CT",
+    "S": "CG",
+    "W": "AT",
+    "K": "GT",
+    "M": "AC",
+    "B": "CGT",
+    "D": "AGT",
+    "H": "ACT",
+    "V": "ACG",
+    "N": "ACGT",
 }
 PROTEIN_TOKENS = "ACDEFGHIKLMNPQRSTVWYXBZJUO"
 TOKENS = {"dna": DNA_TOKENS, "protein": PROTEIN_TOKENS}
@@ -52,7 +64,7 @@ def clip_terminal(seq: str, max_len: int) -> str:
     if len(seq) <= max_len:
         return seq
     head = (max_len + 1) // 2
-    return seq[:head] + seq[len(seq) - (max_len - head):]
+    return seq[:head] + seq[len(seq) - (max_len - head) :]
 
 
 def tokenize(seqs: Sequence[str], alphabet: str, max_len: int | None = None) -> list[np.ndarray]:

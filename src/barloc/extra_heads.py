@@ -49,8 +49,11 @@ def heads(cfg: dict) -> list[str]:
 def check_columns(records: pd.DataFrame, names: list[str], source) -> None:
     for name in names:
         if name not in records.columns or not records[name].notna().any():
-            raise InputError(source, f"{name}_head is set but no record has a {name} flag "
-                                     "(the DeepLoc CSV's Membrane column; other formats have none)")
+            raise InputError(
+                source,
+                f"{name}_head is set but no record has a {name} flag "
+                "(the DeepLoc CSV's Membrane column; other formats have none)",
+            )
 
 
 def append_targets(Y: np.ndarray, part: pd.DataFrame, names: list[str]) -> np.ndarray:
@@ -66,7 +69,8 @@ def masked_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     logit takes part in the graph, so DDP sees the head used in every step."""
     known = ~torch.isnan(target)
     bce = nn.functional.binary_cross_entropy_with_logits(
-        logits.float(), torch.nan_to_num(target.float()), reduction="none")
+        logits.float(), torch.nan_to_num(target.float()), reduction="none"
+    )
     return (bce * known).sum() / known.sum().clamp_min(1)
 
 
@@ -116,8 +120,9 @@ def probabilities(z: np.ndarray, params: dict) -> np.ndarray:
     return cal.apply(z, "multilabel", {"temperature": params["temperature"], "bias": params["bias"]})
 
 
-def add_call_columns(table: pd.DataFrame, z: np.ndarray, calibration: dict, names: list[str],
-                     source: object = None) -> pd.DataFrame:
+def add_call_columns(
+    table: pd.DataFrame, z: np.ndarray, calibration: dict, names: list[str], source: object = None
+) -> pd.DataFrame:
     """A calls table with each extra head's ``{name}_prob`` (calibrated P(flag), rounded as the
     ``p::`` columns are) and ``{name}_call`` (``CALL_WORDS[name]``: the first at or above the
     head's calibrated threshold, the second below it) appended; ``z`` holds the rows' extra
@@ -126,8 +131,11 @@ def add_call_columns(table: pd.DataFrame, z: np.ndarray, calibration: dict, name
     for j, name in enumerate(names):
         params = (calibration or {}).get(name)
         if not params:
-            raise InputError(source, f"the model has a {name} head but calibration.json has no "
-                                     f"extra_heads.{name} (rerun the calibrate step)")
+            raise InputError(
+                source,
+                f"the model has a {name} head but calibration.json has no "
+                f"extra_heads.{name} (rerun the calibrate step)",
+            )
         p = probabilities(z[:, j : j + 1], params)[:, 0]
         yes, no = CALL_WORDS.get(name, (name, f"not {name}"))
         table[f"{name}_prob"] = np.round(p, 6)
@@ -139,7 +147,9 @@ def binary_metrics(p: np.ndarray, y: np.ndarray, threshold: float) -> dict:
     y, pred = y.astype(bool).ravel(), (p.ravel() >= threshold)
     q = np.clip(p.ravel(), 1e-12, 1 - 1e-12)
     return {
-        "n": int(len(y)), "positives": int(y.sum()), "threshold": float(threshold),
+        "n": int(len(y)),
+        "positives": int(y.sum()),
+        "threshold": float(threshold),
         "mcc": float(matthews_corrcoef(y, pred)) if len(y) else float("nan"),
         "accuracy": float((pred == y).mean()) if len(y) else float("nan"),
         "f1": float(f1_score(y, pred, zero_division=0)),

@@ -72,8 +72,11 @@ def load_predictor(model_path: str | Path, uncertain_below: float | None = None)
         raise InputError(cal_path, f"calibration.json is for a {calibration.kind} model, not {meta.kind}")
     for name in meta.heads:
         if not (calibration.extra_heads or {}).get(name):
-            raise InputError(cal_path, f"the model has a {name} head but calibration.json has no "
-                                       f"extra_heads.{name} (rerun the calibrate step)")
+            raise InputError(
+                cal_path,
+                f"the model has a {name} head but calibration.json has no "
+                f"extra_heads.{name} (rerun the calibrate step)",
+            )
     try:
         model, meta = load_model(ckpt, meta_path)
     except (RuntimeError, OSError, KeyError, ValueError, EOFError) as exc:
@@ -120,8 +123,10 @@ def read_priors_tsv(path: str | Path, classes: list[str], kind: str, train: np.n
         values[name] = v
     unknown = [c for c in values if c not in classes]
     if unknown:
-        raise InputError(p, f"names classes the model does not know: {', '.join(unknown)} "
-                            f"(the model's classes: {', '.join(classes)})")
+        raise InputError(
+            p,
+            f"names classes the model does not know: {', '.join(unknown)} (the model's classes: {', '.join(classes)})",
+        )
     if kind == "multilabel":
         return np.array([values.get(c, train[j]) for j, c in enumerate(classes)], dtype=np.float64)
     missing = [c for c in classes if c not in values]
@@ -140,8 +145,10 @@ def check_alphabet(path: str | Path, fmt: str | None, alphabet: str) -> None:
     found = guess_alphabet(path, fmt)
     if found != alphabet:
         raise InputError(
-            path, f"the sequences look like {found} but the model expects {alphabet} "
-                  f"(a {'DNA-barcode' if alphabet == 'dna' else 'protein'} model)")
+            path,
+            f"the sequences look like {found} but the model expects {alphabet} "
+            f"(a {'DNA-barcode' if alphabet == 'dna' else 'protein'} model)",
+        )
 
 
 def iter_chunks(
@@ -173,8 +180,9 @@ def iter_chunks(
         yield emit(ids, seqs)
 
 
-def class_and_extra_logits(pred: Predictor, seqs: list[str], batch_size: int,
-                           device: str = "cpu") -> tuple[np.ndarray, np.ndarray | None]:
+def class_and_extra_logits(
+    pred: Predictor, seqs: list[str], batch_size: int, device: str = "cpu"
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Class logits of ``seqs`` and the extra heads' logits ((n, heads); None without extra
     heads), from one forward pass, as the workflow's predict step scores them."""
     from barloc.data import EncodedDataset, predict_logits
@@ -190,8 +198,14 @@ def class_and_extra_logits(pred: Predictor, seqs: list[str], batch_size: int,
 class Progress:
     """A one-line record counter on stderr, drawn only when stderr is a terminal."""
 
-    def __init__(self, label: str, total: int | None = None, stream: TextIO | None = None,
-                 enabled: bool | None = None, every: float = 0.2) -> None:
+    def __init__(
+        self,
+        label: str,
+        total: int | None = None,
+        stream: TextIO | None = None,
+        enabled: bool | None = None,
+        every: float = 0.2,
+    ) -> None:
         self.stream = stream or sys.stderr
         self.enabled = self.stream.isatty() if enabled is None else enabled
         self.label, self.total, self.every = label, total, every
@@ -298,8 +312,7 @@ def predict_file(
         del all_probs
         result = PredictResult(0, 0, "em", classes, np.asarray(info["query_priors"]), bool(info.get("converged")))
         if pred.priors_info and pred.priors_info.decision.get("code") == "check_failed":
-            log.warning("the workflow did not apply EM prior correction for this model: %s",
-                        pred.priors_info.reason)
+            log.warning("the workflow did not apply EM prior correction for this model: %s", pred.priors_info.reason)
     elif target is not None:
         result = PredictResult(0, 0, "known", classes, target)
 
@@ -345,7 +358,9 @@ def summary(result: PredictResult, out_path: str | Path) -> str:
         if result.method == "em" and result.converged is False:
             lines.append("warning: EM did not converge; the priors are its last estimate")
     for name, counts in result.extra_calls.items():
-        lines.append(f"{name} head: " + ", ".join(f"{k:,} {call}" for call, k in counts.items())
-                     + f" (column {name}_call, at the calibrated threshold)")
+        lines.append(
+            f"{name} head: "
+            + ", ".join(f"{k:,} {call}" for call, k in counts.items())
+            + f" (column {name}_call, at the calibrated threshold)"
+        )
     return "\n".join(lines)
-

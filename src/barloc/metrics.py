@@ -104,14 +104,17 @@ def mcc_thresholds(probs: np.ndarray, Y: np.ndarray, grid: np.ndarray = THRESHOL
 
 
 def _mcc(y: np.ndarray, p: np.ndarray) -> float:
-    tp = float(np.sum(y & p)); tn = float(np.sum(~y & ~p))
-    fp = float(np.sum(~y & p)); fn = float(np.sum(y & ~p))
+    tp = float(np.sum(y & p))
+    tn = float(np.sum(~y & ~p))
+    fp = float(np.sum(~y & p))
+    fn = float(np.sum(y & ~p))
     den = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
     return (tp * tn - fp * fn) / den if den > 0 else 0.0
 
 
-def multilabel_metrics(probs: np.ndarray, Y: np.ndarray, thresholds: np.ndarray, n_bins: int = 15,
-                       ratio: float = 0.0) -> dict:
+def multilabel_metrics(
+    probs: np.ndarray, Y: np.ndarray, thresholds: np.ndarray, n_bins: int = 15, ratio: float = 0.0
+) -> dict:
     """DeepLoc 2.0 definitions: exact-match accuracy (all labels right), sample-averaged
     Jaccard, micro- and macro-F1 over labels; plus NLL and ECE of the per-label probabilities."""
     Y = Y.astype(bool)
@@ -129,8 +132,9 @@ def multilabel_metrics(probs: np.ndarray, Y: np.ndarray, thresholds: np.ndarray,
     }
 
 
-def per_label_mcc(probs: np.ndarray, Y: np.ndarray, thresholds: np.ndarray, labels: list[str],
-                  ratio: float = 0.0) -> dict:
+def per_label_mcc(
+    probs: np.ndarray, Y: np.ndarray, thresholds: np.ndarray, labels: list[str], ratio: float = 0.0
+) -> dict:
     pred = predict_multilabel(probs, thresholds, ratio)
     return {
         lab: {
@@ -164,8 +168,12 @@ def accuracy_coverage(confidence: np.ndarray, correct: np.ndarray) -> dict:
     acc = np.cumsum(hit) / kept
     # With ties, a cut-off keeps every sample of that confidence: the last index of each run.
     last = np.r_[conf[1:] != conf[:-1], True]
-    return {"threshold": conf[last].tolist(), "coverage": (kept[last] / n).tolist(),
-            "accuracy": acc[last].tolist(), "n": int(n)}
+    return {
+        "threshold": conf[last].tolist(),
+        "coverage": (kept[last] / n).tolist(),
+        "accuracy": acc[last].tolist(),
+        "n": int(n),
+    }
 
 
 def coverage_at(curve: dict, cutoff: float) -> tuple[float, float]:

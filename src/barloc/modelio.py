@@ -46,9 +46,16 @@ def load_model(ckpt: str | Path, meta_path: str | Path) -> tuple[SequenceClassif
     except pickle.UnpicklingError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else "unsafe pickle"
         raise InputError(ckpt, f"refused to load: not a plain weights file ({first})") from err
-    if not isinstance(state, dict) or "state_dict" in state or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise InputError(ckpt, "is not a barloc weights file (a plain state_dict of tensors); "
-                               "Lightning checkpoints and other pickles are not accepted")
+    if (
+        not isinstance(state, dict)
+        or "state_dict" in state
+        or not all(isinstance(v, torch.Tensor) for v in state.values())
+    ):
+        raise InputError(
+            ckpt,
+            "is not a barloc weights file (a plain state_dict of tensors); "
+            "Lightning checkpoints and other pickles are not accepted",
+        )
     rows = state["head.weight"].shape[0] if "head.weight" in state else None
     if rows != len(meta.classes):
         raise InputError(meta_path, f"lists {len(meta.classes)} classes but {ckpt} has a head for {rows}")

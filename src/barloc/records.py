@@ -21,8 +21,12 @@ def load_reference(cfg: dict, geo_table: str | None) -> pd.DataFrame:
     for ``ocean_basin``, from the collection geography."""
     markers = cfg["markers"]
     df = read_table(
-        cfg["reference"], cfg["format"], cfg["alphabet"], labels=cfg.get("labels"),
-        markers=None if markers == "all" else markers, allowed_labels=cfg.get("classes"),
+        cfg["reference"],
+        cfg["format"],
+        cfg["alphabet"],
+        labels=cfg.get("labels"),
+        markers=None if markers == "all" else markers,
+        allowed_labels=cfg.get("classes"),
     )
     if cfg["format"] == "bold":
         df = df.drop(columns=[soft.SOFT], errors="ignore")  # BOLD labels come from BOLD itself
@@ -84,18 +88,27 @@ def limit_length(df: pd.DataFrame, cfg: dict, path) -> pd.DataFrame:
             record=str(df.at[first, "id"]),
         )
     if cfg["alphabet"] == "dna":
+
         def clip(s: str) -> str:
             return s[:max_length]
+
         kept = f"the first {max_length} bases"
     else:
+
         def clip(s: str) -> str:
             return clip_terminal(s, max_length)
+
         kept = f"the first {(max_length + 1) // 2} and last {max_length // 2} residues"
     df = df.copy()
     df.loc[long, "sequence"] = df.loc[long, "sequence"].map(clip)
     log.warning(
         "%s: clipped %d of %d sequences longer than max_length %d (kept %s; longest was %d)",
-        path, int(long.sum()), len(df), max_length, kept, int(lengths.max()),
+        path,
+        int(long.sum()),
+        len(df),
+        max_length,
+        kept,
+        int(lengths.max()),
     )
     return df
 
@@ -141,13 +154,15 @@ def build_records(cfg: dict, geo_table: str | None, task: str = "") -> tuple[pd.
         raise InputError(cfg["query"], "the query set has no usable records")
     log.info(
         "%s: %d reference records (%d labelled, %d classes), %d query records",
-        task, (records["role"] == "reference").sum(), len(usable),
-        usable["label"].str.split(";").explode().nunique(), (records["role"] == "query").sum(),
+        task,
+        (records["role"] == "reference").sum(),
+        len(usable),
+        usable["label"].str.split(";").explode().nunique(),
+        (records["role"] == "query").sum(),
     )
     records["group"] = records["group"].astype(object).where(records["group"].notna(), None)
     # Provenance: which bytes this table came from (the train step copies it to model.json).
-    meta = {"task": task, "inputs": input_checksums(task_inputs(cfg, geo_table)),
-            "versions": versions()}
+    meta = {"task": task, "inputs": input_checksums(task_inputs(cfg, geo_table)), "versions": versions()}
     return records, meta
 
 

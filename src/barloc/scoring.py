@@ -19,8 +19,9 @@ def score_frame(model, meta: ModelMeta, data: pd.DataFrame, batch_size: int) -> 
     """The logits table of ``data``'s records (columns id, split, label, sequence; group, the
     extra heads' targets and soft targets when present), the extra heads' logits included."""
     data = data.reset_index(drop=True)
-    ds = EncodedDataset(data[SEQUENCE].tolist(), meta.encoder, meta.alphabet,
-                        groups=group_ids(data, meta.reference_groups))
+    ds = EncodedDataset(
+        data[SEQUENCE].tolist(), meta.encoder, meta.alphabet, groups=group_ids(data, meta.reference_groups)
+    )
     logits = predict_logits(extra_heads.WithExtraHeads(model) if meta.heads else model, ds, batch_size)
     k = len(meta.classes)
     out = logits_frame(data[ID], data[SPLIT], data[LABEL], logits[:, :k], meta.classes)

@@ -40,7 +40,10 @@ class EMResult:
 
 
 def em_priors(
-    probs: np.ndarray, train_priors: np.ndarray, tol: float = 1e-6, max_iter: int = 1000,
+    probs: np.ndarray,
+    train_priors: np.ndarray,
+    tol: float = 1e-6,
+    max_iter: int = 1000,
     strength: float = 0.0,
 ) -> EMResult:
     """Saerens-Latinne-Decaestecker EM. ``probs`` are calibrated posteriors under train priors.
@@ -90,8 +93,9 @@ def reweight_multilabel(probs: np.ndarray, train_rates: np.ndarray, target_rates
     """Known per-label rates: the binary correction applied label by label."""
     out = np.empty_like(probs, dtype=np.float64)
     for j, pj in enumerate(binary_columns(probs)):
-        out[:, j] = reweight(pj, np.array([1 - train_rates[j], train_rates[j]]),
-                             np.array([1 - target_rates[j], target_rates[j]]))[:, 1]
+        out[:, j] = reweight(
+            pj, np.array([1 - train_rates[j], train_rates[j]]), np.array([1 - target_rates[j], target_rates[j]])
+        )[:, 1]
     return out
 
 
@@ -105,14 +109,17 @@ def confusion_joint(probs: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class BBSEResult:
-    priors: np.ndarray    # estimated target priors, a distribution
-    weights: np.ndarray   # w = pi_target / pi_source: the least-squares solution, kept >= 0
-    rank: int             # rank of the confusion matrix; < k means some classes are not separable
-    clipped: bool         # the plain solution had negative weights (sampling noise, or not label shift)
+    priors: np.ndarray  # estimated target priors, a distribution
+    weights: np.ndarray  # w = pi_target / pi_source: the least-squares solution, kept >= 0
+    rank: int  # rank of the confusion matrix; < k means some classes are not separable
+    clipped: bool  # the plain solution had negative weights (sampling noise, or not label shift)
 
 
 def bbse(
-    val_probs: np.ndarray, val_y: np.ndarray, query_probs: np.ndarray, source_priors: np.ndarray | None = None,
+    val_probs: np.ndarray,
+    val_y: np.ndarray,
+    query_probs: np.ndarray,
+    source_priors: np.ndarray | None = None,
     nonnegative: str = "nnls",
 ) -> BBSEResult:
     """Black-box shift estimation (Lipton et al. 2018) for a softmax head.
@@ -169,7 +176,10 @@ def bbse(
 
 
 def bbse_priors(
-    val_probs: np.ndarray, val_y: np.ndarray, query_probs: np.ndarray, source_priors: np.ndarray | None = None,
+    val_probs: np.ndarray,
+    val_y: np.ndarray,
+    query_probs: np.ndarray,
+    source_priors: np.ndarray | None = None,
     nonnegative: str = "nnls",
 ) -> np.ndarray:
     """Target priors by BBSE; see :func:`bbse`."""
@@ -177,24 +187,36 @@ def bbse_priors(
 
 
 def bbse_multilabel(
-    val_probs: np.ndarray, val_Y: np.ndarray, query_probs: np.ndarray, thresholds: np.ndarray | float = 0.5,
+    val_probs: np.ndarray,
+    val_Y: np.ndarray,
+    query_probs: np.ndarray,
+    thresholds: np.ndarray | float = 0.5,
 ) -> list[BBSEResult]:
     """BBSE per sigmoid head: a 2x2 problem per label, hard calls at the label's threshold."""
     val_probs, query_probs = np.asarray(val_probs, dtype=np.float64), np.asarray(query_probs, dtype=np.float64)
     thr = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), (val_probs.shape[1],))
     out = []
+
     def calls(p: np.ndarray, t: float) -> np.ndarray:  # one-hot [absent, present] hard calls
         hit = p >= t
         return np.stack([~hit, hit], axis=1).astype(np.float64)
 
     for j in range(val_probs.shape[1]):
-        out.append(bbse(calls(val_probs[:, j], thr[j]), np.asarray(val_Y[:, j], dtype=np.int64),
-                        calls(query_probs[:, j], thr[j])))
+        out.append(
+            bbse(
+                calls(val_probs[:, j], thr[j]),
+                np.asarray(val_Y[:, j], dtype=np.int64),
+                calls(query_probs[:, j], thr[j]),
+            )
+        )
     return out
 
 
 def bbse_priors_multilabel(
-    val_probs: np.ndarray, val_Y: np.ndarray, query_probs: np.ndarray, thresholds: np.ndarray | float = 0.5,
+    val_probs: np.ndarray,
+    val_Y: np.ndarray,
+    query_probs: np.ndarray,
+    thresholds: np.ndarray | float = 0.5,
 ) -> np.ndarray:
     """Per-label positive rates on the query by BBSE."""
     return np.array([r.priors[1] for r in bbse_multilabel(val_probs, val_Y, query_probs, thresholds)])

@@ -41,8 +41,7 @@ def assign_splits(records: pd.DataFrame, cfg: dict, seed: int) -> pd.DataFrame:
     method = cfg["method"]
     if method == "grouped":
         folds = grouped_folds(labelled["label"], labelled["group"], int(cfg["n_folds"]), seed)
-        split = np.where(folds == cfg["test_fold"], "test",
-                         np.where(folds == cfg["val_fold"], "val", "train"))
+        split = np.where(folds == cfg["test_fold"], "test", np.where(folds == cfg["val_fold"], "val", "train"))
     elif method == "given":
         group = labelled["group"].astype(str)
         test, val = [str(x) for x in cfg["test_groups"]], [str(x) for x in cfg["val_groups"]]

@@ -71,12 +71,7 @@ def task_inputs(wildcards):
 
 def ablation_tasks():
     """Multiclass tasks whose report compares the loss options (task key ablation, default true)."""
-    return [
-        t
-        for t in TASKS
-        if config["tasks"][t]["kind"] == "multiclass"
-        and config["tasks"][t]["ablation"]
-    ]
+    return [t for t in TASKS if config["tasks"][t]["kind"] == "multiclass" and config["tasks"][t]["ablation"]]
 
 
 def all_outputs():

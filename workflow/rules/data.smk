@@ -3,9 +3,6 @@ rule ingest:
         unpack(task_inputs),
     output:
         records="results/{task}/records.parquet",
-    params:
-        task="{task}",
-        cfg=rule_cfg("ingest"),
     log:
         "results/logs/{task}/ingest.log",
     conda:
@@ -13,6 +10,9 @@ rule ingest:
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        task="{task}",
+        cfg=rule_cfg("ingest"),
     script:
         "../scripts/ingest.py"
 
@@ -22,10 +22,6 @@ rule split:
         records="results/{task}/records.parquet",
     output:
         splits="results/{task}/splits.tsv",
-    params:
-        task="{task}",
-        cfg=rule_cfg("split"),
-        seed=SEED,
     log:
         "results/logs/{task}/split.log",
     conda:
@@ -33,5 +29,9 @@ rule split:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        task="{task}",
+        cfg=rule_cfg("split"),
+        seed=SEED,
     script:
         "../scripts/split.py"

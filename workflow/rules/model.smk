@@ -8,20 +8,20 @@ rule train:
         history="results/{task}/history.tsv",
         # scored by the model early-stopped on them: what calibration fits (see train.refit)
         val_logits="results/{task}/val_logits.parquet",
+    log:
+        "results/logs/{task}/train.log",
+    conda:
+        "../../envs/barloc.yaml"
+    threads: config["trainer"]["threads"]
+    resources:
+        mem_mb=8000,
+        # minutes; a retry after a time-out gets twice as long and resumes from last.ckpt
+        runtime=lambda wildcards, attempt: 120 * attempt,
     params:
         task="{task}",
         cfg=rule_cfg("train"),
         seed=SEED,
         trainer=TRAINER,
-    threads: config["trainer"]["threads"]
-    log:
-        "results/logs/{task}/train.log",
-    conda:
-        "../../envs/barloc.yaml"
-    resources:
-        mem_mb=8000,
-        # minutes; a retry after a time-out gets twice as long and resumes from last.ckpt
-        runtime=lambda wildcards, attempt: 120 * attempt,
     script:
         "../scripts/train.py"
 
@@ -32,19 +32,19 @@ rule ablation:
         splits="results/{task}/splits.tsv",
     output:
         ablation="results/{task}/ablation.json",
+    log:
+        "results/logs/{task}/ablation.log",
+    conda:
+        "../../envs/barloc.yaml"
+    threads: config["trainer"]["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=lambda wildcards, attempt: 120 * attempt,
     params:
         task="{task}",
         cfg=rule_cfg("ablation"),
         seed=SEED,
         trainer=TRAINER,
-    threads: config["trainer"]["threads"]
-    log:
-        "results/logs/{task}/ablation.log",
-    conda:
-        "../../envs/barloc.yaml"
-    resources:
-        mem_mb=8000,
-        runtime=lambda wildcards, attempt: 120 * attempt,
     script:
         "../scripts/ablation.py"
 
@@ -58,17 +58,17 @@ rule predict:
         val_logits="results/{task}/val_logits.parquet",
     output:
         logits="results/{task}/logits.parquet",
-    params:
-        task="{task}",
-        cfg=rule_cfg("predict"),
-    threads: config["trainer"]["threads"]
     log:
         "results/logs/{task}/predict.log",
     conda:
         "../../envs/barloc.yaml"
+    threads: config["trainer"]["threads"]
     resources:
         mem_mb=4000,
         runtime=60,
+    params:
+        task="{task}",
+        cfg=rule_cfg("predict"),
     script:
         "../scripts/predict.py"
 
@@ -79,9 +79,6 @@ rule calibrate:
         meta="results/{task}/model.json",
     output:
         calibration="results/{task}/calibration.json",
-    params:
-        task="{task}",
-        cfg=rule_cfg("calibrate"),
     log:
         "results/logs/{task}/calibrate.log",
     conda:
@@ -89,6 +86,9 @@ rule calibrate:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        task="{task}",
+        cfg=rule_cfg("calibrate"),
     script:
         "../scripts/calibrate.py"
 
@@ -106,10 +106,6 @@ rule prior_shift:
             category="Calls",
             subcategory="{task}",
         ),
-    params:
-        task="{task}",
-        cfg=rule_cfg("prior_shift"),
-        seed=SEED,
     log:
         "results/logs/{task}/prior_shift.log",
     conda:
@@ -117,6 +113,10 @@ rule prior_shift:
     resources:
         mem_mb=2000,
         runtime=20,
+    params:
+        task="{task}",
+        cfg=rule_cfg("prior_shift"),
+        seed=SEED,
     script:
         "../scripts/prior_shift.py"
 
@@ -134,9 +134,6 @@ rule evaluate:
             category="Metrics",
             subcategory="{task}",
         ),
-    params:
-        task="{task}",
-        cfg=rule_cfg("evaluate"),
     log:
         "results/logs/{task}/evaluate.log",
     conda:
@@ -144,5 +141,8 @@ rule evaluate:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        task="{task}",
+        cfg=rule_cfg("evaluate"),
     script:
         "../scripts/evaluate.py"

@@ -20,8 +20,6 @@ rule report:
             caption="../report/index.rst",
             category="Report",
         ),
-    params:
-        tasks=report_tasks(),
     log:
         "results/logs/report.log",
     conda:
@@ -29,5 +27,7 @@ rule report:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        tasks=report_tasks(),
     script:
         "../scripts/report.py"

@@ -3,4 +3,4 @@
 from barloc.runtime import run_step
 from barloc.steps.prior_shift import run
 
-run_step(snakemake, run)  # noqa: F821 (snakemake is injected by the script directive)
+run_step(snakemake, run)

@@ -46,14 +46,10 @@ def read_table(
     if fmt not in FORMATS:
         raise InputError(p, f"unknown format {fmt!r} (expected one of: {', '.join(FORMATS)})")
     if alphabet not in ALPHABETS:
-        raise InputError(
-            p, f"unknown alphabet {alphabet!r} (expected one of: {', '.join(ALPHABETS)})"
-        )
+        raise InputError(p, f"unknown alphabet {alphabet!r} (expected one of: {', '.join(ALPHABETS)})")
     needed = _FIXED_ALPHABET.get(fmt)
     if needed is not None and alphabet != needed:
-        raise InputError(
-            p, f"a {fmt} file holds {needed} sequences but the task expects {alphabet}"
-        )
+        raise InputError(p, f"a {fmt} file holds {needed} sequences but the task expects {alphabet}")
 
     if fmt == "bold":
         df = read_bold(p, markers=markers)

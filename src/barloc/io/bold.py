@@ -86,12 +86,8 @@ def _version(path: str | Path, header: list[str], line: int) -> int:
     for version, required in _REQUIRED.items():
         if all(c in names for c in required):
             return version
-    lacks = "; ".join(
-        f"v{v} needs {', '.join(c for c in req if c not in names)}" for v, req in _REQUIRED.items()
-    )
-    raise InputError(
-        path, f"not a BOLD v4 or v5 (BCDM) export: header lacks columns ({lacks})", line=line
-    )
+    lacks = "; ".join(f"v{v} needs {', '.join(c for c in req if c not in names)}" for v, req in _REQUIRED.items())
+    raise InputError(path, f"not a BOLD v4 or v5 (BCDM) export: header lacks columns ({lacks})", line=line)
 
 
 def _coord(text: str) -> tuple[float, float]:
@@ -170,14 +166,11 @@ def read_bold(path: str | Path, markers: Sequence[str] | None = ("COI-5P",)) -> 
         if pid in first_line:
             prev_line, prev_marker = first_line[pid]
             hint = (
-                f"; it has markers {prev_marker} and {marker}, keep one with --markers"
-                if prev_marker != marker
-                else ""
+                f"; it has markers {prev_marker} and {marker}, keep one with --markers" if prev_marker != marker else ""
             )
             raise InputError(
                 path,
-                f"duplicate processid {pid!r} "
-                f"(first on line {prev_line}, again on line {number}){hint}",
+                f"duplicate processid {pid!r} (first on line {prev_line}, again on line {number}){hint}",
                 record=pid,
                 line=number,
             )
@@ -202,9 +195,7 @@ def read_bold(path: str | Path, markers: Sequence[str] | None = ("COI-5P",)) -> 
         rows["region"].append(region)
         rows["site"].append(site)
         # Everything free-text in one place, so later steps can spot market/restaurant samples.
-        rows["notes"].append(
-            " | ".join(v for v in (joined(fields, "notes", " | "), region, site) if v)
-        )
+        rows["notes"].append(" | ".join(v for v in (joined(fields, "notes", " | "), region, site) if v))
         rows["bold_version"].append(version)
 
     if n_other_marker:

@@ -65,23 +65,18 @@ def read_deeploc(path: str | Path) -> pd.DataFrame:
     if not classes:
         raise InputError(
             path,
-            f"not a DeepLoc 2.0 CSV: header has none of the location columns "
-            f"({', '.join(DEEPLOC_LOCATIONS)})",
+            f"not a DeepLoc 2.0 CSV: header has none of the location columns ({', '.join(DEEPLOC_LOCATIONS)})",
             line=header_line,
         )
     class_idx = [index[c] for c in classes]
     acc_i, seq_i = index["ACC"], index["Sequence"]
     part_i, king_i, mem_i = index.get("Partition"), index.get("Kingdom"), index.get("Membrane")
 
-    out: dict[str, list] = {
-        k: [] for k in ("id", "sequence", "label", "group", "kingdom", "membrane")
-    }
+    out: dict[str, list] = {k: [] for k in ("id", "sequence", "label", "group", "kingdom", "membrane")}
     seen: dict[str, int] = {}
     for number, fields in rows:
         if len(fields) != len(header):
-            raise InputError(
-                path, f"row has {len(fields)} fields but the header has {len(header)}", line=number
-            )
+            raise InputError(path, f"row has {len(fields)} fields but the header has {len(header)}", line=number)
         acc = fields[acc_i].strip()
         if not acc:
             raise InputError(path, "row has an empty ACC", line=number)

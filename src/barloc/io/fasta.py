@@ -88,9 +88,7 @@ def iter_lines(path: str | Path, what: str) -> Iterator[tuple[int, str]]:
             raw_lines = _split_cr(fh) if cr_only else fh
             for number, raw in enumerate(raw_lines, 1):
                 if b"\x00" in raw:
-                    raise InputError(
-                        path, f"not a text {what} file (it contains binary data)", line=number
-                    )
+                    raise InputError(path, f"not a text {what} file (it contains binary data)", line=number)
                 if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
                     raw = raw[3:]
                 yield number, _decode(raw).rstrip("\r\n")
@@ -137,16 +135,14 @@ def _iter_raw(path: str | Path, fmt: str | None = None) -> Iterator[tuple[str, s
         if first not in ">@":
             raise InputError(
                 path,
-                "not a FASTA or FASTQ file: the first record should start with '>' or '@', "
-                f"found {_preview(stripped)}",
+                f"not a FASTA or FASTQ file: the first record should start with '>' or '@', found {_preview(stripped)}",
                 line=number,
             )
         found = "fasta" if first == ">" else "fastq"
         if fmt is not None and found != fmt:
             raise InputError(
                 path,
-                f"file looks like {found.upper()} (starts with {first!r}) but the format "
-                f"given is {fmt}",
+                f"file looks like {found.upper()} (starts with {first!r}) but the format given is {fmt}",
                 line=number,
             )
         parse = _parse_fasta if found == "fasta" else _parse_fastq
@@ -213,9 +209,7 @@ def _parse_fastq(
                 break
             if stripped.startswith("@"):
                 if not "".join(seq_parts):
-                    raise InputError(
-                        path, "header has no sequence after it", record=rid, line=header_line
-                    )
+                    raise InputError(path, "header has no sequence after it", record=rid, line=header_line)
                 raise InputError(
                     path,
                     "FASTQ record has no '+' line before the next '@'",
@@ -226,12 +220,8 @@ def _parse_fastq(
                 seq_parts.append(stripped)
         else:
             if not seq_parts:
-                raise InputError(
-                    path, "header has no sequence after it", record=rid, line=header_line
-                )
-            raise InputError(
-                path, "FASTQ record is truncated: no '+' line", record=rid, line=header_line
-            )
+                raise InputError(path, "header has no sequence after it", record=rid, line=header_line)
+            raise InputError(path, "FASTQ record is truncated: no '+' line", record=rid, line=header_line)
         seq = "".join(seq_parts)
         if not seq:
             raise InputError(path, "header has no sequence after it", record=rid, line=header_line)
@@ -252,9 +242,7 @@ def _parse_fastq(
         yield rid, seq, desc, header_line
 
 
-def _iter_clean(
-    path: str | Path, alphabet: str, fmt: str | None
-) -> Iterator[tuple[str, str, str, int]]:
+def _iter_clean(path: str | Path, alphabet: str, fmt: str | None) -> Iterator[tuple[str, str, str, int]]:
     for rid, raw, desc, line in _iter_raw(path, fmt):
         try:
             seq = clean_sequence(raw, alphabet, path, rid)
@@ -263,9 +251,7 @@ def _iter_clean(
         yield rid, seq, desc, line
 
 
-def iter_sequences(
-    path: str | Path, alphabet: str, fmt: str | None = None
-) -> Iterator[tuple[str, str, str]]:
+def iter_sequences(path: str | Path, alphabet: str, fmt: str | None = None) -> Iterator[tuple[str, str, str]]:
     """Stream (id, cleaned sequence, description) from a FASTA/FASTQ file, plain or gzip.
 
     id is the first whitespace token of the header; description is the rest of the header.

@@ -58,14 +58,11 @@ def read_labels(path: str | Path) -> pd.DataFrame:
     if len(header) == 1 and delimiter == "\t" and "," in header[0]:
         raise InputError(
             path,
-            "header has a single column with commas in it; a comma-separated sheet must be "
-            "named .csv",
+            "header has a single column with commas in it; a comma-separated sheet must be named .csv",
             line=header_line,
         )
     if not header[0] and "id" not in lowered:
-        raise InputError(
-            path, "header has no id column (name it 'id' or put ids first)", line=header_line
-        )
+        raise InputError(path, "header has no id column (name it 'id' or put ids first)", line=header_line)
     id_col = lowered.index("id") if "id" in lowered else 0
     group_col = lowered.index("group") if "group" in lowered else None
     label_col = lowered.index("label") if "label" in lowered else None
@@ -86,9 +83,7 @@ def read_labels(path: str | Path) -> pd.DataFrame:
     seen: dict[str, int] = {}
     for number, fields in rows:
         if len(fields) > len(header):
-            raise InputError(
-                path, f"row has {len(fields)} fields but the header has {len(header)}", line=number
-            )
+            raise InputError(path, f"row has {len(fields)} fields but the header has {len(header)}", line=number)
         # Editors often drop trailing empty cells; those cells are simply empty.
         fields = fields + [""] * (len(header) - len(fields))
         rid = fields[id_col]
@@ -185,15 +180,19 @@ def _label_from_flags(
             )
         if p < 0:
             raise InputError(
-                path, f"column {header[i]!r} holds {value!r}; a probability cannot be negative",
-                record=rid, line=number,
+                path,
+                f"column {header[i]!r} holds {value!r}; a probability cannot be negative",
+                record=rid,
+                line=number,
             )
         if p > 1:
             row_total = sum(v for v in (parse_float(fields[j]) for j in class_cols) if not math.isnan(v))
             hint = f" (percentages? for {value}%, write {p / 100:g})" if abs(row_total - 100) <= 1 else ""
             raise InputError(
-                path, f"column {header[i]!r} holds {value!r}; probabilities lie between 0 and 1{hint}",
-                record=rid, line=number,
+                path,
+                f"column {header[i]!r} holds {value!r}; probabilities lie between 0 and 1{hint}",
+                record=rid,
+                line=number,
             )
         values[header[i]] = p
         if p == 1:
@@ -231,15 +230,12 @@ def attach_labels(
     if missing:
         raise InputError(
             labels_path,
-            f"{len(missing)} sequence id(s) from {seq_path} are not in the labels sheet "
-            f"(first: {missing[0]!r})",
+            f"{len(missing)} sequence id(s) from {seq_path} are not in the labels sheet (first: {missing[0]!r})",
             record=missing[0],
         )
     extra = len(set(label_of) - set(seqs["id"]))
     if extra:
-        log.warning(
-            "%s: %d id(s) in the labels sheet have no sequence in %s", labels_path, extra, seq_path
-        )
+        log.warning("%s: %d id(s) in the labels sheet have no sequence in %s", labels_path, extra, seq_path)
 
     out = seqs.copy()
     out["label"] = _object_column([label_of[rid] for rid in out["id"]], out.index)
@@ -284,9 +280,7 @@ def check_labels(df: pd.DataFrame, path: str | Path, allowed: Sequence[str]) -> 
             continue
         for part in str(label).split(";"):
             if part not in allowed_set:
-                raise InputError(
-                    path, f"unknown label {part!r} (allowed: {', '.join(allowed)})", record=rid
-                )
+                raise InputError(path, f"unknown label {part!r} (allowed: {', '.join(allowed)})", record=rid)
 
 
 def _object_column(values: list, index: pd.Index) -> pd.Series:

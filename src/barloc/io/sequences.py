@@ -33,9 +33,7 @@ def clean_sequence(seq: str, alphabet: str, path: str | Path | None, record: str
     Positions in messages are 1-based and count residues as written, ignoring line breaks.
     """
     if alphabet not in ALPHABETS:
-        raise InputError(
-            path, f"unknown alphabet {alphabet!r} (expected one of: {', '.join(ALPHABETS)})"
-        )
+        raise InputError(path, f"unknown alphabet {alphabet!r} (expected one of: {', '.join(ALPHABETS)})")
     allowed = ALPHABETS[alphabet]
     residues = seq.translate(_WHITESPACE_TABLE).upper()
     if alphabet == "protein":
@@ -49,9 +47,7 @@ def clean_sequence(seq: str, alphabet: str, path: str | Path | None, record: str
     present = set(checked)
     if not present <= allowed:
         if alphabet == "dna" and _looks_like_protein(checked):
-            raise InputError(
-                path, "looks like a protein sequence but the task expects DNA", record=record
-            )
+            raise InputError(path, "looks like a protein sequence but the task expects DNA", record=record)
         tolerated = allowed | set(_DNA_GAPS) if alphabet == "dna" else allowed
         pos, char = next((i, c) for i, c in enumerate(residues, 1) if c not in tolerated)
         hint = " (a stop codon '*' is allowed only at the end)" if char == "*" else ""

@@ -73,7 +73,9 @@ class NearestReferenceEncoder(nn.Module):
 
     EPS = 1e-4
 
-    def __init__(self, n_features: int, n_reference: int, n_classes: int, hidden: int = 0, dropout: float = 0.3) -> None:
+    def __init__(
+        self, n_features: int, n_reference: int, n_classes: int, hidden: int = 0, dropout: float = 0.3
+    ) -> None:
         super().__init__()
         self.n_classes = n_classes
         self.register_buffer("ref", torch.zeros(n_reference, n_features))
@@ -100,8 +102,12 @@ class NearestReferenceEncoder(nn.Module):
         return torch.cat([d, torch.log(d + self.EPS) / 10], dim=1)
 
     def fit_standardizer(self, features: torch.Tensor, groups: torch.Tensor | None = None) -> None:
-        x = torch.cat([self.distances(features[i:i + 1024], None if groups is None else groups[i:i + 1024])
-                       for i in range(0, len(features), 1024)])
+        x = torch.cat(
+            [
+                self.distances(features[i : i + 1024], None if groups is None else groups[i : i + 1024])
+                for i in range(0, len(features), 1024)
+            ]
+        )
         self.mean.copy_(x.mean(0))
         self.inv_std.copy_(1.0 / x.std(0).clamp_min(1e-3))
         if self.kmer is not None:
@@ -178,7 +184,9 @@ class ConvEncoder(nn.Module):
             in_dim = embed_dim
         self.convs = nn.ModuleList(nn.Conv1d(in_dim, channels, k, padding=k // 2) for k in kernel_sizes)
         width = channels * len(kernel_sizes)
-        self.blocks = nn.ModuleList(SelfAttentionBlock(width, attention_heads, dropout) for _ in range(attention_layers))
+        self.blocks = nn.ModuleList(
+            SelfAttentionBlock(width, attention_heads, dropout) for _ in range(attention_layers)
+        )
         self.mix = nn.Conv1d(width, width, 1)
         self.attn = nn.Conv1d(width, width, 1)
         self.drop = nn.Dropout(dropout)
@@ -202,8 +210,9 @@ class ConvEncoder(nn.Module):
         return torch.cat([attended, maxed], dim=1)
 
 
-def build_encoder(cfg: dict, alphabet: str, n_features: int | None, n_reference: int | None = None,
-                  n_classes: int | None = None) -> nn.Module:
+def build_encoder(
+    cfg: dict, alphabet: str, n_features: int | None, n_reference: int | None = None, n_classes: int | None = None
+) -> nn.Module:
     from barloc.config import block_defaults
 
     cfg = block_defaults("encoder", cfg)

@@ -33,8 +33,14 @@ STYLESHEET = "style.css"
 MAX_CALL_ROWS = 5000
 
 #: The nouns of a task's ``nouns`` setting; a page rendered without settings says these.
-GENERIC_NOUNS = {"sample": "sample", "samples": "samples", "class": "class", "classes": "classes",
-                 "group": "group", "groups": "groups"}
+GENERIC_NOUNS = {
+    "sample": "sample",
+    "samples": "samples",
+    "class": "class",
+    "classes": "classes",
+    "group": "group",
+    "groups": "groups",
+}
 
 
 def task_words(name: str, settings: Mapping | None = None) -> dict[str, str]:
@@ -203,8 +209,9 @@ def _record_counts(path: Path, kind: str | None, classes: list[str]) -> dict | N
     order = list(dict.fromkeys(classes)) + sorted(str(c) for c in counts.index if c not in classes)
     for c in order:
         k = int(counts.get(c, 0))
-        out["labels"].append({"label": str(c), "count": k, "share": k / denom if denom else None,
-                              "known": c in classes})
+        out["labels"].append(
+            {"label": str(c), "count": k, "share": k / denom if denom else None, "known": c in classes}
+        )
     out["n_labelled"] = len(labelled)
     return out
 
@@ -233,16 +240,18 @@ def _calls_section(df: pd.DataFrame | None, kind: str, classes: list[str], path:
                 p = None  # the probability column already shows it
             parts.append({"label": lab, "p": fmt_pct(p) if _finite(p) else None})
         alt = str(shown["alternatives"].iat[i]) if "alternatives" in shown else ""
-        rows.append({
-            "id": str(shown["id"].iat[i]),
-            "call": call,
-            "parts": parts,
-            "prob": prob[i],
-            "prob_text": fmt_pct(prob[i], 1),
-            "prob_sort": f"{prob[i]:.6f}" if _finite(prob[i]) else "-1",
-            "alternatives": _alternatives_pct(alt),
-            "uncertain": uncertain_all[i],
-        })
+        rows.append(
+            {
+                "id": str(shown["id"].iat[i]),
+                "call": call,
+                "parts": parts,
+                "prob": prob[i],
+                "prob_text": fmt_pct(prob[i], 1),
+                "prob_sort": f"{prob[i]:.6f}" if _finite(prob[i]) else "-1",
+                "alternatives": _alternatives_pct(alt),
+                "uncertain": uncertain_all[i],
+            }
+        )
     return {
         "state": "ok",
         "n": n,
@@ -263,8 +272,9 @@ MEMBRANE_METRICS = [
 ]
 
 
-def _membrane_section(model: dict | None, metrics: dict | None, calibration: dict | None,
-                      calls: pd.DataFrame | None, words: dict) -> dict:
+def _membrane_section(
+    model: dict | None, metrics: dict | None, calibration: dict | None, calls: pd.DataFrame | None, words: dict
+) -> dict:
     """The membrane/soluble head (``membrane_head: true``): its test metrics and, per query
     sample, the calibrated P(membrane) and call that calls.tsv holds. Not applicable (and
     not on the page) when the model has no such head."""
@@ -274,9 +284,18 @@ def _membrane_section(model: dict | None, metrics: dict | None, calibration: dic
     params = ((calibration or {}).get("extra_heads") or {}).get("membrane") or {}
     m = ((metrics or {}).get("extra_heads") or {}).get("membrane") or {}
     threshold = params.get("threshold", m.get("threshold"))
-    out: dict[str, Any] = {"state": "ok", "threshold": fmt_pct(threshold, 1), "sentence": "", "metrics": [],
-                           "rows": [], "n": 0, "n_membrane": 0, "truncated": False, "max_rows": MAX_CALL_ROWS,
-                           "has_calls": False}
+    out: dict[str, Any] = {
+        "state": "ok",
+        "threshold": fmt_pct(threshold, 1),
+        "sentence": "",
+        "metrics": [],
+        "rows": [],
+        "n": 0,
+        "n_membrane": 0,
+        "truncated": False,
+        "max_rows": MAX_CALL_ROWS,
+        "has_calls": False,
+    }
     if m:
         n, pos = m.get("n"), m.get("positives")
         out["sentence"] = (
@@ -284,13 +303,18 @@ def _membrane_section(model: dict | None, metrics: dict | None, calibration: dic
             f"“membrane” at a calibrated probability of {fmt_pct(threshold, 1)} or more is right for "
             f"{fmt_pct(m.get('accuracy'))} of them (MCC {fmt_num(m.get('mcc'), 2)})."
         )
-        out["metrics"] = [{"label": label, "value": fmt_num(m.get(key)), "better": "higher" if hi else "lower"}
-                          for key, label, hi in MEMBRANE_METRICS if key in m]
+        out["metrics"] = [
+            {"label": label, "value": fmt_num(m.get(key)), "better": "higher" if hi else "lower"}
+            for key, label, hi in MEMBRANE_METRICS
+            if key in m
+        ]
     if calls is not None and not calls.empty and {"id", "membrane_prob", "membrane_call"} <= set(calls.columns):
         shown = calls.iloc[:MAX_CALL_ROWS]
         prob = _numeric(shown, "membrane_prob")
-        out["rows"] = [{"id": str(i), "prob_text": fmt_pct(p, 1), "prob_sort": f"{p:.6f}" if _finite(p) else "-1",
-                        "call": str(c)} for i, p, c in zip(shown["id"], prob, shown["membrane_call"])]
+        out["rows"] = [
+            {"id": str(i), "prob_text": fmt_pct(p, 1), "prob_sort": f"{p:.6f}" if _finite(p) else "-1", "call": str(c)}
+            for i, p, c in zip(shown["id"], prob, shown["membrane_call"])
+        ]
         out["n"] = len(calls)
         out["n_membrane"] = int((calls["membrane_call"] == "membrane").sum())
         out["truncated"] = len(calls) > MAX_CALL_ROWS
@@ -349,23 +373,22 @@ def _plain_sentence(kind: str, words: dict, metrics: dict, reliability_after: Ma
         )
         if _finite(m.get("balanced_accuracy")):
             first += f" (balanced accuracy {float(m['balanced_accuracy']):.2f})"
-        second = (
-            f"when it says {pick[0] * 100:.0f}% it is right about {pick[1] * 100:.0f}% of the time"
-            if pick
-            else ""
-        )
+        second = f"when it says {pick[0] * 100:.0f}% it is right about {pick[1] * 100:.0f}% of the time" if pick else ""
     ece_text = f"ECE {float(ece):.2f}" if _finite(ece) else ""
     if ece_text and _finite(m.get("ece_floor")):
         # Binned ECE is biased upwards on a small test set: say how far even perfect calibration gets.
-        ece_text += (f"; perfectly calibrated probabilities would show about {float(m['ece_floor']):.2f} "
-                     f"on {n_text}{words['nouns']}")
+        ece_text += (
+            f"; perfectly calibrated probabilities would show about {float(m['ece_floor']):.2f} "
+            f"on {n_text}{words['nouns']}"
+        )
     if second:
         return f"{first}; {second}" + (f" ({ece_text})." if ece_text else ".")
     return first + (f" (calibration error: {ece_text})." if ece_text else ".")
 
 
-def _metrics_section(metrics: dict | None, kind: str, classes: list[str], words: dict,
-                     calibration: dict | None, path: Path) -> dict:
+def _metrics_section(
+    metrics: dict | None, kind: str, classes: list[str], words: dict, calibration: dict | None, path: Path
+) -> dict:
     if metrics is None:
         return {"state": "missing", "file": str(path)}
     present = [(k, label) for k, label in METRIC_COLUMNS if isinstance(metrics.get(k), Mapping)]
@@ -378,12 +401,14 @@ def _metrics_section(metrics: dict | None, kind: str, classes: list[str], words:
     rows = []
     for key in ordered:
         label, higher = METRIC_LABELS.get(key, (key.replace("_", " ").capitalize(), None))
-        rows.append({
-            "label": label,
-            "key": key,
-            "better": {True: "higher", False: "lower"}.get(higher, ""),
-            "values": [fmt_num(metrics[k].get(key)) for k, _ in present],
-        })
+        rows.append(
+            {
+                "label": label,
+                "key": key,
+                "better": {True: "higher", False: "lower"}.get(higher, ""),
+                "values": [fmt_num(metrics[k].get(key)) for k, _ in present],
+            }
+        )
     rel_after = ((calibration or {}).get("reliability") or {}).get("after")
     out: dict[str, Any] = {
         "state": "ok",
@@ -421,8 +446,9 @@ def _metrics_section(metrics: dict | None, kind: str, classes: list[str], words:
             cls = conf.get("classes") or classes
             out["chart"] = plots.confusion_png(conf["matrix"], cls, true_label=words["true"], pred_label=words["pred"])
             out["chart_kind"] = "confusion"
-            out["chart_alt"] = (f"Confusion matrix on the test set: rows are the true {words['thing']}, "
-                                "columns the prediction")
+            out["chart_alt"] = (
+                f"Confusion matrix on the test set: rows are the true {words['thing']}, columns the prediction"
+            )
     return out
 
 
@@ -444,12 +470,21 @@ def _calibration_section(cal: dict | None, kind: str, classes: list[str], path: 
     if isinstance(temp, list):
         names = cal.get("classes") or classes
         temps = [{"label": lab, "t": fmt_num(t, 2)} for lab, t in zip(names, temp)]
-        caption_t = f"Fitted temperature per {'label' if kind == 'multilabel' else 'class'}: " + ", ".join(f"{d['label']} {d['t']}" for d in temps) + "."
+        caption_t = (
+            f"Fitted temperature per {'label' if kind == 'multilabel' else 'class'}: "
+            + ", ".join(f"{d['label']} {d['t']}" for d in temps)
+            + "."
+        )
     elif _finite(temp):
         temps = [{"label": "all classes", "t": fmt_num(temp, 2)}]
         caption_t = f"Fitted temperature T = {float(temp):.2f}"
-        caption_t += (" (T > 1 softens over-confident probabilities)." if float(temp) > 1
-                      else " (T < 1 sharpens under-confident probabilities)." if float(temp) < 1 else ".")
+        caption_t += (
+            " (T > 1 softens over-confident probabilities)."
+            if float(temp) > 1
+            else " (T < 1 sharpens under-confident probabilities)."
+            if float(temp) < 1
+            else "."
+        )
     else:
         temps, caption_t = [], "No temperature recorded."
     rel = cal.get("reliability") or {}
@@ -463,11 +498,22 @@ def _calibration_section(cal: dict | None, kind: str, classes: list[str], path: 
             ylabel="Observed frequency of the label (%)" if multilabel else "Observed accuracy (%)",
         )
     val = cal.get("val") or {}
-    val_rows = [
-        {"label": "Log loss (NLL)", "before": fmt_num(val.get("nll_before")), "after": fmt_num(val.get("nll_after"))},
-        {"label": "Calibration error (ECE)", "before": fmt_num(val.get("ece_before")),
-         "after": fmt_num(val.get("ece_after"))},
-    ] if val else []
+    val_rows = (
+        [
+            {
+                "label": "Log loss (NLL)",
+                "before": fmt_num(val.get("nll_before")),
+                "after": fmt_num(val.get("nll_after")),
+            },
+            {
+                "label": "Calibration error (ECE)",
+                "before": fmt_num(val.get("ece_before")),
+                "after": fmt_num(val.get("ece_after")),
+            },
+        ]
+        if val
+        else []
+    )
     thresholds = cal.get("thresholds")
     return {
         "state": "ok",
@@ -478,7 +524,8 @@ def _calibration_section(cal: dict | None, kind: str, classes: list[str], path: 
         "val_rows": val_rows,
         "thresholds": (
             [{"label": lab, "t": fmt_pct(t)} for lab, t in zip(cal.get("classes") or classes, thresholds)]
-            if isinstance(thresholds, list) else None
+            if isinstance(thresholds, list)
+            else None
         ),
         "call_ratio": fmt_pct(cal["call_ratio"]) if cal.get("call_ratio") else None,
     }
@@ -504,8 +551,10 @@ def _not_applied_why(decision: Mapping, method: str, reason: Any) -> str:
     before, after = decision.get("before"), decision.get("after")
     if decision.get("code") == "check_failed" and _finite(before) and _finite(after):
         metric = str(decision.get("metric") or "nll").upper()
-        return (f"On the labelled test split {method.upper()} raised {metric} from {float(before):.3f} to "
-                f"{float(after):.3f}, so the label-shift assumption does not hold well enough.")
+        return (
+            f"On the labelled test split {method.upper()} raised {metric} from {float(before):.3f} to "
+            f"{float(after):.3f}, so the label-shift assumption does not hold well enough."
+        )
     text = " ".join(str(reason or "").split())
     return text[:1].upper() + text[1:] if text else ""
 
@@ -540,18 +589,27 @@ def _priors_section(pri: dict | None, kind: str, classes: list[str], words: dict
     lo, hi = pri.get("ci_low"), pri.get("ci_high")
     have_ci = isinstance(lo, list) and isinstance(hi, list) and len(lo) == len(hi) == len(names)
     out["image"] = plots.priors_png(
-        names, train, query, lo if have_ci else None, hi if have_ci else None,
+        names,
+        train,
+        query,
+        lo if have_ci else None,
+        hi if have_ci else None,
         ylabel=f"Share with the {words['thing']} (%)" if kind == "multilabel" else f"Share of {words['nouns']} (%)",
     )
     for i, c in enumerate(names):
-        out["rows"].append({
-            "label": c,
-            "train": fmt_pct(train[i] if i < len(train) else None, 1),
-            "query": fmt_pct(query[i], 1),
-            "ci": f"{fmt_pct(lo[i], 1)} – {fmt_pct(hi[i], 1)}" if have_ci else "–",
-        })
-    diffs = [(abs(float(q) - float(t)), c, t, q, i) for i, (c, t, q) in enumerate(zip(names, train, query))
-             if _finite(t) and _finite(q)]
+        out["rows"].append(
+            {
+                "label": c,
+                "train": fmt_pct(train[i] if i < len(train) else None, 1),
+                "query": fmt_pct(query[i], 1),
+                "ci": f"{fmt_pct(lo[i], 1)} – {fmt_pct(hi[i], 1)}" if have_ci else "–",
+            }
+        )
+    diffs = [
+        (abs(float(q) - float(t)), c, t, q, i)
+        for i, (c, t, q) in enumerate(zip(names, train, query))
+        if _finite(t) and _finite(q)
+    ]
     if diffs:
         _, c, t, q, i = max(diffs)
         ci = f" (95% interval {fmt_pct(lo[i])}–{fmt_pct(hi[i])})" if have_ci else ""
@@ -564,10 +622,14 @@ def _priors_section(pri: dict | None, kind: str, classes: list[str], words: dict
     if tp and ep:
         for c, t, e in zip(names, tp, ep):
             diff = (float(e) - float(t)) * 100 if _finite(t) and _finite(e) else None
-            out["test_rows"].append({
-                "label": c, "true": fmt_pct(t, 1), "est": fmt_pct(e, 1),
-                "diff": f"{diff:+.1f} pts" if diff is not None else "–",
-            })
+            out["test_rows"].append(
+                {
+                    "label": c,
+                    "true": fmt_pct(t, 1),
+                    "est": fmt_pct(e, 1),
+                    "diff": f"{diff:+.1f} pts" if diff is not None else "–",
+                }
+            )
     return out
 
 
@@ -613,8 +675,15 @@ def _coverage_section(metrics: dict | None, kind: str, cutoff: float | None, wor
         cov, acc = coverage_at(curve, t)
         current = _finite(cutoff) and abs(t - float(cutoff)) < 1e-9
         marks.append((t, cov, acc))
-        rows.append({"cutoff": _cutoff_text(t), "coverage": fmt_pct(cov), "accuracy": fmt_pct(acc) if cov else "–",
-                     "n": fmt_int(cov * curve["n"]), "current": current})
+        rows.append(
+            {
+                "cutoff": _cutoff_text(t),
+                "coverage": fmt_pct(cov),
+                "accuracy": fmt_pct(acc) if cov else "–",
+                "n": fmt_int(cov * curve["n"]),
+                "current": current,
+            }
+        )
     step = max(1, len(curve["coverage"]) // _MAX_CURVE_POINTS)
     cov_pts = curve["coverage"][::step] + curve["coverage"][-1:]
     acc_pts = curve["accuracy"][::step] + curve["accuracy"][-1:]
@@ -624,15 +693,25 @@ def _coverage_section(metrics: dict | None, kind: str, cutoff: float | None, wor
         cov, acc = coverage_at(curve, float(cutoff))
         current = (float(cutoff), cov, acc)
         if cov > 0:
-            sentence = (f"With the current cut-off of {_cutoff_text(float(cutoff))}, {fmt_pct(cov)} of the test "
-                        f"{words['nouns']} get a confident call, and {fmt_pct(acc)} of those are right; "
-                        f"the other {fmt_pct(1 - cov)} are flagged uncertain.")
+            sentence = (
+                f"With the current cut-off of {_cutoff_text(float(cutoff))}, {fmt_pct(cov)} of the test "
+                f"{words['nouns']} get a confident call, and {fmt_pct(acc)} of those are right; "
+                f"the other {fmt_pct(1 - cov)} are flagged uncertain."
+            )
         else:
-            sentence = (f"With the current cut-off of {_cutoff_text(float(cutoff))}, no test {words['nouns']} "
-                        f"reach it: every call would be flagged uncertain.")
-    return {"state": "ok", "image": plots.coverage_png(cov_pts, acc_pts, marks, current), "rows": rows,
-            "n": curve["n"], "sentence": sentence, "cutoff_text": _cutoff_text(float(cutoff)) if _finite(cutoff) else None,
-            "overall": fmt_pct(curve["accuracy"][-1])}
+            sentence = (
+                f"With the current cut-off of {_cutoff_text(float(cutoff))}, no test {words['nouns']} "
+                f"reach it: every call would be flagged uncertain."
+            )
+    return {
+        "state": "ok",
+        "image": plots.coverage_png(cov_pts, acc_pts, marks, current),
+        "rows": rows,
+        "n": curve["n"],
+        "sentence": sentence,
+        "cutoff_text": _cutoff_text(float(cutoff)) if _finite(cutoff) else None,
+        "overall": fmt_pct(curve["accuracy"][-1]),
+    }
 
 
 def _moved(metric: str, a: Any, b: Any, to_only: bool = False) -> str:
@@ -661,8 +740,10 @@ def _ablation_section(ablation: dict | None, words: dict, path: Path) -> dict:
     rare = min(support, key=lambda c: (support[c], c)) if support else None
     rare_text = ""
     if rare is not None and _finite(ce["recall"].get(rare)) and _finite(cw["recall"].get(rare)):
-        rare_text = (f" (the rarest {words['thing']}, {rare}, went from {fmt_pct(ce['recall'][rare])} to "
-                     f"{fmt_pct(cw['recall'][rare])} of its test {words['nouns']} called right)")
+        rare_text = (
+            f" (the rarest {words['thing']}, {rare}, went from {fmt_pct(ce['recall'][rare])} to "
+            f"{fmt_pct(cw['recall'][rare])} of its test {words['nouns']} called right)"
+        )
     ba = "balanced accuracy"
     ba_gloss = f"balanced accuracy (the share of each {words['thing']}'s test {words['nouns']} called right, averaged over {words['things']})"
     ece_gloss = "calibration error (the gap between stated confidence and how often calls are right)"
@@ -681,16 +762,28 @@ def _ablation_section(ablation: dict | None, words: dict, path: Path) -> dict:
             ci.append(f"{label} {_points(d['ci_low'])} to {_points(d['ci_high'])} points")
     chance = ""
     if ci:
-        chance = (f"Each option was trained once and scored on {fmt_int(ablation.get('n_test'))} test {words['nouns']}; "
-                  f"95% bootstrap intervals of the change in balanced accuracy ({'; '.join(ci)}) show how much of it "
-                  "chance alone could make.")
+        chance = (
+            f"Each option was trained once and scored on {fmt_int(ablation.get('n_test'))} test {words['nouns']}; "
+            f"95% bootstrap intervals of the change in balanced accuracy ({'; '.join(ci)}) show how much of it "
+            "chance alone could make."
+        )
     rows = []
-    for key, label in (("cross_entropy", "Plain cross-entropy"), ("class_weights", "Class-weighted cross-entropy"),
-                       ("focal", "Focal loss")):
+    for key, label in (
+        ("cross_entropy", "Plain cross-entropy"),
+        ("class_weights", "Class-weighted cross-entropy"),
+        ("focal", "Focal loss"),
+    ):
         r = v[key]
-        rows.append({"label": label, "balanced_accuracy": fmt_num(r.get("balanced_accuracy")),
-                     "accuracy": fmt_num(r.get("accuracy")), "rare_recall": fmt_num((r.get("recall") or {}).get(rare)),
-                     "ece": fmt_num(r.get("ece")), "nll": fmt_num(r.get("nll"))})
+        rows.append(
+            {
+                "label": label,
+                "balanced_accuracy": fmt_num(r.get("balanced_accuracy")),
+                "accuracy": fmt_num(r.get("accuracy")),
+                "rare_recall": fmt_num((r.get("recall") or {}).get(rare)),
+                "ece": fmt_num(r.get("ece")),
+                "nll": fmt_num(r.get("nll")),
+            }
+        )
     return {"state": "ok", "sentence": sentence, "chance": chance, "rows": rows, "rare": rare, "file": str(path)}
 
 
@@ -706,10 +799,17 @@ def _training_section(model: dict | None, history: pd.DataFrame | None, path: Pa
     best = None
     if "val_loss" in df and df["val_loss"].notna().any():
         i = int(df["val_loss"].idxmin())
-        best = {"epoch": fmt_int(df["epoch"].iat[i]) if "epoch" in df else str(i + 1),
-                "val_loss": fmt_num(df["val_loss"].iat[i])}
-    return {"state": "ok", "image": plots.curves_png(df, metric_name=metric), "n_epochs": len(df),
-            "metric": metric, "best": best}
+        best = {
+            "epoch": fmt_int(df["epoch"].iat[i]) if "epoch" in df else str(i + 1),
+            "val_loss": fmt_num(df["val_loss"].iat[i]),
+        }
+    return {
+        "state": "ok",
+        "image": plots.curves_png(df, metric_name=metric),
+        "n_epochs": len(df),
+        "metric": metric,
+        "best": best,
+    }
 
 
 def _task_context(name: str, task_dir: Path, settings: Mapping | None = None) -> dict:
@@ -744,13 +844,15 @@ def _task_context(name: str, task_dir: Path, settings: Mapping | None = None) ->
         },
         "calls": _calls_section(calls_df, kind, classes, task_dir / "calls.tsv"),
         "metrics": _metrics_section(metrics, kind, classes, words, calibration, task_dir / "metrics.json"),
-        "ablation": (_ablation_section(_read_json(task_dir / "ablation.json"), words, task_dir / "ablation.json")
-                     if kind == "multiclass" else {"state": "not_applicable"}),
+        "ablation": (
+            _ablation_section(_read_json(task_dir / "ablation.json"), words, task_dir / "ablation.json")
+            if kind == "multiclass"
+            else {"state": "not_applicable"}
+        ),
         "membrane": _membrane_section(model, metrics, calibration, calls_df, words),
         "calibration": _calibration_section(calibration, kind, classes, task_dir / "calibration.json"),
         "priors": _priors_section(priors, kind, classes, words, task_dir / "priors.json"),
-        "coverage": _coverage_section(metrics, kind, settings.get("uncertain_below"), words,
-                                      task_dir / "metrics.json"),
+        "coverage": _coverage_section(metrics, kind, settings.get("uncertain_below"), words, task_dir / "metrics.json"),
         "training": _training_section(model, history, task_dir / "history.tsv"),
         "data": _record_counts(task_dir / "records.parquet", kind, classes),
     }
@@ -771,13 +873,15 @@ def _summary_context(run_info: Mapping, tasks: list[dict]) -> dict:
     inputs = []
     for item in run_info.get("inputs") or []:
         sha = item.get("sha256")
-        inputs.append({
-            "task": item.get("task", ""),
-            "path": str(item.get("path", "")),
-            "records": fmt_int(item.get("records")),
-            "sha_short": shorten(sha, 12) if sha else "–",
-            "sha": sha or "",
-        })
+        inputs.append(
+            {
+                "task": item.get("task", ""),
+                "path": str(item.get("path", "")),
+                "records": fmt_int(item.get("records")),
+                "sha_short": shorten(sha, 12) if sha else "–",
+                "sha": sha or "",
+            }
+        )
     commit = run_info.get("git_commit")
     groups = list(dict.fromkeys(t["words"]["groups"] for t in tasks)) or [GENERIC_NOUNS["groups"]]
     return {
@@ -790,11 +894,17 @@ def _summary_context(run_info: Mapping, tasks: list[dict]) -> dict:
         "groups": " or ".join([", ".join(groups[:-1]), groups[-1]] if len(groups) > 1 else groups),
         "inputs": inputs,
         "tasks": [
-            {"name": t["name"], "title": t["title"], "anchor": t["anchor"], "kind": t["kind"],
-             "n_classes": t["n_classes"], **t["model"],
-             "n_query": t["calls"].get("n", 0) if t["calls"]["state"] != "missing" else None,
-             "n_uncertain": t["calls"].get("n_uncertain"),
-             "prior_correction": _prior_correction_word(t["priors"])}
+            {
+                "name": t["name"],
+                "title": t["title"],
+                "anchor": t["anchor"],
+                "kind": t["kind"],
+                "n_classes": t["n_classes"],
+                **t["model"],
+                "n_query": t["calls"].get("n", 0) if t["calls"]["state"] != "missing" else None,
+                "n_uncertain": t["calls"].get("n_uncertain"),
+                "prior_correction": _prior_correction_word(t["priors"]),
+            }
             for t in tasks
         ],
     }
@@ -817,8 +927,9 @@ def _environment() -> Environment:
     return env
 
 
-def render_report(task_dirs: Mapping[str, Path], run_info: Mapping,
-                  settings: Mapping[str, Mapping] | None = None) -> str:
+def render_report(
+    task_dirs: Mapping[str, Path], run_info: Mapping, settings: Mapping[str, Mapping] | None = None
+) -> str:
     """The report's HTML as a string (see :func:`build_report`)."""
     settings = settings or {}
     tasks = [_task_context(name, Path(d), settings.get(name)) for name, d in task_dirs.items()]
@@ -833,8 +944,9 @@ def render_report(task_dirs: Mapping[str, Path], run_info: Mapping,
     )
 
 
-def build_report(task_dirs: Mapping[str, Path], out_html: Path, run_info: Mapping,
-                 settings: Mapping[str, Mapping] | None = None) -> None:
+def build_report(
+    task_dirs: Mapping[str, Path], out_html: Path, run_info: Mapping, settings: Mapping[str, Mapping] | None = None
+) -> None:
     """Write the self-contained HTML report for ``task_dirs`` (task name -> results/{task})
     to ``out_html``, atomically.
 

@@ -128,9 +128,7 @@ def confusion_png(
 
 
 @_style
-def reliability_png(
-    before: Mapping, after: Mapping, title: str = "", *, ylabel: str = "Observed accuracy (%)"
-) -> str:
+def reliability_png(before: Mapping, after: Mapping, title: str = "", *, ylabel: str = "Observed accuracy (%)") -> str:
     """Reliability diagram (confidence vs observed accuracy, in %) before and after
     temperature scaling, with the number of predictions per bin as a histogram below.
 
@@ -152,8 +150,16 @@ def reliability_png(
         conf, acc = _floats(r.get("confidence")), _floats(r.get("accuracy"))
         count = np.nan_to_num(_floats(r.get("count")))
         ok = (count > 0) & np.isfinite(conf) & np.isfinite(acc)
-        ax.plot(conf[ok] * 100, acc[ok] * 100, marker=marker, linestyle=ls, color=colour, label=label,
-                markersize=5, linewidth=1.6)
+        ax.plot(
+            conf[ok] * 100,
+            acc[ok] * 100,
+            marker=marker,
+            linestyle=ls,
+            color=colour,
+            label=label,
+            markersize=5,
+            linewidth=1.6,
+        )
         width_scale.append((lower, upper, count, label, colour))
 
     for k, (lower, upper, count, label, colour) in enumerate(width_scale):
@@ -205,8 +211,16 @@ def priors_png(
         lower = np.clip(query_v - lo_v * 100, 0, None)
         upper = np.clip(hi_v * 100 - query_v, 0, None)
         yerr = np.vstack([np.nan_to_num(lower), np.nan_to_num(upper)])
-    ax.bar(x + width / 2, query_v, width, color=QUERY, label="Query samples (estimated)",
-           yerr=yerr, capsize=3, error_kw={"elinewidth": 1, "ecolor": "#222222"})
+    ax.bar(
+        x + width / 2,
+        query_v,
+        width,
+        color=QUERY,
+        label="Query samples (estimated)",
+        yerr=yerr,
+        capsize=3,
+        error_kw={"elinewidth": 1, "ecolor": "#222222"},
+    )
     rotate = n > 4 or _label_width(classes) > 12
     ax.set_xticks(x, labels=classes, rotation=35 if rotate else 0, ha="right" if rotate else "center")
     ax.set_ylabel(ylabel)
@@ -250,10 +264,20 @@ def curves_png(history_df, metric_name: str = "validation metric") -> str:
     fig = _figure(6.4, 3.6)
     ax = fig.add_subplot()
     handles = []
-    for col, label, colour, ls in (("train_loss", "Training loss", TRAIN, "-"), ("val_loss", "Validation loss", AFTER, "-")):
+    for col, label, colour, ls in (
+        ("train_loss", "Training loss", TRAIN, "-"),
+        ("val_loss", "Validation loss", AFTER, "-"),
+    ):
         if col in history_df:
-            (h,) = ax.plot(epoch, _floats(list(history_df[col])), color=colour, linestyle=ls, label=label,
-                           marker="o" if len(epoch) <= 30 else None, markersize=3)
+            (h,) = ax.plot(
+                epoch,
+                _floats(list(history_df[col])),
+                color=colour,
+                linestyle=ls,
+                label=label,
+                marker="o" if len(epoch) <= 30 else None,
+                markersize=3,
+            )
             handles.append(h)
     ax.set_xlabel("Epoch")
     ax.set_ylabel("Loss")
@@ -261,8 +285,15 @@ def curves_png(history_df, metric_name: str = "validation metric") -> str:
     if "val_metric" in history_df:
         ax2 = ax.twinx()
         ax2.spines["right"].set_visible(True)
-        (h,) = ax2.plot(epoch, _floats(list(history_df["val_metric"])), color=ACCENT, linestyle="--",
-                        label=f"Validation {metric_name}", marker="s" if len(epoch) <= 30 else None, markersize=3)
+        (h,) = ax2.plot(
+            epoch,
+            _floats(list(history_df["val_metric"])),
+            color=ACCENT,
+            linestyle="--",
+            label=f"Validation {metric_name}",
+            marker="s" if len(epoch) <= 30 else None,
+            markersize=3,
+        )
         ax2.set_ylabel(f"Validation {metric_name}")
         handles.append(h)
     if len(epoch) and np.all(np.isfinite(epoch)) and len(epoch) <= 20:
@@ -300,11 +331,18 @@ def coverage_png(
     for t, c, a in marks:
         if math.isfinite(c) and math.isfinite(a) and c > 0:
             ax.plot([c * 100], [a * 100], "o", color=AFTER, markersize=4)
-            ax.annotate(_cutoff(t), (c * 100, a * 100), textcoords="offset points",
-                        xytext=(4, 4), fontsize=7, color="#333333")
+            ax.annotate(
+                _cutoff(t), (c * 100, a * 100), textcoords="offset points", xytext=(4, 4), fontsize=7, color="#333333"
+            )
     if current is not None and math.isfinite(current[1]) and math.isfinite(current[2]) and current[1] > 0:
-        ax.plot([current[1] * 100], [current[2] * 100], "D", color=ACCENT, markersize=7,
-                label=f"Current cut-off {_cutoff(current[0])}")
+        ax.plot(
+            [current[1] * 100],
+            [current[2] * 100],
+            "D",
+            color=ACCENT,
+            markersize=7,
+            label=f"Current cut-off {_cutoff(current[0])}",
+        )
     ax.set_xlim(0, 102)
     low = float(np.nanmin(acc[ok])) if ok.any() else 0.0
     ax.set_ylim(max(0.0, min(low - 5, 50.0)), 101)

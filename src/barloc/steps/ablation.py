@@ -59,8 +59,10 @@ def paired_bootstrap(preds: dict[str, np.ndarray], y: np.ndarray, k: int, n_boot
         ref = balanced_accuracy(preds["cross_entropy"][idx], y[idx], k)
         for name in diffs:
             diffs[name].append(balanced_accuracy(preds[name][idx], y[idx], k) - ref)
-    return {name: {"ci_low": float(np.nanpercentile(d, 2.5)), "ci_high": float(np.nanpercentile(d, 97.5))}
-            for name, d in diffs.items()}
+    return {
+        name: {"ci_low": float(np.nanpercentile(d, 2.5)), "ci_high": float(np.nanpercentile(d, 97.5))}
+        for name, d in diffs.items()
+    }
 
 
 def measure(data: pd.DataFrame, cfg: dict, trainer: dict, seed: int, task: str = "", n_boot: int = 1000) -> dict:
@@ -81,9 +83,13 @@ def measure(data: pd.DataFrame, cfg: dict, trainer: dict, seed: int, task: str =
         z = {}
         for split in ("val", "test"):
             hard = parts[split][soft.hard_mask(parts[split])]  # a soft target's class is unknown
-            ds = EncodedDataset(hard["sequence"].tolist(), meta.encoder, meta.alphabet,
-                                groups=group_ids(hard, meta.reference_groups))
-            z[split] = (predict_logits(model, ds, 256), hard["label"].map({c: i for i, c in enumerate(classes)}).to_numpy())
+            ds = EncodedDataset(
+                hard["sequence"].tolist(), meta.encoder, meta.alphabet, groups=group_ids(hard, meta.reference_groups)
+            )
+            z[split] = (
+                predict_logits(model, ds, 256),
+                hard["label"].map({c: i for i, c in enumerate(classes)}).to_numpy(),
+            )
         # No refit here: the model that scored val is the one that calls.
         calib = fit_for_model(meta, cfg["calibration"]["method"], *z["val"])
         zt, y = z["test"]
@@ -91,8 +97,11 @@ def measure(data: pd.DataFrame, cfg: dict, trainer: dict, seed: int, task: str =
         m = metrics.multiclass_metrics(cal, y)
         out["variants"][name] = {
             "loss": loss,
-            "balanced_accuracy": m["balanced_accuracy"], "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
-            "ece": m["ece"], "nll": m["nll"],
+            "balanced_accuracy": m["balanced_accuracy"],
+            "accuracy": m["accuracy"],
+            "macro_f1": m["macro_f1"],
+            "ece": m["ece"],
+            "nll": m["nll"],
             "ece_uncalibrated": metrics.multiclass_metrics(raw, y)["ece"],
             "recall": {c: v["recall"] for c, v in metrics.per_class_multiclass(cal, y, classes).items()},
             "epochs": meta.epochs,
@@ -105,12 +114,16 @@ def measure(data: pd.DataFrame, cfg: dict, trainer: dict, seed: int, task: str =
     out["test_support"] = {c: int((y == i).sum()) for i, c in enumerate(out["classes"])}
     out["differences"] = paired_bootstrap(preds, y, len(out["classes"]), n_boot, seed)
     for name, d in out["differences"].items():
-        d["balanced_accuracy"] = out["variants"][name]["balanced_accuracy"] - out["variants"]["cross_entropy"]["balanced_accuracy"]
+        d["balanced_accuracy"] = (
+            out["variants"][name]["balanced_accuracy"] - out["variants"]["cross_entropy"]["balanced_accuracy"]
+        )
     return out
 
 
 def run(inputs, outputs, params, threads: int = 1) -> None:
-    cols = soft.parquet_columns(inputs.records, ["id", "sequence", "label"]) + present_columns(inputs.records, ["group"])
+    cols = soft.parquet_columns(inputs.records, ["id", "sequence", "label"]) + present_columns(
+        inputs.records, ["group"]
+    )
     records = pd.read_parquet(inputs.records, columns=cols)
     splits = pd.read_csv(inputs.splits, sep="\t", dtype=str)
     data = records.merge(splits, on="id")

@@ -23,7 +23,9 @@ def run(inputs, outputs, params, threads: int = 1) -> None:
     # The val logits are the early-stopped model's: judge the fit on them with its own offset.
     raw_v, cal_v = cal.apply(zv, kind), cal.apply(zv, kind, {**fitted, "offset": cal.offsets(meta)[0]})
     out = Calibration(
-        kind=kind, classes=meta.classes, **fitted,
+        kind=kind,
+        classes=meta.classes,
+        **fitted,
         val={
             "nll_before": cal.nll_of(kind, raw_v, yv),
             "nll_after": cal.nll_of(kind, cal_v, yv),

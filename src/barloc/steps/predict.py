@@ -14,8 +14,11 @@ from barloc.scoring import score_frame
 
 def run(inputs, outputs, params, threads: int = 1) -> None:
     model, meta = load_model(inputs.model, inputs.meta)
-    records = pd.read_parquet(inputs.records, columns=soft.parquet_columns(inputs.records, [ID, SEQUENCE, LABEL, ROLE])
-                              + present_columns(inputs.records, [*meta.heads, GROUP]))
+    records = pd.read_parquet(
+        inputs.records,
+        columns=soft.parquet_columns(inputs.records, [ID, SEQUENCE, LABEL, ROLE])
+        + present_columns(inputs.records, [*meta.heads, GROUP]),
+    )
     splits = pd.read_csv(inputs.splits, sep="\t", dtype=str)
     data = records.merge(splits, on=ID, how="left")
     data.loc[data[ROLE] == QUERY, SPLIT] = QUERY

@@ -26,10 +26,15 @@ def decide(method: str, check: bool, n_query: int, test: dict) -> tuple[bool, di
         return False, {"code": "no_query"}, "there are no query samples to correct"
     if method in ("em", "bbse") and check and test["nll_corrected"] > test["nll_calibrated"]:
         before, after = test["nll_calibrated"], test["nll_corrected"]
-        reason = (f"on the labelled test split {method.upper()} raised NLL from {before:.3f} to {after:.3f}, so the "
-                  "label-shift assumption does not hold well enough; calls use calibrated probabilities")
-        return False, {"code": "check_failed", "metric": "nll", "split": "test", "before": before,
-                       "after": after}, reason
+        reason = (
+            f"on the labelled test split {method.upper()} raised NLL from {before:.3f} to {after:.3f}, so the "
+            "label-shift assumption does not hold well enough; calls use calibrated probabilities"
+        )
+        return (
+            False,
+            {"code": "check_failed", "metric": "nll", "split": "test", "before": before, "after": after},
+            reason,
+        )
     return True, {"code": "applied"}, ""
 
 
@@ -61,8 +66,16 @@ def run(inputs, outputs, params, threads: int = 1) -> None:
     applied, decision, reason = decide(method, bool(pcfg["check"]), int(q.sum()), test)
     if decision["code"] == "check_failed":
         log.warning("prior correction not applied: %s", reason)
-    priors = Priors(kind=kind, classes=classes, train_priors=train, applied=applied, decision=decision,
-                    reason=reason, test=test, **info)
+    priors = Priors(
+        kind=kind,
+        classes=classes,
+        train_priors=train,
+        applied=applied,
+        decision=decision,
+        reason=reason,
+        test=test,
+        **info,
+    )
     calls = caller.calls(df.loc[q, ID], corrected if applied else calibrated, extra_logits(df.loc[q], meta))
     log.info("%d query calls, %d uncertain", len(calls), int(calls["uncertain"].sum()))
     priors.save(outputs.priors)

@@ -30,8 +30,13 @@ INPUT_ROLES = (("reference", "reference"), ("labels", None), ("query", "query"))
 
 def git_commit(where: Path) -> str | None:
     try:
-        out = subprocess.run(["git", "-C", str(where), "rev-parse", "--short=12", "HEAD"],
-                             capture_output=True, text=True, timeout=10, check=True)
+        out = subprocess.run(
+            ["git", "-C", str(where), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -46,13 +51,21 @@ def run_info(tasks: Mapping[str, Mapping], task_dirs: Mapping[str, Path], workdi
         roles = pd.read_parquet(tdir / "records.parquet", columns=[ROLE])[ROLE].value_counts()
         for key, role in INPUT_ROLES:
             if paths.get(key):
-                inputs.append({"task": task, "path": paths[key], "sha256": sha256(paths[key]),
-                               "records": int(roles.get(role, 0)) if role else None})
+                inputs.append(
+                    {
+                        "task": task,
+                        "path": paths[key],
+                        "sha256": sha256(paths[key]),
+                        "records": int(roles.get(role, 0)) if role else None,
+                    }
+                )
     devices = sorted({read_json(d / "model.json", "model.json").get("device") or "cpu" for d in task_dirs.values()})
     return {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "version": barloc.__version__, "git_commit": git_commit(workdir),
-        "inputs": inputs, "device": ", ".join(devices),
+        "version": barloc.__version__,
+        "git_commit": git_commit(workdir),
+        "inputs": inputs,
+        "device": ", ".join(devices),
     }
 
 

@@ -18,13 +18,21 @@ from barloc.training import train_for_calls
 
 def run(inputs, outputs, params, threads: int = 1) -> None:
     # group (the BOLD project) keeps the nearest-reference encoder from matching a record's own project.
-    records = pd.read_parquet(inputs.records, columns=soft.parquet_columns(inputs.records, ["id", "sequence", "label"])
-                              + present_columns(inputs.records, [*extra_heads.heads(params.cfg), "group"]))
+    records = pd.read_parquet(
+        inputs.records,
+        columns=soft.parquet_columns(inputs.records, ["id", "sequence", "label"])
+        + present_columns(inputs.records, [*extra_heads.heads(params.cfg), "group"]),
+    )
     splits = pd.read_csv(inputs.splits, sep="\t", dtype=str)
     data = records.merge(splits, on="id")
     val = data[data["split"] == "val"]
     trained = train_for_calls(
-        data[data["split"] == "train"], val, params.cfg, params.trainer, int(params.seed), params.task,
+        data[data["split"] == "train"],
+        val,
+        params.cfg,
+        params.trainer,
+        int(params.seed),
+        params.task,
         # Not a rule output, so Snakemake keeps it when the job dies; a rerun resumes from it.
         checkpoint_dir=Path(outputs.model).parent / "checkpoints",
     )

@@ -42,8 +42,11 @@ class SequenceDataModule(L.LightningDataModule):
         self.encoder_cfg = dict(cfg["encoder"])
         self.batch_size = int(cfg["train"]["batch_size"])
         self.nearest = self.encoder_cfg.get("type") == "nearest"
-        self.classes = task_classes(pd.concat([train["label"], self.val_records["label"]]), cfg,
-                                    (soft.column(train) or []) + (soft.column(self.val_records) or []))
+        self.classes = task_classes(
+            pd.concat([train["label"], self.val_records["label"]]),
+            cfg,
+            (soft.column(train) or []) + (soft.column(self.val_records) or []),
+        )
         self.extra = extra_heads.heads(cfg)  # e.g. the membrane flag: target columns after the classes'
         # The nearest encoder's references: every labelled record here with a hard label.
         self.reference_groups: list[str] | None = None
@@ -59,22 +62,31 @@ class SequenceDataModule(L.LightningDataModule):
             extra_heads.check_columns(pd.concat([train, val]), self.extra, "the training records")
         if self.nearest:
             if self.kind != "multiclass" or self.alphabet != "dna":
-                raise InputError(None, "encoder type 'nearest' compares DNA k-mer profiles for a softmax head: "
-                                       "it needs kind: multiclass and alphabet: dna")
+                raise InputError(
+                    None,
+                    "encoder type 'nearest' compares DNA k-mer profiles for a softmax head: "
+                    "it needs kind: multiclass and alphabet: dna",
+                )
             self._labelled = pd.concat([train, val], ignore_index=True)
             self._refs = soft.hard_mask(self._labelled)
             self.reference_groups = list(dict.fromkeys(group_keys(self._labelled[self._refs])))
         # train.augment: altered copies of the training records (DNA), never of val; a copy keeps
         # its original's group and id, so it never matches its original either.
-        self.train_set = self._encode(augment_records(train, self.cfg["train"].get("augment"), self.seed,
-                                                      self.alphabet))
+        self.train_set = self._encode(
+            augment_records(train, self.cfg["train"].get("augment"), self.seed, self.alphabet)
+        )
         # A refit runs no validation; the trainer never scores this stand-in.
         self.val_set = self._encode(val) if self.validate else self.train_set
 
     def _encode(self, part: pd.DataFrame) -> EncodedDataset:
         targets = extra_heads.append_targets(soft.targets(part, self.classes, self.kind), part, self.extra)
-        return EncodedDataset(part["sequence"].tolist(), self.encoder_cfg, self.alphabet, targets,
-                              group_ids(part, self.reference_groups) if self.nearest else None)
+        return EncodedDataset(
+            part["sequence"].tolist(),
+            self.encoder_cfg,
+            self.alphabet,
+            targets,
+            group_ids(part, self.reference_groups) if self.nearest else None,
+        )
 
     @property
     def n_reference(self) -> int | None:
@@ -106,7 +118,8 @@ class SequenceDataModule(L.LightningDataModule):
             encoder.set_reference(
                 torch.cat([train.features[:n], *(s.features for s in held)])[mask],
                 torch.as_tensor([self.classes.index(c) for c in self._labelled.loc[self._refs, "label"]]),
-                torch.cat([train.groups[:n], *(s.groups for s in held)])[mask])
+                torch.cat([train.groups[:n], *(s.groups for s in held)])[mask],
+            )
             encoder.fit_standardizer(train.features, train.groups)
         elif self.encoder_cfg.get("standardize") and hasattr(encoder, "fit_standardizer"):
             encoder.fit_standardizer(train.features)

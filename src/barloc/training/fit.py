@@ -90,10 +90,12 @@ def fit(
         if checkpoint_dir is not None:
             ckdir = Path(checkpoint_dir)
             nearest_groups = ["group"] if data.nearest and "group" in train else []
-            fp = fingerprint({k: v for k, v in settings.items() if k != "plugins"}
-                             | {"seed": seed, "cfg": cfg, "task": task, "epochs": epochs},
-                             train[soft.key_columns(train) + nearest_groups],
-                             data.val_records[soft.key_columns(data.val_records)])
+            fp = fingerprint(
+                {k: v for k, v in settings.items() if k != "plugins"}
+                | {"seed": seed, "cfg": cfg, "task": task, "epochs": epochs},
+                train[soft.key_columns(train) + nearest_groups],
+                data.val_records[soft.key_columns(data.val_records)],
+            )
             # Under DDP the first process decides (and clears a stale folder) before it starts
             # the others, which then find the same last.ckpt, or none, and only read.
             resume = resumable(ckdir, fp, clear=process_rank() == 0)
@@ -125,12 +127,25 @@ def fit(
     monitor = None if keep_last else tr["monitor"]
     pick = np.argmin if monitor_mode(tr["monitor"]) == "min" else np.argmax
     meta = dataclasses.replace(
-        meta, device=str(trainer.strategy.root_device), precision=settings["precision"],
-        world_size=trainer.world_size, epochs=trainer.current_epoch, monitor=monitor,
+        meta,
+        device=str(trainer.strategy.root_device),
+        precision=settings["precision"],
+        world_size=trainer.world_size,
+        epochs=trainer.current_epoch,
+        monitor=monitor,
         best_epoch=trainer.current_epoch - 1 if keep_last else int(pick([r[monitor] for r in history.rows])),
-        train_seconds=round(seconds, 2), versions=versions())
-    log.info("trained %d epochs in %.1f s on %s (%d process%s, rank %d)", meta.epochs, seconds, meta.device,
-             trainer.world_size, "es" if trainer.world_size > 1 else "", trainer.global_rank)
+        train_seconds=round(seconds, 2),
+        versions=versions(),
+    )
+    log.info(
+        "trained %d epochs in %.1f s on %s (%d process%s, rank %d)",
+        meta.epochs,
+        seconds,
+        meta.device,
+        trainer.world_size,
+        "es" if trainer.world_size > 1 else "",
+        trainer.global_rank,
+    )
     return model, meta, history.rows
 
 
@@ -141,13 +156,24 @@ def _model_meta(data: SequenceDataModule, cfg: dict, seed: int, task: str) -> Mo
     counts, n_train = data.class_counts()
     tr = cfg["train"]
     return ModelMeta(
-        task=task, kind=data.kind, classes=data.classes, alphabet=data.alphabet, encoder=data.encoder_cfg,
-        loss=cfg["loss"], optim={k: tr[k] for k in ("lr", "weight_decay") if k in tr},
-        n_features=n_kmer_features(data.encoder_cfg), train_counts=counts.tolist(), n_train=n_train,
-        train_priors=(counts / max(n_train, 1)).tolist(), seed=seed, val_metric=VAL_METRIC_NAME[data.kind],
+        task=task,
+        kind=data.kind,
+        classes=data.classes,
+        alphabet=data.alphabet,
+        encoder=data.encoder_cfg,
+        loss=cfg["loss"],
+        optim={k: tr[k] for k in ("lr", "weight_decay") if k in tr},
+        n_features=n_kmer_features(data.encoder_cfg),
+        train_counts=counts.tolist(),
+        n_train=n_train,
+        train_priors=(counts / max(n_train, 1)).tolist(),
+        seed=seed,
+        val_metric=VAL_METRIC_NAME[data.kind],
         # barloc predict applies the same clipping to queries as ingest did to training data.
         length_limit={"max_length": cfg.get("max_length"), "on_long": cfg["on_long"]},
-        extra_heads=data.extra or None, n_reference=data.n_reference, reference_groups=data.reference_groups,
+        extra_heads=data.extra or None,
+        n_reference=data.n_reference,
+        reference_groups=data.reference_groups,
     )
 
 
@@ -159,7 +185,12 @@ class Trained(NamedTuple):
 
 
 def train_for_calls(
-    train: pd.DataFrame, val: pd.DataFrame, cfg: dict, trainer_cfg: dict, seed: int, task: str = "",
+    train: pd.DataFrame,
+    val: pd.DataFrame,
+    cfg: dict,
+    trainer_cfg: dict,
+    seed: int,
+    task: str = "",
     checkpoint_dir: str | Path | None = None,
 ) -> Trained:
     """Fit on ``train``, scored on ``val``, and, with ``train.refit``, retrain from scratch on
@@ -178,10 +209,19 @@ def train_for_calls(
     scorer = cfg["calibration"]["val_scored_by"]
     epochs = meta.best_epoch + 1
     both = pd.concat([train, val], ignore_index=True)
-    final, fmeta, _ = fit(both, None, cfg, trainer_cfg, seed, task,
-                          None if checkpoint_dir is None else Path(checkpoint_dir).with_name("checkpoints_refit"),
-                          epochs=epochs)
-    heldout = {k: getattr(meta, k) for k in
-               ("train_counts", "n_train", "train_priors", "epochs", "best_epoch", "monitor", "train_seconds")}
+    final, fmeta, _ = fit(
+        both,
+        None,
+        cfg,
+        trainer_cfg,
+        seed,
+        task,
+        None if checkpoint_dir is None else Path(checkpoint_dir).with_name("checkpoints_refit"),
+        epochs=epochs,
+    )
+    heldout = {
+        k: getattr(meta, k)
+        for k in ("train_counts", "n_train", "train_priors", "epochs", "best_epoch", "monitor", "train_seconds")
+    }
     fmeta = dataclasses.replace(fmeta, refit={"epochs": epochs, "val_scored_by": scorer, "heldout": heldout})
     return Trained(final, fmeta, history, model if scorer == "first_model" else final)

@@ -82,8 +82,10 @@ class _ResumeState(Callback):
 
 def resume_callbacks(ckdir: Path, history: History) -> list[Callback]:
     """Full state every epoch (weights, optimizer, callbacks, loops, RNGs) in ckdir/last.ckpt."""
-    return [ModelCheckpoint(dirpath=ckdir, filename=Path(LAST).stem, enable_version_counter=False),
-            _ResumeState(history)]
+    return [
+        ModelCheckpoint(dirpath=ckdir, filename=Path(LAST).stem, enable_version_counter=False),
+        _ResumeState(history),
+    ]
 
 
 def resumable(ckdir: Path, fp: str, clear: bool = True) -> Path | None:

@@ -25,9 +25,10 @@ class History(Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Runs after the epoch's validation, so both losses are in callback_metrics.
         m = trainer.callback_metrics
-        self.rows.append({"epoch": trainer.current_epoch} | {
-            k: float(m[k]) if k in m else float("nan") for k in ("train_loss", "val_loss", "val_metric")
-        })
+        self.rows.append(
+            {"epoch": trainer.current_epoch}
+            | {k: float(m[k]) if k in m else float("nan") for k in ("train_loss", "val_loss", "val_metric")}
+        )
 
 
 def trainer_settings(tcfg: dict) -> dict:
@@ -66,7 +67,7 @@ def trainer_settings(tcfg: dict) -> dict:
                 f"trainer.num_nodes is {settings['num_nodes']}, but this training process was not started by "
                 "Slurm as one task per device on each node (srun --nodes=<num_nodes> "
                 "--ntasks-per-node=<devices>); Snakemake's Slurm plugin runs each job as one task, so "
-                "barloc trains on one node: set num_nodes: 1 and devices to the GPUs of one node"
+                "barloc trains on one node: set num_nodes: 1 and devices to the GPUs of one node",
             )
         settings["plugins"] = [LightningEnvironment()]
     return settings
@@ -102,8 +103,15 @@ def weight_choice(train_cfg: dict, ckdir: Path, keep_last: bool) -> tuple[ModelC
         return None, []
     monitor = train_cfg["monitor"]
     mode = monitor_mode(monitor)
-    best = ModelCheckpoint(dirpath=ckdir, filename="best", monitor=monitor, mode=mode, save_top_k=1,
-                           save_weights_only=True, enable_version_counter=False)
+    best = ModelCheckpoint(
+        dirpath=ckdir,
+        filename="best",
+        monitor=monitor,
+        mode=mode,
+        save_top_k=1,
+        save_weights_only=True,
+        enable_version_counter=False,
+    )
     return best, [best, EarlyStopping(monitor, mode=mode, patience=int(train_cfg["patience"]))]
 
 
@@ -111,8 +119,9 @@ def monitor_mode(monitor: str) -> str:
     return "min" if monitor == "val_loss" else "max"
 
 
-def make_trainer(settings: dict, callbacks: list[Callback], max_epochs: int, validate: bool,
-                 root_dir: str | Path) -> L.Trainer:
+def make_trainer(
+    settings: dict, callbacks: list[Callback], max_epochs: int, validate: bool, root_dir: str | Path
+) -> L.Trainer:
     """A deterministic Trainer without a logger (History keeps the curves); ``validate=False``
     runs no validation (a refit)."""
     return L.Trainer(
