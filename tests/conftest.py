@@ -123,6 +123,34 @@ STEP_FILES = (
 )
 
 
+def run_post_hoc(out: Path, cfg: dict, task: str, seed: int) -> None:
+    """Run the calibrate, prior_shift and evaluate steps' ``run()`` on the model and logits in
+    ``out``, each given its rule's share of the task block ``cfg`` (defaults filled in)."""
+    from types import SimpleNamespace as NS
+
+    from barloc.config import rule_config, with_defaults
+    from barloc.steps import calibrate, evaluate, prior_shift
+
+    full = with_defaults(cfg)
+    f = {name: str(out / name) for name in STEP_FILES}
+
+    def params(rule: str) -> NS:
+        return NS(task=task, cfg=rule_config(full, rule), seed=seed)
+
+    logits, meta, calibration, priors = f["logits.parquet"], f["model.json"], f["calibration.json"], f["priors.json"]
+    calibrate.run(NS(meta=meta, logits=logits), NS(calibration=calibration), params("calibrate"))
+    prior_shift.run(
+        NS(meta=meta, calibration=calibration, logits=logits),
+        NS(priors=priors, calls=f["calls.tsv"]),
+        params("prior_shift"),
+    )
+    evaluate.run(
+        NS(meta=meta, calibration=calibration, logits=logits, priors=priors),
+        NS(metrics=f["metrics.json"]),
+        params("evaluate"),
+    )
+
+
 def run_small_pipeline(
     cfg: dict,
     out: Path,
@@ -138,7 +166,7 @@ def run_small_pipeline(
     import torch
 
     from barloc.config import rule_config, trainer_defaults, with_defaults
-    from barloc.steps import calibrate, evaluate, ingest, predict, prior_shift, split, train
+    from barloc.steps import ingest, predict, split, train
 
     files = {name: str(out / name) for name in STEP_FILES}
     task = task or ("localization" if cfg["kind"] == "multilabel" else "fish_origin")
@@ -177,26 +205,7 @@ def run_small_pipeline(
             params("predict"),
         )
         if to_evaluate:
-            calibrate.run(
-                NS(meta=files["model.json"], logits=files["logits.parquet"]),
-                NS(calibration=files["calibration.json"]),
-                params("calibrate"),
-            )
-            prior_shift.run(
-                NS(meta=files["model.json"], calibration=files["calibration.json"], logits=files["logits.parquet"]),
-                NS(priors=files["priors.json"], calls=files["calls.tsv"]),
-                params("prior_shift"),
-            )
-            evaluate.run(
-                NS(
-                    meta=files["model.json"],
-                    calibration=files["calibration.json"],
-                    logits=files["logits.parquet"],
-                    priors=files["priors.json"],
-                ),
-                NS(metrics=files["metrics.json"]),
-                params("evaluate"),
-            )
+            run_post_hoc(out, full, task, seed)
     finally:
         torch.set_num_threads(threads)
     return out

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import REPO, run_small_pipeline, small_localization_inputs
+from conftest import REPO, run_post_hoc, run_small_pipeline, small_localization_inputs
 
 from barloc import extra_heads
 from barloc.artifacts import ModelMeta
@@ -80,8 +80,6 @@ def test_membrane_head_needs_a_multilabel_task_and_flags():
 
 
 def test_pipeline_writes_membrane_logits_calibration_and_separate_metrics(tmp_path):
-    from barloc.steps import calibrate, evaluate, prior_shift
-
     cfg = small_localization_inputs(tmp_path / "inputs")
     cfg |= {
         "membrane_head": True,
@@ -102,26 +100,7 @@ def test_pipeline_writes_membrane_logits_calibration_and_separate_metrics(tmp_pa
             "metrics.json",
         )
     }
-    full = with_defaults(cfg)
-
-    def params(rule: str) -> NS:  # as the workflow's rules pass them
-        return NS(task="localization", cfg=rule_config(full, rule), seed=11)
-
-    calibrate.run(
-        NS(meta=f["model.json"], logits=f["logits.parquet"]), NS(calibration=f["calibration.json"]), params("calibrate")
-    )
-    prior_shift.run(
-        NS(meta=f["model.json"], calibration=f["calibration.json"], logits=f["logits.parquet"]),
-        NS(priors=f["priors.json"], calls=f["calls.tsv"]),
-        params("prior_shift"),
-    )
-    evaluate.run(
-        NS(
-            meta=f["model.json"], calibration=f["calibration.json"], logits=f["logits.parquet"], priors=f["priors.json"]
-        ),
-        NS(metrics=f["metrics.json"]),
-        params("evaluate"),
-    )
+    run_post_hoc(out, cfg, "localization", 11)
 
     model, meta = load_model(f["model.ckpt"], f["model.json"])
     assert meta.extra_heads == ["membrane"] and model.extra_head.out_features == 1

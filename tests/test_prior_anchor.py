@@ -116,13 +116,11 @@ def test_vector_scaling_through_the_steps(_small_pipeline_pairs, tmp_path):
     themselves: per-class temperatures, anchored biases, then prior_shift and evaluate on them."""
     import json
     import shutil
-    from types import SimpleNamespace as NS
 
     import pandas as pd
+    from conftest import run_post_hoc
 
     from barloc.calling import split_arrays
-    from barloc.config import rule_config, with_defaults
-    from barloc.steps import calibrate, evaluate, prior_shift
 
     run, _, cfg = _small_pipeline_pairs["fish_origin"]
     shutil.copytree(run, tmp_path, dirs_exist_ok=True)
@@ -130,26 +128,7 @@ def test_vector_scaling_through_the_steps(_small_pipeline_pairs, tmp_path):
         name: str(tmp_path / name)
         for name in ("model.json", "logits.parquet", "calibration.json", "priors.json", "calls.tsv", "metrics.json")
     }
-    full = with_defaults({**cfg, "calibration": {"method": "vector"}})
-
-    def params(rule: str) -> NS:
-        return NS(task="fish_origin", cfg=rule_config(full, rule), seed=1)
-
-    calibrate.run(
-        NS(meta=f["model.json"], logits=f["logits.parquet"]), NS(calibration=f["calibration.json"]), params("calibrate")
-    )
-    prior_shift.run(
-        NS(meta=f["model.json"], calibration=f["calibration.json"], logits=f["logits.parquet"]),
-        NS(priors=f["priors.json"], calls=f["calls.tsv"]),
-        params("prior_shift"),
-    )
-    evaluate.run(
-        NS(
-            meta=f["model.json"], calibration=f["calibration.json"], logits=f["logits.parquet"], priors=f["priors.json"]
-        ),
-        NS(metrics=f["metrics.json"]),
-        params("evaluate"),
-    )
+    run_post_hoc(tmp_path, {**cfg, "calibration": {"method": "vector"}}, "fish_origin", 1)
     calib, meta = (
         json.loads((tmp_path / "calibration.json").read_text()),
         json.loads((tmp_path / "model.json").read_text()),

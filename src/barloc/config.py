@@ -22,50 +22,19 @@ from barloc.errors import InputError
 #: that barloc predict and the library fill defaults after a plain pip install too.
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
 
+#: What training reads of a task (fit also records max_length and on_long in model.json for barloc predict).
+_TRAINING = ("kind", "alphabet", "classes", "encoder", "loss", "train", "max_length", "on_long")
+
 #: Task keys each rule reads ("a.b" for one key of a block). The report rule's keys are listed
 #: too; the trainer block and the seed are passed separately where used.
 RULE_KEYS: dict[str, tuple[str, ...]] = {
     "ingest": (
-        "kind",
-        "alphabet",
-        "reference",
-        "format",
-        "labels",
-        "markers",
-        "label",
-        "basin_level",
-        "classes",
-        "min_class_size",
-        "query",
-        "query_format",
-        "max_length",
-        "on_long",
+        *("kind", "alphabet", "reference", "format", "labels", "markers", "label", "basin_level", "classes"),
+        *("min_class_size", "query", "query_format", "max_length", "on_long"),
     ),
     "split": ("split",),
-    "train": (
-        "kind",
-        "alphabet",
-        "classes",
-        "encoder",
-        "loss",
-        "train",
-        "calibration.val_scored_by",
-        "membrane_head",
-        "max_length",
-        "on_long",
-    ),
-    "ablation": (
-        "kind",
-        "alphabet",
-        "classes",
-        "encoder",
-        "loss",
-        "train",
-        "calibration.method",
-        "calibration.ece_bins",
-        "max_length",
-        "on_long",
-    ),
+    "train": (*_TRAINING, "calibration.val_scored_by", "membrane_head"),
+    "ablation": (*_TRAINING, "calibration.method", "calibration.ece_bins"),
     "predict": ("train.batch_size",),
     "calibrate": ("calibration.method", "calibration.ece_bins", "calibration.call_ratio"),
     "prior_shift": ("prior_shift", "uncertain_below"),
