@@ -24,8 +24,9 @@ log = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------- the labelled rows of a logits table
 def class_logits(df: pd.DataFrame, classes: list[str]) -> np.ndarray:
-    """The (n, classes) logit matrix of a logits table, in ``classes`` order."""
-    return df[logit_columns(classes)].to_numpy(dtype=np.float64)
+    """The (n, classes) logit matrix of a logits table, in ``classes`` order; row-major, so that
+    row-wise sums (softmax, the calibration fits) add in the same order whatever the frame's layout."""
+    return np.ascontiguousarray(df[logit_columns(classes)].to_numpy(dtype=np.float64))
 
 
 def extra_logits(df: pd.DataFrame, meta: ModelMeta) -> np.ndarray | None:
