@@ -462,7 +462,8 @@ def run(args) -> dict:
     tr = task.setdefault("train", {})
     if max_epochs:
         tr["max_epochs"] = max_epochs
-        tr["patience"] = min(int(tr.get("patience", 5)), QUICK["patience"]) if args.quick else tr.get("patience", 5)
+        if args.quick:  # the task block is checked, so patience is set (the schema's default at least)
+            tr["patience"] = min(int(tr["patience"]), QUICK["patience"])
     if args.membrane_head:
         task["membrane_head"] = True
     if args.attention_layers is not None:

@@ -11,7 +11,7 @@ import dataclasses
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -27,8 +27,7 @@ LOGIT = "logit::"
 PROB = "p::"
 #: calls.tsv's leading columns, before the ``p::`` ones and any extra head's ``{name}_prob``/``{name}_call``
 CALLS_COLUMNS = [ID, "call", "probability", "alternatives", "uncertain"]
-#: the splits a labelled record can be in; ``query`` marks the analyst's samples in logits.parquet
-SPLITS = ("train", "val", "test")
+#: ``split`` of the analyst's samples in logits.parquet (labelled records are train, val or test)
 QUERY = "query"
 
 
@@ -182,10 +181,6 @@ class _Artifact:
         write_json(self.to_dict(), path)
 
 
-def _opt(default: Any = None) -> Any:
-    return dataclasses.field(default=default)
-
-
 @dataclasses.dataclass
 class ModelMeta(_Artifact):
     """model.json: everything needed to rebuild a model and use its outputs."""
@@ -275,6 +270,21 @@ class Calibration(_Artifact):
 
 #: priors.json ``decision.code``: why the calls are, or are not, prior-corrected
 DECISION_CODES = ("applied", "not_requested", "no_query", "check_failed")
+
+
+def decision_of(priors: Mapping) -> dict:
+    """priors.json's ``decision`` ({"code": ..., figures}); for a file written before the code,
+    one read from ``applied`` (``not_applied`` when it was refused, ``{"code": None}`` when
+    nothing was recorded)."""
+    decision = priors.get("decision")
+    if isinstance(decision, Mapping) and decision.get("code"):
+        return dict(decision)
+    if priors.get("method", "none") == "none":
+        return {"code": "not_requested"}
+    if not priors.get("query_priors"):
+        return {"code": "no_query"}
+    applied = priors.get("applied")
+    return {"code": None} if applied is None else {"code": "applied" if applied else "not_applied"}
 
 
 @dataclasses.dataclass

@@ -1,7 +1,8 @@
 """The one road from logits to calls: calibrate, correct for the query's class priors, call.
 
-The workflow's prior_shift and evaluate steps, ``barloc predict``, cross-validation and the
-benchmarks all go through here, so a sample gets the same call whichever way it is scored.
+The workflow's prior_shift and evaluate steps, ``barloc predict`` and cross-validation
+(barloc.cv, which the fish benchmarks use) go through here, so a sample gets the same call
+whichever way it is scored.
 """
 
 from __future__ import annotations

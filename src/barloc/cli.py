@@ -46,6 +46,7 @@ class _Collect(logging.Handler):
 
 
 def _add_validate(parser: argparse.ArgumentParser) -> None:
+    from barloc.config import task_default
     from barloc.io import FORMATS
 
     parser.add_argument("file", help="BOLD TSV, FASTA/FASTQ (plain or gzip) or DeepLoc CSV")
@@ -60,17 +61,19 @@ def _add_validate(parser: argparse.ArgumentParser) -> None:
         choices=("dna", "protein"),
         help="default: dna for bold, protein for deeploc, else guessed from the first records",
     )
+    markers = task_default("markers")
     parser.add_argument(
         "--markers",
-        default="COI-5P",
-        help="BOLD markers to keep, comma-separated, or 'all' (default: COI-5P)",
+        default=",".join(markers) if isinstance(markers, list) else markers,
+        help="BOLD markers to keep, comma-separated, or 'all' (default: %(default)s)",
     )
     parser.add_argument(
         "--label",
-        default="ocean_basin",
-        help="BOLD only: ocean_basin (from geography, as ingest does) or a BOLD column such as species",
+        default=task_default("label"),
+        help="BOLD only: ocean_basin (from geography, as ingest does) or a BOLD column such as species "
+        "(default: %(default)s)",
     )
-    parser.add_argument("--basin-level", choices=("basin", "subbasin"), default="basin")
+    parser.add_argument("--basin-level", choices=("basin", "subbasin"), default=task_default("basin_level"))
     parser.add_argument("--geo-table", help="country/province -> basin TSV (default: the bundled one)")
 
 
@@ -198,9 +201,9 @@ def _add_predict(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--prior-strength",
         type=float,
-        default=0.0,
+        default=task_default("prior_shift")["prior_strength"],
         metavar="N",
-        help="with --estimate-priors: MAP-EM pseudo-samples at the training priors (default: 0, plain EM)",
+        help="with --estimate-priors: MAP-EM pseudo-samples at the training priors (default: %(default)s, plain EM)",
     )
     parser.add_argument(
         "--uncertain-below",

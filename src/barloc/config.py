@@ -34,7 +34,12 @@ RULE_KEYS: dict[str, tuple[str, ...]] = {
     ),
     "split": ("split",),
     "train": (*_TRAINING, "calibration.val_scored_by", "membrane_head"),
-    "ablation": (*_TRAINING, "calibration.method", "calibration.ece_bins"),
+    # ablation never refits and writes no model.json, so it reads neither train.refit nor the length limit
+    "ablation": (
+        *("kind", "alphabet", "classes", "encoder", "loss", "calibration.method"),
+        *(f"train.{k}" for k in ("max_epochs", "batch_size", "lr", "weight_decay", "patience", "monitor")),
+        *("train.early_stopping", "train.augment"),
+    ),
     "predict": ("train.batch_size",),
     "calibrate": ("calibration.method", "calibration.ece_bins", "calibration.call_ratio"),
     "prior_shift": ("prior_shift", "uncertain_below"),
@@ -143,10 +148,10 @@ def cross_checks(config: dict) -> list[str]:
         split = task.get("split", {})
         if split.get("method") == "given" and not (split.get("test_groups") and split.get("val_groups")):
             problems.append(f"{where}.split: method given needs test_groups and val_groups")
-        if split.get("method", "grouped") == "grouped":
-            n = split.get("n_folds", 5)
+        if split["method"] == "grouped":
+            n = split["n_folds"]
             for key in ("test_fold", "val_fold"):
-                if split.get(key, 0) >= n:
+                if split[key] >= n:
                     problems.append(f"{where}.split.{key}: {split[key]} is not a fold of 0..{n - 1}")
             if split.get("test_fold") == split.get("val_fold"):
                 problems.append(f"{where}.split: test_fold and val_fold must differ")
@@ -173,11 +178,16 @@ def check_config(config: dict, schema_path: str | Path = SCHEMA_PATH, source: st
     return config
 
 
-def with_defaults(task: dict) -> dict:
-    """A copy of one task block with the schema's defaults filled in, for callers that build a
-    task in code (benchmarks, tests, cross-validation) rather than from a checked config."""
+def with_defaults(task: dict, name: str = "task") -> dict:
+    """A copy of one task block with the schema's defaults filled in and the cross-field rules
+    checked, for callers that build a task in code (benchmarks, tests, cross-validation)
+    rather than from a checked config."""
     schema = load_schema()
-    return fill_defaults(copy.deepcopy(task), schema["$defs"]["task"], schema)
+    filled = fill_defaults(copy.deepcopy(task), schema["$defs"]["task"], schema)
+    problems = cross_checks({"tasks": {name: filled}})
+    if problems:
+        raise InputError(None, "invalid task: " + " | ".join(problems))
+    return filled
 
 
 def block_defaults(block: str, values: dict | None) -> dict:
@@ -189,7 +199,8 @@ def block_defaults(block: str, values: dict | None) -> dict:
 def task_default(key: str):
     """The schema's default of one task key, nested defaults filled in (e.g. the whole
     ``prior_shift`` block, or ``uncertain_below``)."""
-    return with_defaults({})[key]
+    schema = load_schema()
+    return fill_defaults({}, schema["$defs"]["task"], schema)[key]
 
 
 def trainer_defaults(trainer: dict | None = None) -> dict:

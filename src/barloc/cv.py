@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 
 from barloc import soft
-from barloc.artifacts import LOGIT
-from barloc.calibrate import apply, fit_for_model
+from barloc.artifacts import LOGIT, Calibration
+from barloc.calibrate import fit_for_model
+from barloc.calling import Caller
 from barloc.config import with_defaults
 from barloc.data import EncodedDataset, group_ids, predict_logits, targets_for
 from barloc.splits import grouped_folds
@@ -70,7 +71,7 @@ def out_of_fold(
             logits[name] = predict_logits(model, ds, 256)
         yv = targets_for(labelled.loc[val_m, "label"].tolist(), classes, cfg["kind"])
         calib = fit_for_model(meta, cfg["calibration"]["method"], logits["val"], yv)
-        probs = apply(logits["test"], cfg["kind"], calib)
+        probs = Caller(meta, Calibration(**calib), 0.0).calibrate(logits["test"])
         frame = pd.DataFrame(
             {"id": labelled.loc[test_m, "id"].to_numpy(), "label": labelled.loc[test_m, "label"].to_numpy(), "fold": k}
         )

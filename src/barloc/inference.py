@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from barloc import extra_heads
-from barloc.artifacts import Calibration, ModelMeta, Priors, atomic_path
+from barloc.artifacts import Calibration, ModelMeta, Priors, atomic_path, decision_of
 from barloc.calling import Caller, correct
 from barloc.config import task_default
 from barloc.errors import InputError
@@ -260,7 +260,7 @@ def predict_file(
     uncertain_below: float | None = None,
     chunk_size: int = DEFAULT_CHUNK,
     batch_size: int = 128,
-    prior_strength: float = 0.0,
+    prior_strength: float | None = None,
     device: str = "cpu",
     progress: bool | None = None,
     seed: int = 0,
@@ -307,11 +307,13 @@ def predict_file(
         all_probs = np.concatenate(parts)
         em_extra = np.concatenate(extra_parts) if extra_parts else None
         del parts, extra_parts
-        pcfg = {**task_default("prior_shift"), "method": "em", "bootstrap": 0, "prior_strength": prior_strength}
+        pcfg = {**task_default("prior_shift"), "method": "em", "bootstrap": 0}
+        if prior_strength is not None:
+            pcfg["prior_strength"] = prior_strength
         em_probs, info = correct(kind, all_probs.astype(np.float64), train, pcfg, classes, seed)
         del all_probs
         result = PredictResult(0, 0, "em", classes, np.asarray(info["query_priors"]), bool(info.get("converged")))
-        if pred.priors_info and pred.priors_info.decision.get("code") == "check_failed":
+        if pred.priors_info and decision_of(pred.priors_info.to_dict())["code"] in ("check_failed", "not_applied"):
             log.warning("the workflow did not apply EM prior correction for this model: %s", pred.priors_info.reason)
     elif target is not None:
         result = PredictResult(0, 0, "known", classes, target)

@@ -21,6 +21,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from barloc import artifacts
+from barloc.config import task_default
 from barloc.errors import InputError
 from barloc.metrics import COVERAGE_CUTOFFS, coverage_at
 from barloc.report import plots
@@ -33,14 +34,7 @@ STYLESHEET = "style.css"
 MAX_CALL_ROWS = 5000
 
 #: The nouns of a task's ``nouns`` setting; a page rendered without settings says these.
-GENERIC_NOUNS = {
-    "sample": "sample",
-    "samples": "samples",
-    "class": "class",
-    "classes": "classes",
-    "group": "group",
-    "groups": "groups",
-}
+GENERIC_NOUNS: dict[str, str] = task_default("nouns")  # the schema's: sample(s), class(es), group(s)
 
 
 def task_words(name: str, settings: Mapping | None = None) -> dict[str, str]:
@@ -531,20 +525,6 @@ def _calibration_section(cal: dict | None, kind: str, classes: list[str], path: 
     }
 
 
-def _decision(pri: Mapping) -> dict:
-    """priors.json's ``decision`` ({"code": ..., figures}); for a file written before the code,
-    one read from ``applied`` and ``reason`` (no code at all: ``{"code": None}``)."""
-    decision = pri.get("decision")
-    if isinstance(decision, Mapping) and decision.get("code"):
-        return dict(decision)
-    if pri.get("method", "none") == "none":
-        return {"code": "not_requested"}
-    if not pri.get("query_priors"):
-        return {"code": "no_query"}
-    applied = pri.get("applied")
-    return {"code": None} if applied is None else {"code": "applied" if applied else "not_applied"}
-
-
 def _not_applied_why(decision: Mapping, method: str, reason: Any) -> str:
     """Why the calls are not prior-corrected, in the page's words; for a code the page does not
     know (or a file from before the codes), priors.json's own sentence."""
@@ -566,7 +546,7 @@ def _priors_section(pri: dict | None, kind: str, classes: list[str], words: dict
     names = pri.get("classes") or classes
     train = pri.get("train_priors") or []
     query = pri.get("query_priors") or []
-    decision = _decision(pri)
+    decision = artifacts.decision_of(pri)
     code = decision["code"]
     out: dict[str, Any] = {
         "state": "ok",

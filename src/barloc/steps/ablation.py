@@ -19,7 +19,7 @@ import pandas as pd
 from barloc import metrics, soft
 from barloc.artifacts import present_columns, write_json
 from barloc.calibrate import apply, fit_for_model
-from barloc.config import with_defaults
+from barloc.config import block_defaults, with_defaults
 from barloc.data import EncodedDataset, group_ids, predict_logits
 from barloc.training import fit
 
@@ -32,14 +32,13 @@ VARIANTS = ("cross_entropy", "class_weights", "focal")
 def variant_losses(loss: dict) -> dict[str, dict]:
     """The three losses, built from the task's own settings: its class-weight scheme (inverse
     when it has none) and its focal gamma (2 when unset)."""
-    scheme = loss.get("class_weights", "none")
-    base = {"label_smoothing": float(loss.get("label_smoothing", 0.0))}
-    if "beta" in loss:
-        base["beta"] = loss["beta"]
+    loss = block_defaults("loss", loss)
+    scheme = loss["class_weights"]
+    base = {"label_smoothing": float(loss["label_smoothing"]), "beta": loss["beta"]}
     return {
         "cross_entropy": {**base, "type": "cross_entropy", "class_weights": "none"},
         "class_weights": {**base, "type": "cross_entropy", "class_weights": scheme if scheme != "none" else "inverse"},
-        "focal": {**base, "type": "focal", "gamma": float(loss.get("gamma", 2.0)), "class_weights": "none"},
+        "focal": {**base, "type": "focal", "gamma": float(loss["gamma"]), "class_weights": "none"},
     }
 
 

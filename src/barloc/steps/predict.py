@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from barloc import soft
-from barloc.artifacts import GROUP, ID, LABEL, QUERY, ROLE, SEQUENCE, SPLIT, atomic_path, present_columns
+from barloc.artifacts import GROUP, ID, LABEL, QUERY, ROLE, SEQUENCE, SPLIT, present_columns, write_parquet
 from barloc.errors import InputError
 from barloc.modelio import load_model
 from barloc.scoring import score_frame
@@ -34,5 +34,4 @@ def run(inputs, outputs, params, threads: int = 1) -> None:
     out = pd.concat([score_frame(model, meta, data[~val], batch_size), held], ignore_index=True)
     order = np.concatenate([np.flatnonzero(~val), np.flatnonzero(val)])
     out = out.iloc[np.argsort(order, kind="stable")].reset_index(drop=True)
-    with atomic_path(outputs.logits) as tmp:
-        out.to_parquet(tmp, index=False)
+    write_parquet(out, outputs.logits)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 import barloc
-from barloc.artifacts import ROLE, read_json
+from barloc.artifacts import ROLE, parquet_meta, read_json
 from barloc.report import build_report
 from barloc.runtime import sha256
 
@@ -48,14 +48,18 @@ def run_info(tasks: Mapping[str, Mapping], task_dirs: Mapping[str, Path], workdi
     inputs = []
     for task, tdir in task_dirs.items():
         paths = tasks[task].get("inputs") or {}
-        roles = pd.read_parquet(tdir / "records.parquet", columns=[ROLE])[ROLE].value_counts()
+        records = tdir / "records.parquet"
+        roles = pd.read_parquet(records, columns=[ROLE])[ROLE].value_counts()
+        # The checksums ingest took of the bytes it read: what the models were trained on,
+        # even if a file has changed since.
+        read = parquet_meta(records).get("inputs", {})
         for key, role in INPUT_ROLES:
             if paths.get(key):
                 inputs.append(
                     {
                         "task": task,
                         "path": paths[key],
-                        "sha256": sha256(paths[key]),
+                        "sha256": read.get(str(paths[key])) or sha256(paths[key]),
                         "records": int(roles.get(role, 0)) if role else None,
                     }
                 )

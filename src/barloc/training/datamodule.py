@@ -13,7 +13,6 @@ from torch.utils.data import DataLoader
 from barloc import extra_heads, soft
 from barloc.augment import augment_records
 from barloc.data import EncodedDataset, group_ids, group_keys, loader
-from barloc.errors import InputError
 
 
 def task_classes(labels: pd.Series, cfg: dict, soft_cells=None) -> list[str]:
@@ -60,13 +59,7 @@ class SequenceDataModule(L.LightningDataModule):
         train, val = self.train_records, self.val_records
         if self.extra:
             extra_heads.check_columns(pd.concat([train, val]), self.extra, "the training records")
-        if self.nearest:
-            if self.kind != "multiclass" or self.alphabet != "dna":
-                raise InputError(
-                    None,
-                    "encoder type 'nearest' compares DNA k-mer profiles for a softmax head: "
-                    "it needs kind: multiclass and alphabet: dna",
-                )
+        if self.nearest:  # a DNA multiclass task: barloc.config.cross_checks saw to that
             self._labelled = pd.concat([train, val], ignore_index=True)
             self._refs = soft.hard_mask(self._labelled)
             self.reference_groups = list(dict.fromkeys(group_keys(self._labelled[self._refs])))
