@@ -136,3 +136,33 @@ def test_kmer_standardizer_is_fitted_and_saved(tmp_path):
     save_model(m, md, tmp_path / "m.ckpt", tmp_path / "m.json")
     m2, _ = load_model(tmp_path / "m.ckpt", tmp_path / "m.json")
     assert torch.equal(m2.encoder.inv_std, m.encoder.inv_std)
+
+
+def test_training_logs_one_line_an_epoch_without_lightning_noise(caplog, capsys):
+    """A rule's log (stderr not a terminal) gets one line an epoch with losses, the metric, the
+    epoch's seconds and the time left; no tip banners or deprecation warnings."""
+    import logging
+
+    import numpy as np
+    import pandas as pd
+
+    from barloc.training import fit
+
+    rng = np.random.default_rng(0)
+    seqs = ["".join(rng.choice(list("ACGT"), 90)) for _ in range(60)]
+    df = pd.DataFrame({"id": [f"r{i}" for i in range(60)], "sequence": seqs, "label": rng.choice(["A", "B"], 60)})
+    cfg = {
+        "kind": "multiclass",
+        "alphabet": "dna",
+        "encoder": {"type": "kmer", "k": 3, "hidden": 4},
+        "train": {"max_epochs": 3, "patience": 10},
+    }
+    with caplog.at_level(logging.INFO):
+        fit(df.iloc[:45], df.iloc[45:], cfg, {"accelerator": "cpu"}, 1, "t")
+    lines = [r.getMessage() for r in caplog.records if r.name == "barloc.training"]
+    assert len(lines) == 3 and lines[0].startswith("epoch 1/3, train loss ")
+    assert "val loss" in lines[0] and "balanced_accuracy" in lines[0] and "left" in lines[0]
+    assert "left" not in lines[-1]
+    out = capsys.readouterr()
+    assert not any("Tip:" in r.getMessage() for r in caplog.records)
+    assert "LeafSpec" not in out.err + out.out

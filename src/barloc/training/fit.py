@@ -103,7 +103,9 @@ def fit(
         cbs = [*chooser, history, *callbacks]
         if checkpoint_dir is not None:
             cbs += resume_callbacks(ckdir, history)
-        trainer = make_trainer(settings, cbs, epochs if refit else int(tr["max_epochs"]), not refit, tmpdir)
+        trainer = make_trainer(
+            settings, cbs, epochs if refit else int(tr["max_epochs"]), not refit, tmpdir, meta.val_metric
+        )
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             # The folder holds our own fingerprint and checkpoints, which is the point.

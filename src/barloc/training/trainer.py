@@ -1,10 +1,14 @@
 """The Lightning Trainer: settings from the config's ``trainer`` block, how the kept weights
-are chosen, the History callback, and CPU threads shared between DDP processes."""
+are chosen, the History and progress callbacks, and CPU threads shared between DDP processes."""
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 import sys
+import time
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -29,6 +33,63 @@ class History(Callback):
             {"epoch": trainer.current_epoch}
             | {k: float(m[k]) if k in m else float("nan") for k in ("train_loss", "val_loss", "val_metric")}
         )
+
+
+class EpochLog(Callback):
+    """One log line an epoch, for a rule's log file (where a progress bar would be noise):
+    the epoch, its losses and validation metric, its seconds, and the time left if training
+    runs to ``max_epochs`` (early stopping may end it sooner)."""
+
+    def __init__(self, metric_name: str | None = None, log: logging.Logger | None = None) -> None:
+        self.metric_name = metric_name or "val_metric"
+        self._log = log or logging.getLogger("barloc.training")
+        self._start = self._epoch_start = 0.0
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start = time.monotonic()
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._epoch_start = time.monotonic()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        now, m = time.monotonic(), trainer.callback_metrics
+        done, total = trainer.current_epoch + 1, trainer.max_epochs or 0
+        parts = [f"epoch {done}/{total}"]
+        for key, name in (("train_loss", "train loss"), ("val_loss", "val loss"), ("val_metric", self.metric_name)):
+            if key in m and math.isfinite(float(m[key])):
+                parts.append(f"{name} {float(m[key]):.4f}")
+        parts.append(f"{now - self._epoch_start:.1f} s")
+        if total > done:
+            left = (now - self._start) / done * (total - done)
+            parts.append(f"at most {_duration(left)} left")
+        self._log.info(", ".join(parts))
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+class _DropTips(logging.Filter):
+    """Lightning's advertising lines ("💡 Tip: ...") say nothing about the run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip:" not in record.getMessage()
+
+
+def quiet_lightning() -> None:
+    """Keep Lightning's tip banners and a deprecation warning from its own internals
+    (torch's LeafSpec, raised inside lightning.pytorch.utilities._pytree) out of the logs."""
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropTips) for f in logger.filters):
+            logger.addFilter(_DropTips())
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
 def trainer_settings(tcfg: dict) -> dict:
@@ -120,17 +181,25 @@ def monitor_mode(monitor: str) -> str:
 
 
 def make_trainer(
-    settings: dict, callbacks: list[Callback], max_epochs: int, validate: bool, root_dir: str | Path
+    settings: dict,
+    callbacks: list[Callback],
+    max_epochs: int,
+    validate: bool,
+    root_dir: str | Path,
+    metric_name: str | None = None,
 ) -> L.Trainer:
     """A deterministic Trainer without a logger (History keeps the curves); ``validate=False``
-    runs no validation (a refit)."""
+    runs no validation (a refit). Progress: a bar on a terminal, else one log line an epoch
+    (:class:`EpochLog`, naming the validation metric ``metric_name``)."""
+    quiet_lightning()
+    bar = sys.stderr.isatty()
     return L.Trainer(
         max_epochs=max_epochs,
         limit_val_batches=None if validate else 0,
-        callbacks=callbacks,
+        callbacks=[*callbacks, *(() if bar else (EpochLog(metric_name),))],
         logger=False,
         deterministic=True,
-        enable_progress_bar=sys.stderr.isatty(),
+        enable_progress_bar=bar,
         enable_model_summary=False,
         default_root_dir=str(root_dir),
         **settings,
