@@ -8,6 +8,7 @@ from types import SimpleNamespace as NS
 import pandas as pd
 import pytest
 
+from barloc.config import rule_config, with_defaults
 from barloc.errors import InputError
 from barloc.steps import ingest
 
@@ -35,7 +36,7 @@ def task(tmp_path, fasta: bytes | str = GOOD_FASTA, labels: str = GOOD_LABELS, g
 
 def run(tmp_path, cfg: dict):
     out = tmp_path / "results" / "records.parquet"
-    ingest.run(NS(), NS(records=str(out)), NS(task="t", cfg=cfg))
+    ingest.run(NS(), NS(records=str(out)), NS(task="t", cfg=rule_config(with_defaults(cfg), "ingest")))
     return out
 
 
@@ -253,7 +254,7 @@ def test_the_atomic_write_check_catches_a_direct_write():
 def test_every_step_writes_only_through_atomic_path():
     """Each output-writing call in src/barloc/steps/*.py targets a path bound by
     ``with atomic_path(...) as tmp``; everything else goes through a helper that does
-    (runtime.write_json / write_parquet, modelio.save_model, report.build_report)."""
+    (artifacts.write_json / write_parquet / write_tsv, modelio.save_model, report.build_report)."""
     from pathlib import Path
 
     steps = Path(__file__).resolve().parents[1] / "src" / "barloc" / "steps"

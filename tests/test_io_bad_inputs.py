@@ -28,6 +28,8 @@ from types import SimpleNamespace as NS
 import pytest
 import yaml
 
+from barloc.config import rule_config, with_defaults
+
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "bad-inputs.md"
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -382,7 +384,7 @@ def _ingest(cfg: dict) -> tuple[int, str, str]:
         threads=torch.get_num_threads(),
         input=NS(),
         output=NS(records="results/records.parquet"),
-        params=NS(task="fish_origin", cfg=cfg, geo_table=None),
+        params=NS(task="fish_origin", cfg=rule_config(with_defaults(cfg), "ingest")),
     )
     collect = _Warnings()
     logging.getLogger("barloc").addHandler(collect)
@@ -533,9 +535,10 @@ def test_workflow_script_exits_2_with_one_line(tmp_path):
     script = REPO / "workflow" / "scripts" / "ingest.py"
     code = (
         "import runpy, sys, json; from types import SimpleNamespace as NS\n"
-        "cfg = json.loads(sys.argv[1])\n"
+        "from barloc.config import rule_config, with_defaults\n"
+        "cfg = rule_config(with_defaults(json.loads(sys.argv[1])), 'ingest')\n"
         "smk = NS(log=['ingest.log'], threads=1, input=NS(), output=NS(records='results/records.parquet'),\n"
-        "         params=NS(task='t', cfg=cfg, geo_table=None))\n"
+        "         params=NS(task='t', cfg=cfg))\n"
         "runpy.run_path(sys.argv[2], init_globals={'snakemake': smk})\n"
     )
     import json

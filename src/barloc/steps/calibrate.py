@@ -7,7 +7,7 @@ import pandas as pd
 
 from barloc import calibrate as cal
 from barloc import extra_heads
-from barloc.artifacts import Calibration, ModelMeta
+from barloc.artifacts import Calibration, ModelMeta, write_json
 from barloc.calling import split_arrays
 from barloc.metrics import fit_calls
 
@@ -42,4 +42,4 @@ def run(inputs, outputs, params, threads: int = 1) -> None:
         out.thresholds, out.call_ratio = rule["thresholds"], rule["call_ratio"]
     if meta.heads:  # e.g. the membrane flag: its own Platt scaling and threshold
         out.extra_heads = extra_heads.fit_calibration(df, meta.heads)
-    out.save(outputs.calibration)
+    write_json(out, outputs.calibration)

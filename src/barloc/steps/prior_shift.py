@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from barloc.artifacts import ID, QUERY, SPLIT, Calibration, ModelMeta, Priors, write_tsv
+from barloc.artifacts import ID, QUERY, SPLIT, Calibration, ModelMeta, Priors, write_json, write_tsv
 from barloc.calibrate import nll_of
 from barloc.calling import Caller, class_logits, correct, extra_logits, split_arrays
 
@@ -78,5 +78,5 @@ def run(inputs, outputs, params, threads: int = 1) -> None:
     )
     calls = caller.calls(df.loc[q, ID], corrected if applied else calibrated, extra_logits(df.loc[q], meta))
     log.info("%d query calls, %d uncertain", len(calls), int(calls["uncertain"].sum()))
-    priors.save(outputs.priors)
+    write_json(priors, outputs.priors)
     write_tsv(calls, outputs.calls)
