@@ -166,3 +166,55 @@ def test_training_logs_one_line_an_epoch_without_lightning_noise(caplog, capsys)
     out = capsys.readouterr()
     assert not any("Tip:" in r.getMessage() for r in caplog.records)
     assert "LeafSpec" not in out.err + out.out
+
+
+def test_composition_features_are_the_floors():
+    """The CNN's composition input: whole-sequence, N- and C-terminal residue shares and
+    dipeptide shares, as counted by hand; ambiguity codes and padding count for nothing."""
+    import numpy as np
+    import torch
+
+    from barloc.encode import PROTEIN_TOKENS, tokenize
+    from barloc.models.encoders import Composition
+
+    seqs = ["MKKLAXAG", "MA"]
+    tokens = torch.nn.utils.rnn.pad_sequence([torch.from_numpy(t) for t in tokenize(seqs, "protein")], batch_first=True)
+    comp = Composition(20, terminal=3)
+    got = comp.features(tokens).numpy()
+    aa = PROTEIN_TOKENS[:20]
+
+    def shares(text: str) -> np.ndarray:
+        v = np.array([text.count(a) for a in aa], dtype=float)
+        return v / max(v.sum(), 1)
+
+    for row, s in zip(got, seqs):
+        np.testing.assert_allclose(row[:20], shares(s), atol=1e-6)
+        np.testing.assert_allclose(row[20:40], shares(s[:3]), atol=1e-6)
+        np.testing.assert_allclose(row[40:60], shares(s[-3:]), atol=1e-6)
+        pairs = [s[i : i + 2] for i in range(len(s) - 1) if "X" not in s[i : i + 2]]
+        di = np.zeros(400)
+        for p in pairs:
+            di[aa.index(p[0]) * 20 + aa.index(p[1])] += 1
+        np.testing.assert_allclose(row[60:], di / max(di.sum(), 1), atol=1e-6)
+    comp.train()
+    assert comp(tokens[:1]).shape == (1, 460)  # a batch of one uses the running statistics
+
+
+def test_cnn_with_composition_trains_and_round_trips(tmp_path):
+    from barloc.artifacts import ModelMeta
+    from barloc.modelio import build_model, load_model, save_model
+
+    meta = ModelMeta(
+        kind="multilabel",
+        classes=["a", "b"],
+        alphabet="protein",
+        train_priors=[0.5, 0.5],
+        train_counts=[5, 5],
+        n_train=10,
+        encoder={"type": "cnn", "embed_dim": 4, "channels": 4, "kernel_sizes": [3], "composition": True},
+    )
+    model = build_model(meta)
+    assert model.encoder.out_dim == 2 * 4 + 460
+    save_model(model, meta, tmp_path / "m.ckpt", tmp_path / "m.json")
+    loaded, _ = load_model(tmp_path / "m.ckpt", tmp_path / "m.json")
+    assert loaded.encoder.composition is not None

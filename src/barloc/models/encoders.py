@@ -153,6 +153,55 @@ class SelfAttentionBlock(nn.Module):
         return x + self.drop(self.ff(self.norm2(x)))
 
 
+class Composition(nn.Module):
+    """Residue composition of the whole sequence, of its first and last ``terminal`` residues,
+    and its dipeptide frequencies, batch-normalised: the composition floor's features, computed
+    from the tokens inside the network so the head sees them beside the learnt encoding.
+    Targeting signals (transit peptides, signal peptides, C-terminal motifs) show as terminal
+    composition that pooled convolutions can miss. Letters are the first ``letters`` tokens
+    (the 20 standard amino acids, or A/C/G/T); ambiguity codes count for nothing."""
+
+    def __init__(self, letters: int, terminal: int = 50) -> None:
+        super().__init__()
+        self.letters, self.terminal = letters, terminal
+        self.out_dim = 3 * letters + letters * letters
+        self.norm = nn.BatchNorm1d(self.out_dim)
+
+    def features(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, out_dim) shares before normalisation; ``tokens`` padded with 0 at the end."""
+        n = self.letters
+        valid = (tokens >= 1) & (tokens <= n)
+        idx = torch.where(valid, tokens - 1, torch.zeros_like(tokens))
+        onehot = F.one_hot(idx, n).float() * valid[..., None]  # (B, L, n)
+        length = (tokens > 0).sum(1, keepdim=True)  # padding sits at the end
+        pos = torch.arange(tokens.shape[1], device=tokens.device)[None, :]
+
+        def share(rows: torch.Tensor) -> torch.Tensor:
+            counts = (onehot * rows[..., None]).sum(1)
+            return counts / counts.sum(1, keepdim=True).clamp_min(1.0)
+
+        pairs = valid[:, :-1] & valid[:, 1:]
+        di = torch.zeros(tokens.shape[0], n * n, device=tokens.device)
+        di.scatter_add_(1, idx[:, :-1] * n + idx[:, 1:], pairs.float())
+        di = di / di.sum(1, keepdim=True).clamp_min(1.0)
+        return torch.cat([share(valid), share(pos < self.terminal), share(pos >= length - self.terminal), di], 1)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.features(tokens)
+        # A batch of one (the last of an epoch) cannot give batch statistics: use the running ones.
+        training = self.training and x.shape[0] > 1
+        return F.batch_norm(
+            x,
+            self.norm.running_mean,
+            self.norm.running_var,
+            self.norm.weight,
+            self.norm.bias,
+            training,
+            self.norm.momentum,
+            self.norm.eps,
+        )
+
+
 class ConvEncoder(nn.Module):
     """Embedding, parallel convolutions of several widths, then masked pooling.
 
@@ -174,6 +223,7 @@ class ConvEncoder(nn.Module):
         dropout: float = 0.25,
         attention_layers: int = 0,
         attention_heads: int = 4,
+        composition: bool = False,
     ) -> None:
         super().__init__()
         if alphabet == "dna":
@@ -190,7 +240,8 @@ class ConvEncoder(nn.Module):
         self.mix = nn.Conv1d(width, width, 1)
         self.attn = nn.Conv1d(width, width, 1)
         self.drop = nn.Dropout(dropout)
-        self.out_dim = 2 * width
+        self.composition = Composition(4 if alphabet == "dna" else 20) if composition else None
+        self.out_dim = 2 * width + (self.composition.out_dim if composition else 0)
 
     def forward(self, batch: dict) -> torch.Tensor:
         tokens = batch["tokens"]  # (B, L), 0 = padding
@@ -207,7 +258,8 @@ class ConvEncoder(nn.Module):
         scores = self.attn(x).masked_fill(~mask[:, None, :], float("-inf"))
         attended = (torch.softmax(scores, dim=-1) * values).sum(-1)
         maxed = values.masked_fill(~mask[:, None, :], float("-inf")).amax(-1)
-        return torch.cat([attended, maxed], dim=1)
+        parts = [attended, maxed] + ([self.composition(tokens)] if self.composition is not None else [])
+        return torch.cat(parts, dim=1)
 
 
 def build_encoder(
@@ -230,6 +282,7 @@ def build_encoder(
             cfg["dropout"],
             cfg["attention_layers"],
             cfg["attention_heads"],
+            cfg["composition"],
         )
     raise ValueError(f"unknown encoder type {kind!r}")
 
