@@ -13,8 +13,11 @@ probabilities by the thresholds alone (DeepLoc 2.0's rule, call ratio 0).
 - ``floor``: amino-acid, dipeptide and terminal (first/last 50 residues) composition,
   standardised, one-vs-rest logistic regression; thresholds tuned on the same partition.
 - ``softmax_vs_sigmoid``: the same encoder trained with one softmax over the locations
-  (a protein's locations as a normalised target row), scored beside the sigmoid model on all
-  test proteins and on those with more than one location.
+  (a protein's locations as a normalised target row, cross-entropy), and again with one
+  sparsemax (Martins & Astudillo 2016: the same row, the sparsemax loss; exact zeros, and mass
+  can stay on several locations), scored beside the sigmoid model on all test proteins, on
+  those with one location and on those with more than one; ``sparsemax`` also counts its exact
+  zeros a protein (``mean_zero_probabilities``).
 - ``extra_heads`` (with ``--membrane-head`` or ``membrane_head: true``): the membrane/soluble
   head's MCC, accuracy and F1, calibrated and thresholded on the threshold partition.
 
@@ -27,6 +30,11 @@ Runs over subsets of partitions write files that ``--merge`` combines:
 ``--quick`` subsamples proteins per partition, caps the epochs and, unless ``--partitions`` says
 otherwise, tests partition 4 only (said so in the JSON's ``settings``): a few minutes on a 2-core
 CPU with the configured model.
+
+``--cpu-full`` is the CPU headline: every protein of the data (no subsampling), test partition 4
+only, on the CPU with 2 threads unless ``--threads``, the floor in the same run; it writes
+``benchmarks/results/localization_cpu_full.json`` unless ``--out`` says otherwise. The GPU
+protocol (all five test partitions) is the default run.
 """
 
 from __future__ import annotations
@@ -55,7 +63,7 @@ from barloc import extra_heads
 from barloc.calibrate import apply, fit_for_model, softmax_probs
 from barloc.config import check_config
 from barloc.data import EncodedDataset, predict_logits, targets_for
-from barloc.losses import softmax_cross_entropy
+from barloc.losses import softmax_cross_entropy, sparsemax_loss, sparsemax_probs
 from barloc.metrics import fit_calls, multilabel_metrics, per_label_mcc, predict_multilabel
 from barloc.records import limit_length, load_reference
 from barloc.runtime import sha256, versions
@@ -66,6 +74,8 @@ N_PARTITIONS = 5
 AMINO = "ACDEFGHIKLMNPQRSTVWY"
 TERMINAL = 50
 QUICK = {"per_partition": 400, "max_epochs": 4, "patience": 2, "partitions": ["4"]}
+#: The CPU headline: full data, one test partition, the floor in the same run.
+CPU_FULL = {"partitions": ["4"], "threads": 2, "out": REPO / "benchmarks/results/localization_cpu_full.json"}
 #: Proteins of the test partition (never subsampled) that time prediction, after a warm-up pass.
 SPEED_PROTEINS = 2000
 log = logging.getLogger("localization")
@@ -141,6 +151,33 @@ class SoftmaxTargets(Callback):
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         pl_module.loss_fn = lambda x, y: softmax_cross_entropy(x, y / y.sum(-1, keepdim=True).clamp_min(1.0))
+
+
+class SparsemaxTargets(Callback):
+    """Train the location head as one sparsemax: the same normalised target row as
+    :class:`SoftmaxTargets`, :func:`barloc.losses.sparsemax_loss` (gradient sparsemax(z) - y) as
+    the loss. A row without locations carries no target and is left out of the mean (softmax's
+    cross-entropy gives it zero loss; sparsemax's would push every logit down)."""
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        pl_module.loss_fn = _sparsemax_rows_loss
+
+
+def _sparsemax_rows_loss(x, y):
+    total = y.sum(-1, keepdim=True)
+    keep = total.squeeze(-1) > 0
+    if not bool(keep.any()):
+        return (x * 0.0).sum()
+    return sparsemax_loss(x[keep], y[keep] / total[keep])
+
+
+def sparsity(probs: np.ndarray) -> dict:
+    """Exact zeros a protein (mean) and the share of proteins with mass on several locations."""
+    zero = probs == 0.0
+    return {
+        "mean_zero_probabilities": float(zero.sum(axis=1).mean()) if len(probs) else float("nan"),
+        "share_several_nonzero": float(((~zero).sum(axis=1) > 1).mean()) if len(probs) else float("nan"),
+    }
 
 
 def scores(probs: np.ndarray, Y: np.ndarray, rule: dict, classes: list[str]) -> dict:
@@ -244,24 +281,35 @@ def run_partition(
         **prediction_speed(model, speed_seqs, enc, predict_batch, device),
     }
 
-    # the same encoder with a softmax head
+    # the same encoder with one softmax, and with one sparsemax, over the locations
     if softmax:
         stask = copy.deepcopy(task)
         stask.setdefault("train", {})["monitor"] = "val_loss"
-        smodel, smeta, _ = fit(tr, va, stask, trainer, pseed, f"partition{test}-softmax", callbacks=(SoftmaxTargets(),))
-        sv = softmax_probs(
-            predict_logits(smodel, EncodedDataset(va["sequence"].tolist(), enc, "protein"), predict_batch, device)
-        )
-        st = softmax_probs(
-            predict_logits(smodel, EncodedDataset(te["sequence"].tolist(), enc, "protein"), predict_batch, device)
-        )
-        srule = fit_calls(sv, Yv, call_ratio)
+        heads = {}
+        for name, callback, to_probs in (
+            ("softmax", SoftmaxTargets(), softmax_probs),
+            ("sparsemax", SparsemaxTargets(), sparsemax_probs),
+        ):
+            hmodel, hmeta, _ = fit(tr, va, stask, trainer, pseed, f"partition{test}-{name}", callbacks=(callback,))
+            hv, ht = (
+                to_probs(
+                    predict_logits(
+                        hmodel, EncodedDataset(d["sequence"].tolist(), enc, "protein"), predict_batch, device
+                    )
+                )
+                for d in (va, te)
+            )
+            heads[name] = (ht, fit_calls(hv, Yv, call_ratio), hmeta.train_seconds)
         multi = Yt.sum(axis=1) > 1
-        out["softmax_vs_sigmoid"] = {
-            subset: {"sigmoid": scores(pt[m], Yt[m], rule, classes), "softmax": scores(st[m], Yt[m], srule, classes)}
-            for subset, m in (("all", np.ones(len(Yt), bool)), ("multi_location", multi), ("single_location", ~multi))
-        }
-        out["softmax_vs_sigmoid"]["softmax_train_seconds"] = smeta.train_seconds
+        svs: dict = {}
+        for subset, m in (("all", np.ones(len(Yt), bool)), ("multi_location", multi), ("single_location", ~multi)):
+            svs[subset] = {"sigmoid": scores(pt[m], Yt[m], rule, classes)}
+            for name, (ht, hrule, _) in heads.items():
+                svs[subset][name] = scores(ht[m], Yt[m], hrule, classes)
+            svs[subset]["sparsemax"] |= sparsity(heads["sparsemax"][0][m])
+        for name, (_, _, secs) in heads.items():
+            svs[f"{name}_train_seconds"] = secs
+        out["softmax_vs_sigmoid"] = svs
     return out
 
 
@@ -306,16 +354,30 @@ def summarise(result: dict) -> dict:
     result["locations_below_floor_mcc"] = below
     if all("softmax_vs_sigmoid" in p for p in parts):
         svs: dict = {}
+        # files written before the sparsemax head have sigmoid and softmax only
+        heads = [
+            h for h in ("sigmoid", "softmax", "sparsemax") if all(h in p["softmax_vs_sigmoid"]["all"] for p in parts)
+        ]
         for subset in ("all", "multi_location", "single_location"):
-            svs[subset] = {
-                head: _mean_scores([p["softmax_vs_sigmoid"][subset][head] for p in parts])
-                for head in ("sigmoid", "softmax")
-            }
+            rows = [p["softmax_vs_sigmoid"][subset] for p in parts]
+            svs[subset] = {head: _mean_scores([r[head] for r in rows]) for head in heads}
+            if "sparsemax" in heads:
+                for key in ("mean_zero_probabilities", "share_several_nonzero"):
+                    svs[subset]["sparsemax"][key] = round(float(np.mean([r["sparsemax"][key] for r in rows])), 3)
+        for head in heads[1:]:
+            if all(f"{head}_train_seconds" in p["softmax_vs_sigmoid"] for p in parts):
+                svs[f"{head}_train_seconds"] = round(
+                    sum(p["softmax_vs_sigmoid"][f"{head}_train_seconds"] for p in parts), 1
+                )
         svs["note"] = (
             "same encoder, data and partitions; sigmoid: BCE per location (barloc); softmax: one "
-            "cross-entropy over locations against the normalised location row. Both are called by "
-            "the configured rule (per-location MCC thresholds and call ratio) fitted on the "
-            "threshold partition."
+            "cross-entropy over locations against the normalised location row; sparsemax: the "
+            "sparsemax loss (Martins & Astudillo 2016) against the same row, probabilities by "
+            "sparsemax, so exact zeros (mean_zero_probabilities: exact zeros a protein, of "
+            f"{len(result['settings']['classes'])}; share_several_nonzero: proteins with mass on more "
+            "than one location). Each is called by the configured rule (per-location MCC thresholds "
+            "and call ratio) fitted on the threshold partition; softmax and sparsemax probabilities "
+            "are not calibrated."
         )
         result["softmax_vs_sigmoid"] = svs
     else:
@@ -340,7 +402,7 @@ def summarise(result: dict) -> dict:
         f"prediction: barloc's predict path (EncodedDataset + predict_logits, tokenising included) on up to "
         f"{SPEED_PROTEINS} proteins of each test partition of the full data, clipped to encoder.max_len, batch "
         f"{result['settings']['predict_batch']}, after a warm-up batch; training: protein-epochs per second of fit(), "
-        "validation passes and Lightning overhead included; the softmax model's training is not counted"
+        "validation passes and Lightning overhead included; the softmax and sparsemax models' training is not counted"
     )
     return result
 
@@ -371,16 +433,29 @@ def merge(files: list[Path]) -> dict:
     return summarise(out)
 
 
-def main(argv: list[str] | None = None) -> dict:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, with ``--cpu-full``'s preset applied (device, partition, threads, out)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument(
+        "--out",
+        type=Path,
+        help="result JSON (required, but for --cpu-full: default benchmarks/results/localization_cpu_full.json)",
+    )
     ap.add_argument(
         "--config",
         type=Path,
         default=REPO / "config/full.yaml",
         help="the task's encoder, loss, training and calibration settings (default config/full.yaml)",
     )
-    ap.add_argument("--data", type=Path, help="DeepLoc 2.0 CSV (default: the config's localization reference)")
+    ap.add_argument(
+        "--data",
+        type=Path,
+        help="DeepLoc 2.0 CSV, plain or .gz (default: the config's localization reference). The full set, "
+        "DeepLoc 2.0's SwissProt training/validation CSV (28,303 proteins, five homology partitions), is not "
+        "bundled: get it from DeepLoc 2.0's site (https://services.healthtech.dtu.dk/services/DeepLoc-2.0/, "
+        "Data) and point config/full.yaml's reference or --data at it; resources/README.md says where this "
+        "checkout keeps a copy",
+    )
     ap.add_argument("--partitions", nargs="+", help="test partitions to run (default: all five)")
     ap.add_argument(
         "--quick",
@@ -388,13 +463,24 @@ def main(argv: list[str] | None = None) -> dict:
         help=f"{QUICK['per_partition']} proteins per partition, at most {QUICK['max_epochs']} epochs, "
         f"test partition {QUICK['partitions'][0]} only unless --partitions is given",
     )
+    ap.add_argument(
+        "--cpu-full",
+        action="store_true",
+        help="the CPU headline: every protein of the data (no subsampling), test partition 4 only, on the CPU "
+        f"with {CPU_FULL['threads']} threads unless --threads, the floor in the same run; writes "
+        "benchmarks/results/localization_cpu_full.json unless --out. Hours on a 2-core CPU: about 17,000 training "
+        "proteins, up to the config's max_epochs, for the sigmoid model and again for the softmax and sparsemax "
+        "heads (--no-softmax skips those; --max-epochs caps all three)",
+    )
     ap.add_argument("--per-partition", type=int, help="subsample this many proteins per partition")
     ap.add_argument("--max-epochs", type=int)
     ap.add_argument("--attention-layers", type=int, help="override encoder.attention_layers")
     ap.add_argument(
         "--membrane-head", action="store_true", help="also train and score the membrane head (membrane_head: true)"
     )
-    ap.add_argument("--no-softmax", action="store_true", help="skip the softmax-vs-sigmoid model")
+    ap.add_argument(
+        "--no-softmax", action="store_true", help="skip the softmax and sparsemax heads (softmax_vs_sigmoid)"
+    )
     ap.add_argument(
         "--floor-only", action="store_true", help="only the composition floor (minutes on a CPU for the full set)"
     )
@@ -406,6 +492,32 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--merge", type=Path, nargs="+", help="combine these result files instead of running")
     args = ap.parse_args(argv)
+    if args.cpu_full:
+        clash = [
+            flag
+            for flag, on in (
+                ("--quick", args.quick),
+                ("--per-partition", args.per_partition is not None),
+                ("--partitions", args.partitions is not None),
+                ("--floor-only", args.floor_only),
+                ("--merge", args.merge is not None),
+                ("--device cuda", args.device == "cuda"),
+            )
+            if on
+        ]
+        if clash:
+            ap.error(f"--cpu-full is full data, test partition 4 and the floor on the CPU: not with {', '.join(clash)}")
+        args.device = "cpu"
+        args.partitions = list(CPU_FULL["partitions"])
+        args.threads = args.threads or CPU_FULL["threads"]
+        args.out = args.out or CPU_FULL["out"]
+    elif args.out is None:
+        ap.error("--out is required (it has a default with --cpu-full only)")
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     for noisy in ("lightning", "lightning.pytorch", "lightning.fabric", "barloc"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -483,6 +595,7 @@ def run(args) -> dict:
         "data_sha256": sha256(task["reference"]),
         "n_proteins": len(df),
         "quick": bool(args.quick),
+        "cpu_full": bool(getattr(args, "cpu_full", False)),
         "per_partition": per_partition,
         "max_epochs": tr.get("max_epochs"),
         "config": str(args.config),
@@ -508,6 +621,12 @@ def run(args) -> dict:
             f"QUICK RUN: {per_partition} proteins per partition, at most {tr['max_epochs']} epochs "
             f"(patience {tr['patience']}), only the test partitions in settings.partitions: a smoke test and "
             "a throughput figure, not the 5-partition protocol on the full set"
+        )
+    if settings["cpu_full"]:
+        settings["note"] = (
+            f"CPU FULL: every protein of the data ({len(df)}), at most {tr.get('max_epochs')} epochs, test "
+            f"partition {', '.join(tests)} only, on the CPU, the floor on the same proteins; the GPU protocol "
+            "tests all five partitions"
         )
     result: dict = {"settings": settings, "partitions": {}}
     if cuda:

@@ -1,5 +1,6 @@
 """benchmarks/localization.py in quick mode on tiny real data: the partition protocol, the
-composition floor, softmax versus sigmoid, and runs in pieces merged into one result."""
+composition floor, softmax and sparsemax versus sigmoid, the --cpu-full preset, and runs in
+pieces merged into one result."""
 
 from __future__ import annotations
 
@@ -88,8 +89,14 @@ def test_quick_run_in_pieces_merges_to_the_whole_protocol(tiny, tmp_path):
     p = out["partitions"]["4"]
     assert (p["threshold_partition"], p["train_partitions"], p["n_test"]) == ("0", ["1", "2", "3"], 24)
     svs = out["softmax_vs_sigmoid"]
-    assert set(svs) >= {"all", "multi_location", "single_location"}
+    assert set(svs) >= {"all", "multi_location", "single_location", "softmax_train_seconds"}
     assert svs["multi_location"]["softmax"]["mean_true_locations"] > 1
+    assert svs["sparsemax_train_seconds"] > 0
+    for subset in ("all", "multi_location", "single_location"):
+        assert set(svs[subset]) == {"sigmoid", "softmax", "sparsemax"}
+        sm = svs[subset]["sparsemax"]
+        assert 0 <= sm["mean_zero_probabilities"] < len(LOCATIONS) and 0 <= sm["share_several_nonzero"] <= 1
+        assert 0 <= sm["micro_f1"] <= 1 and set(sm["mcc"]) == set(LOCATIONS)
     assert set(out["extra_heads"]["membrane"]) == {"mcc", "accuracy", "f1"}
     assert out["partitions"]["4"]["extra_heads"]["membrane"]["n"] == 24
     assert out["device"].startswith("cpu") and out["peak_gpu_mem_gb"] is None
@@ -106,3 +113,69 @@ def test_floor_only_needs_no_training(tiny, tmp_path):
     )
     assert out["barloc"] is None and out["predict_proteins_per_second"] is None
     assert 0 <= out["floor"]["micro_f1"] <= 1 and out["partitions"]["1"]["threshold_partition"] == "2"
+
+
+def test_cpu_full_preset_arguments():
+    bench = _bench()
+    args = bench.parse_args(["--cpu-full"])
+    assert (args.device, args.partitions, args.threads) == ("cpu", ["4"], 2)
+    assert args.out == REPO / "benchmarks" / "results" / "localization_cpu_full.json"
+    assert args.per_partition is None and not args.quick and not args.floor_only
+    args = bench.parse_args(["--cpu-full", "--threads", "1", "--out", "x.json", "--data", "d.csv"])
+    assert (args.threads, str(args.out), str(args.data)) == (1, "x.json", "d.csv")
+    for clash in (
+        ["--quick"],
+        ["--per-partition", "10"],
+        ["--partitions", "3"],
+        ["--floor-only"],
+        ["--device", "cuda"],
+    ):
+        with pytest.raises(SystemExit):
+            bench.parse_args(["--cpu-full", *clash])
+    with pytest.raises(SystemExit):  # --out may be left out with --cpu-full only
+        bench.parse_args(["--quick"])
+
+
+def test_cpu_full_runs_every_protein_on_partition_4_with_the_sparsemax_head(tiny, tmp_path):
+    """The preset on the tiny set: no subsampling, test partition 4, the floor and the three heads,
+    the top-level keys the other result files carry; the default --out moved into tmp_path."""
+    where, config = tiny
+    bench = _bench()
+    bench.CPU_FULL = {**bench.CPU_FULL, "out": tmp_path / "results" / "localization_cpu_full.json"}
+    out = bench.main(["--cpu-full", "--config", str(config), "--threads", "1", "--max-epochs", "2"])
+    saved = json.loads((tmp_path / "results" / "localization_cpu_full.json").read_text())
+    for key in (
+        "barloc",
+        "floor",
+        "locations_below_floor_mcc",
+        "train_seconds",
+        "predict_proteins_per_second",
+        "softmax_vs_sigmoid",
+    ):
+        assert saved[key] is not None and key in out
+    st = saved["settings"]
+    assert st["cpu_full"] and not st["quick"] and st["per_partition"] is None and st["n_proteins"] == 120
+    assert st["partitions"] == ["4"] and saved["test_partitions"] == ["4"] and "CPU FULL" in st["note"]
+    assert saved["device"].startswith("cpu (") and "1 threads" in saved["device"]
+    p = saved["partitions"]["4"]
+    assert (p["n_train"], p["n_threshold"], p["n_test"]) == (72, 24, 24)
+    sm = p["softmax_vs_sigmoid"]["all"]["sparsemax"]
+    assert sm["n"] == 24 and 0 <= sm["mean_zero_probabilities"] < len(LOCATIONS)
+    assert saved["softmax_vs_sigmoid"]["all"]["sparsemax"]["micro_f1"] == pytest.approx(sm["micro_f1"], abs=1e-4)
+
+
+def test_sparsemax_head_loss_leaves_rows_without_locations_out():
+    import torch
+
+    from barloc.losses import sparsemax_loss
+
+    bench = _bench()
+    x = torch.tensor([[2.0, 0.0, -1.0], [0.0, 3.0, 0.0], [1.0, 1.0, 1.0]])
+    y = torch.tensor([[1.0, 1.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    loss = bench._sparsemax_rows_loss(x, y)
+    assert loss.item() == pytest.approx(
+        sparsemax_loss(x[[0, 2]], torch.tensor([[0.5, 0.5, 0.0], [0.0, 0.0, 1.0]])).item()
+    )
+    assert bench._sparsemax_rows_loss(x, torch.zeros(3, 3)).item() == 0.0
+    z = bench.sparsity(np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.0]]))
+    assert z == {"mean_zero_probabilities": 1.5, "share_several_nonzero": 0.5}

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -9,6 +10,9 @@ from barloc.losses import (
     sigmoid_focal_loss,
     softmax_cross_entropy,
     softmax_focal_loss,
+    sparsemax,
+    sparsemax_loss,
+    sparsemax_probs,
 )
 
 
@@ -66,3 +70,67 @@ def test_make_loss_dispatch():
     assert f(torch.randn(4, 2), torch.tensor([0, 1, 1, 0])).ndim == 0
     g = make_loss("multilabel", {"type": "bce"}, counts, 40)
     assert g(torch.randn(4, 2), torch.ones(4, 2)).ndim == 0
+
+
+def test_sparsemax_small_examples_by_hand():
+    # z = [1, 0]: tau = 0 (support {1}, since 1 + 2 * 0 > 1 fails), so [1, 0];
+    # z = [0.5, 0]: both in the support, tau = (0.5 - 1) / 2 = -0.25, so [0.75, 0.25];
+    # z = [1, 0.8, -1]: support {1, 2}, tau = (1.8 - 1) / 2 = 0.4, so [0.6, 0.4, 0].
+    z = torch.tensor([[1.0, 0.0], [0.5, 0.0], [0.0, 0.0]])
+    assert torch.allclose(sparsemax(z), torch.tensor([[1.0, 0.0], [0.75, 0.25], [0.5, 0.5]]))
+    assert torch.allclose(sparsemax(torch.tensor([1.0, 0.8, -1.0])), torch.tensor([0.6, 0.4, 0.0]))
+    assert np.allclose(sparsemax_probs(np.array([[0.5, 0.0]])), [[0.75, 0.25]])
+
+
+def test_sparsemax_is_a_sparse_projection_onto_the_simplex():
+    torch.manual_seed(0)
+    z = torch.randn(200, 10) * 3
+    p = sparsemax(z)
+    assert torch.allclose(p.sum(1), torch.ones(200), atol=1e-6) and (p >= 0).all()
+    assert (p == 0).any(1).float().mean() > 0.9  # exact zeros, in almost every row at this scale
+    assert ((p > 0).sum(1) > 1).any()  # and mass on several classes in some
+    # the ordering of the logits is kept (ties allowed where both are zero), argmax included
+    assert torch.equal(p.argmax(1), z.argmax(1))
+    i, j = torch.triu_indices(10, 10, 1)
+    assert ((z[:, i] > z[:, j]) <= (p[:, i] >= p[:, j])).all()
+    # shift-invariant and safe for huge logits; float16 input comes back as float32
+    assert torch.allclose(sparsemax(z + 1e4), p, atol=1e-3)
+    assert torch.isfinite(sparsemax(z * 1e30)).all()
+    assert sparsemax(z.half()).dtype == torch.float32
+    # it is the Euclidean projection: no point of the simplex nearer (random ones checked)
+    d = torch.distributions.Dirichlet(torch.ones(10)).sample((500,))
+    for row in range(5):
+        best = ((p[row] - z[row]) ** 2).sum()
+        assert (((d - z[row]) ** 2).sum(1) >= best - 1e-5).all()
+    # any dim, batched; numpy and torch agree
+    assert torch.allclose(sparsemax(z.T, dim=0), p.T)
+    assert np.allclose(sparsemax_probs(z.numpy()), p.numpy(), atol=1e-6)
+
+
+def test_sparsemax_loss_gradient_is_sparsemax_minus_target():
+    torch.manual_seed(1)
+    x = torch.randn(16, 6, dtype=torch.float64, requires_grad=True)
+    q = torch.zeros(16, 6, dtype=torch.float64)
+    q[torch.arange(16), torch.randint(0, 6, (16,))] = 0.5
+    q[torch.arange(16), torch.randint(0, 6, (16,))] += 0.5  # one or two locations a row
+    loss = sparsemax_loss(x, q)
+    loss.backward()
+    assert torch.allclose(x.grad, (sparsemax(x) - q).detach() / 16, atol=1e-12)
+    # the same gradient from finite differences of the loss value (it is C1 in the logits)
+    assert torch.autograd.gradcheck(lambda z: sparsemax_loss(z, q), (x.detach().clone().requires_grad_(),))
+
+
+def test_sparsemax_loss_is_zero_exactly_at_the_target_and_takes_class_indices():
+    q = torch.tensor([[0.5, 0.5, 0.0], [1.0, 0.0, 0.0]])
+    z = torch.tensor([[2.0, 2.0, -5.0], [3.0, 0.0, 1.5]])  # sparsemax(z) == q
+    assert torch.allclose(sparsemax(z), q)
+    assert sparsemax_loss(z, q).item() == pytest.approx(0.0, abs=1e-7)
+    assert sparsemax_loss(torch.zeros(2, 3), q).item() > 0
+    y = torch.tensor([2, 0])
+    assert torch.allclose(sparsemax_loss(z, y), sparsemax_loss(z, F.one_hot(y, 3).float()))
+    # one-hot target: the paper's form -z_k + (sum over the support of z_j^2 - tau^2) / 2 + 1/2
+    zk = torch.tensor([[0.3, -0.2, 0.6, -1.0]])
+    p = sparsemax(zk)
+    tau = (zk[0, p[0] > 0] - p[0, p[0] > 0]).mean()
+    paper = -zk[0, 1] + 0.5 * (zk[0, p[0] > 0] ** 2 - tau**2).sum() + 0.5
+    assert sparsemax_loss(zk, torch.tensor([1])).item() == pytest.approx(paper.item(), abs=1e-6)

@@ -4,6 +4,10 @@ Through a softmax, d(CE)/d(logits) = p - y. Each option here reshapes that signa
 class weights scale it per true class, label smoothing moves y off the corners so p - y
 stops pushing logits to infinity, and the focal term (1 - p_t)**gamma shrinks it for
 examples that are already right. The sigmoid versions act the same way per label.
+
+Sparsemax (Martins & Astudillo 2016) is the third probability map: the Euclidean projection of
+the logits onto the simplex. Its rows sum to 1 like softmax's but can hold exact zeros and
+leave mass on several classes; its loss has gradient sparsemax(z) - y, softmax's p - y.
 """
 
 from __future__ import annotations
@@ -102,6 +106,51 @@ def softmax_cross_entropy(
 ) -> torch.Tensor:
     """Cross-entropy against hard or soft targets, with optional class weights and smoothing."""
     return softmax_focal_loss(logits, target, 0.0, weight, label_smoothing)
+
+
+def sparsemax(logits: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Sparsemax (Martins & Astudillo 2016): argmin_p ||p - z||^2 over the probability simplex.
+
+    p_j = max(z_j - tau, 0) with tau chosen so the row sums to 1: with z sorted down, the
+    support is the k largest for the biggest k with 1 + k z_(k) > z_(1) + ... + z_(k), and
+    tau = (z_(1) + ... + z_(k) - 1) / k. Shift-invariant like softmax, so the row maximum is
+    taken off first (no overflow for large logits). Batched over every dimension but ``dim``;
+    computed in float32 at least (float64 stays float64); differentiable almost everywhere.
+    """
+    z = logits.transpose(dim, -1)
+    if not z.is_floating_point() or z.dtype in (torch.float16, torch.bfloat16):
+        z = z.float()
+    z = z - z.max(dim=-1, keepdim=True).values
+    zs = torch.sort(z, dim=-1, descending=True).values
+    k = torch.arange(1, z.shape[-1] + 1, device=z.device, dtype=z.dtype)
+    cum = zs.cumsum(-1)
+    support = 1 + k * zs > cum  # true for a prefix of the sorted row (always for k = 1)
+    k_z = support.sum(-1, keepdim=True)
+    tau = (cum.gather(-1, k_z - 1) - 1) / k_z.to(z.dtype)
+    return torch.clamp(z - tau, min=0).transpose(dim, -1)
+
+
+def sparsemax_probs(logits: np.ndarray) -> np.ndarray:
+    """:func:`sparsemax` over the rows of a numpy array, in float64 (for scoring)."""
+    with torch.no_grad():
+        return sparsemax(torch.as_tensor(np.asarray(logits, dtype=np.float64)), dim=-1).numpy()
+
+
+def sparsemax_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The sparsemax loss (Martins & Astudillo 2016, eq. 18, for probability-row targets),
+    averaged over rows.
+
+    Per row, with p = sparsemax(z) and target row q (class indices become one-hot rows):
+    L = p.z - ||p||^2 / 2 - q.z + ||q||^2 / 2, the Fenchel-Young loss of the squared norm on
+    the simplex. It is >= 0, zero exactly when p = q (so a sparse target row can be reached with
+    finite logits, unlike softmax), and its gradient is p - q: the gradient of p.z - ||p||^2 / 2
+    is p itself, so p enters as a constant and the gradient is exact, not through the sort.
+    """
+    x = logits.float() if logits.dtype != torch.float64 else logits
+    q = _soft_targets(target, x.shape[-1]).to(x.dtype)
+    p = sparsemax(x).detach()
+    per_row = (p * x).sum(-1) - 0.5 * (p * p).sum(-1) - (q * x).sum(-1) + 0.5 * (q * q).sum(-1)
+    return per_row.mean()
 
 
 def sigmoid_focal_loss(
