@@ -157,9 +157,25 @@ def test_training_logs_one_line_an_epoch_without_lightning_noise(caplog, capsys)
         "encoder": {"type": "kmer", "k": 3, "hidden": 4},
         "train": {"max_epochs": 3, "patience": 10},
     }
-    with caplog.at_level(logging.INFO):
-        fit(df.iloc[:45], df.iloc[45:], cfg, {"accelerator": "cpu"}, 1, "t")
-    lines = [r.getMessage() for r in caplog.records if r.name == "barloc.training"]
+
+    class Lines(logging.Handler):  # on the logger itself: whatever earlier tests did to the root's
+        def __init__(self) -> None:
+            super().__init__(logging.INFO)
+            self.lines: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.lines.append(record.getMessage())
+
+    got, logger = Lines(), logging.getLogger("barloc.training")
+    logger.addHandler(got)
+    level, logger.level = logger.level, logging.INFO
+    try:
+        with caplog.at_level(logging.INFO):
+            fit(df.iloc[:45], df.iloc[45:], cfg, {"accelerator": "cpu"}, 1, "t")
+    finally:
+        logger.removeHandler(got)
+        logger.setLevel(level)
+    lines = got.lines
     assert len(lines) == 3 and lines[0].startswith("epoch 1/3, train loss ")
     assert "val loss" in lines[0] and "balanced_accuracy" in lines[0] and "left" in lines[0]
     assert "left" not in lines[-1]

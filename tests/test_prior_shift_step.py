@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from barloc.calling import target_vector
+from barloc.config import rule_config, with_defaults
 from barloc.errors import InputError
 from barloc.shift import reweight
 from barloc.steps import prior_shift
@@ -61,7 +63,8 @@ def run_step(tmp_path, pcfg: dict, uncertain_below: float = 0.6):
         calibration=str(tmp_path / "calibration.json"),
     )
     outputs = SimpleNamespace(priors=str(tmp_path / "priors.json"), calls=str(tmp_path / "calls.tsv"))
-    params = SimpleNamespace(cfg={"prior_shift": pcfg, "uncertain_below": uncertain_below}, seed=7)
+    task = with_defaults({"prior_shift": pcfg, "uncertain_below": uncertain_below})
+    params = SimpleNamespace(cfg=rule_config(task, "prior_shift"), seed=7)
     prior_shift.run(inputs, outputs, params)
     return json.loads((tmp_path / "priors.json").read_text()), pd.read_csv(tmp_path / "calls.tsv", sep="\t")
 
@@ -115,7 +118,7 @@ def test_equal_target_priors_divide_by_the_training_mix(tmp_path):
         calls[[f"p::{c}" for c in CLASSES]].to_numpy(), lik / lik.sum(axis=1, keepdims=True), atol=1e-6
     )
     with pytest.raises(InputError, match="equal is for a softmax"):
-        prior_shift.target_vector("equal", CLASSES, "multilabel")
+        target_vector("equal", CLASSES, "multilabel")
 
 
 def test_known_priors_must_name_every_class(tmp_path):

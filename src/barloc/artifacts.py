@@ -189,9 +189,9 @@ class ModelMeta(_Artifact):
 
     kind: str  # multiclass | multilabel
     classes: list[str]
-    alphabet: str  # dna | protein
-    encoder: dict
     train_priors: list[float]  # class (multiclass) or label (multilabel) frequencies in training
+    alphabet: str | None = None  # dna | protein; needed to score sequences, not to call from logits
+    encoder: dict = dataclasses.field(default_factory=dict)
     train_counts: list[float] = dataclasses.field(default_factory=list)
     n_train: int = 0
     task: str = ""

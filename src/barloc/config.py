@@ -111,7 +111,8 @@ def fill_defaults(instance: Any, node: dict, root: dict) -> Any:
 
 
 def cross_checks(config: dict) -> list[str]:
-    """Rules that span several keys, which a JSON schema says poorly: one line a problem."""
+    """Rules that span several keys, which a JSON schema says poorly: one line a problem. A rule
+    whose keys a (partial) task block lacks is not checked, so a rule's share of a block passes."""
     problems = []
     for name, task in config.get("tasks", {}).items():
         kind, alphabet, fmt = task.get("kind"), task.get("alphabet"), task.get("format")
@@ -122,7 +123,7 @@ def cross_checks(config: dict) -> list[str]:
                 f"{where}.encoder.type: nearest compares DNA k-mer profiles for a softmax head: "
                 "it needs kind: multiclass and alphabet: dna"
             )
-        if task.get("membrane_head") and (kind != "multilabel" or fmt != "deeploc"):
+        if task.get("membrane_head") and (kind not in (None, "multilabel") or fmt not in (None, "deeploc")):
             problems.append(
                 f"{where}.membrane_head: needs kind: multilabel and format: deeploc (the DeepLoc CSV's Membrane column)"
             )
@@ -130,7 +131,7 @@ def cross_checks(config: dict) -> list[str]:
             problems.append(f"{where}.alphabet: a DeepLoc CSV holds proteins: set alphabet: protein")
         if fmt == "bold" and alphabet != "dna":
             problems.append(f"{where}.alphabet: a BOLD export holds DNA barcodes: set alphabet: dna")
-        if task.get("train", {}).get("augment", {}).get("copies") and alphabet != "dna":
+        if task.get("train", {}).get("augment", {}).get("copies") and alphabet not in (None, "dna"):
             problems.append(f"{where}.train.augment: augmentation alters DNA barcodes; it is for alphabet: dna")
         loss = task.get("loss", {})
         if kind == "multiclass" and loss.get("type") == "bce":
@@ -140,7 +141,7 @@ def cross_checks(config: dict) -> list[str]:
         pcfg = task.get("prior_shift", {})
         if pcfg.get("method") == "known" and "target_priors" not in pcfg:
             problems.append(f"{where}.prior_shift: method known needs target_priors")
-        if pcfg.get("target_priors") == "equal" and kind != "multiclass":
+        if pcfg.get("target_priors") == "equal" and kind not in (None, "multiclass"):
             problems.append(
                 f"{where}.prior_shift.target_priors: equal is for a softmax (multiclass) task; "
                 "give each label's prevalence instead"

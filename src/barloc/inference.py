@@ -65,6 +65,8 @@ def load_predictor(model_path: str | Path, uncertain_below: float | None = None)
     meta_path = ckpt.with_suffix(".json")
     cal_path = ckpt.parent / "calibration.json"
     meta = ModelMeta.load(meta_path)
+    if meta.alphabet is None or not meta.encoder:
+        raise InputError(meta_path, "model.json lacks alphabet or encoder: it cannot score sequences")
     calibration = Calibration.load(cal_path)
     if list(calibration.classes or meta.classes) != list(meta.classes):
         raise InputError(cal_path, "calibration.json is for other classes than model.json")
