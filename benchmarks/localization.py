@@ -476,6 +476,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--max-epochs", type=int)
     ap.add_argument("--attention-layers", type=int, help="override encoder.attention_layers")
     ap.add_argument(
+        "--composition",
+        choices=("on", "off"),
+        help="override encoder.composition (the floor's composition features beside the CNN's encoding)",
+    )
+    ap.add_argument(
         "--membrane-head", action="store_true", help="also train and score the membrane head (membrane_head: true)"
     )
     ap.add_argument(
@@ -580,6 +585,8 @@ def run(args) -> dict:
         task["membrane_head"] = True
     if args.attention_layers is not None:
         task.setdefault("encoder", {})["attention_layers"] = args.attention_layers
+    if args.composition is not None:
+        task.setdefault("encoder", {})["composition"] = args.composition == "on"
     partitions = sorted(df["group"].unique())
     if len(partitions) != N_PARTITIONS:
         raise SystemExit(f"{task['reference']}: {len(partitions)} partitions, expected {N_PARTITIONS}")
