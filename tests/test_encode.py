@@ -49,15 +49,15 @@ def test_protein_tokens_nonzero():
     assert (tok > 0).all() and len(set(tok.tolist())) == 7
 
 
-@pytest.mark.parametrize("cells", [1, 7, 64, 1 << 22])
-def test_kmer_profile_chunks_agree(monkeypatch, cells):
-    """Rows are encoded in chunks of _CHUNK_CELLS / 4**k; any chunking gives the same profiles."""
+@pytest.mark.parametrize("chars", [1, 7, 64, 1 << 21])
+def test_kmer_profile_chunks_agree(monkeypatch, chars):
+    """Rows are encoded in chunks of about _CHUNK_CHARS characters; any chunking gives the same profiles."""
     import barloc.encode as enc
 
     rng = np.random.default_rng(0)
     seqs = ["".join(rng.choice(list("ACGTRN"), size=rng.integers(0, 40), p=[0.23] * 4 + [0.04] * 2)) for _ in range(25)]
     want = np.stack([naive_profile(s, 2) for s in seqs])
-    monkeypatch.setattr(enc, "_CHUNK_CELLS", cells)
+    monkeypatch.setattr(enc, "_CHUNK_CHARS", chars)
     np.testing.assert_allclose(enc.kmer_profile(seqs, 2), want, atol=1e-6)
 
 
@@ -72,3 +72,30 @@ def test_kmer_profile_frequencies_are_count_over_total_in_float32():
 def test_kmer_profile_rejects_k_beyond_int32_codes():
     with pytest.raises(ValueError, match="1-15"):
         kmer_profile(["ACGT"], 16)
+
+
+@pytest.mark.parametrize("chars", [1, 5, 64, 1 << 21])
+def test_kmer_profile_sparse_is_the_dense_profile_for_any_chunking(monkeypatch, chars):
+    """kmer_profile is the CSR's dense form; rows are encoded in chunks of about _CHUNK_CHARS
+    characters, and any chunking gives the same sorted CSR."""
+    import barloc.encode as enc
+
+    rng = np.random.default_rng(4)
+    seqs = ["".join(rng.choice(list("ACGTRN"), size=rng.integers(0, 40), p=[0.23] * 4 + [0.04] * 2)) for _ in range(25)]
+    monkeypatch.setattr(enc, "_CHUNK_CHARS", chars)
+    sp = enc.kmer_profile_sparse(seqs, 2)
+    assert sp.shape == (25, 16) and sp.dtype == np.float32
+    np.testing.assert_allclose(sp.toarray(), np.stack([naive_profile(s, 2) for s in seqs]), atol=1e-6)
+    # one stored entry per distinct k-mer present, column indices sorted within each row
+    assert sp.nnz == int((sp.toarray() != 0).sum())
+    for r in range(25):
+        cols = sp.indices[sp.indptr[r] : sp.indptr[r + 1]]
+        assert (np.diff(cols) > 0).all()
+
+
+def test_kmer_profile_sparse_of_nothing():
+    import barloc.encode as enc
+
+    assert enc.kmer_profile_sparse([], 3).shape == (0, 64)
+    assert enc.kmer_profile_sparse(["", "NN", "A"], 2).nnz == 0
+    assert enc.kmer_profile(["", "ACG"], 2).tolist()[0] == [0.0] * 16

@@ -131,7 +131,7 @@ def test_kmer_standardizer_is_fitted_and_saved(tmp_path):
     m = build_model(md)
     ds = EncodedDataset(["ACGTTGCA" * 5, "GGGCCCAT" * 5, "ATATATCG" * 5], md.encoder, "dna")
     m.encoder.fit_standardizer(ds.features)
-    z = (ds.features * m.encoder.scale - m.encoder.mean) * m.encoder.inv_std
+    z = (torch.from_numpy(ds.features.toarray()) * m.encoder.scale - m.encoder.mean) * m.encoder.inv_std
     assert torch.allclose(z.mean(0), torch.zeros(64), atol=1e-5)
     save_model(m, md, tmp_path / "m.ckpt", tmp_path / "m.json")
     m2, _ = load_model(tmp_path / "m.ckpt", tmp_path / "m.json")
@@ -235,3 +235,49 @@ def test_cnn_with_composition_trains_and_round_trips(tmp_path):
     save_model(model, meta, tmp_path / "m.ckpt", tmp_path / "m.json")
     loaded, _ = load_model(tmp_path / "m.ckpt", tmp_path / "m.json")
     assert loaded.encoder.composition is not None
+
+
+def test_kmer_dataset_holds_profiles_sparsely():
+    """k = 8, 2,000 synthetic 650-bp barcodes: the dense profiles would take 2000 x 65536 x 4
+    bytes (524 MB); the CSR holds one entry per distinct k-mer of each barcode (<= 643)."""
+    rng = np.random.default_rng(0)
+    seqs = ["".join(rng.choice(list("ACGT"), 650)) for _ in range(2000)]
+    ds = EncodedDataset(seqs, {"type": "kmer", "k": 8}, "dna")
+    f = ds.features
+    held = f.data.nbytes + f.indices.nbytes + f.indptr.nbytes
+    assert f.shape == (2000, 4**8) and f.dtype == np.float32
+    assert 2000 * 600 <= f.nnz <= 2000 * 643
+    assert held < 2000 * 4**8 * 4 / 50  # about 10 MB against 524 MB
+
+
+def test_kmer_batches_from_the_sparse_dataset_equal_the_dense_profile_rows():
+    from barloc.data import loader
+    from barloc.encode import kmer_profile
+
+    rng = np.random.default_rng(1)
+    seqs = ["".join(rng.choice(list("ACGTN"), rng.integers(0, 300), p=[0.24] * 4 + [0.04])) for _ in range(70)]
+    dense = kmer_profile(seqs, 5)
+    ds = EncodedDataset(seqs, {"type": "kmer", "k": 5}, "dna", targets=np.arange(70) % 2)
+    seen = np.zeros(70, dtype=bool)
+    for batch in loader(ds, 16, shuffle=True, seed=3):
+        idx = batch["index"].numpy()
+        assert batch["features"].dtype == torch.float32
+        assert np.array_equal(batch["features"].numpy(), dense[idx])  # bit for bit
+        seen[idx] = True
+    assert seen.all()
+
+
+def test_kmer_standardizer_from_sparse_profiles_equals_the_dense_one(monkeypatch):
+    """Block by block over the columns of the CSR, the statistics are those of the whole dense
+    matrix, bit for bit (several blocks here: 256 columns of 1024)."""
+    import barloc.models.encoders as E
+    from barloc.encode import kmer_profile, kmer_profile_sparse
+
+    monkeypatch.setattr(E, "STANDARDIZE_BLOCK", 256)
+    rng = np.random.default_rng(2)
+    seqs = ["".join(rng.choice(list("ACGTN"), 400, p=[0.245] * 4 + [0.02])) for _ in range(500)]
+    dense, sp = E.KmerEncoder(4**5, 0), E.KmerEncoder(4**5, 0)
+    dense.fit_standardizer(torch.from_numpy(kmer_profile(seqs, 5)))
+    sp.fit_standardizer(kmer_profile_sparse(seqs, 5))
+    assert torch.equal(dense.mean, sp.mean) and torch.equal(dense.inv_std, sp.inv_std)
+    assert not torch.equal(dense.inv_std, torch.ones(4**5))  # it fitted something

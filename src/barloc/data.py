@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from barloc.encode import kmer_profile, tokenize
+from barloc.encode import kmer_profile_sparse, tokenize
 from barloc.models.encoders import KMER_TYPES
 
 
@@ -52,7 +52,12 @@ def group_ids(df: pd.DataFrame, names: Sequence[str] | None) -> np.ndarray | Non
 
 class EncodedDataset(Dataset):
     """Either k-mer feature rows or token arrays, plus optional targets and group ids (the
-    nearest-reference encoder keeps a training record from matching its own group)."""
+    nearest-reference encoder keeps a training record from matching its own group).
+
+    k-mer profiles are held as one float32 CSR array (``features``, n x 4**k, see
+    :func:`barloc.encode.kmer_profile_sparse`), so memory grows with the k-mers present rather
+    than with 4**k x n; an item's ``features`` is its dense float32 row, built when the item is
+    drawn, so only a batch is ever dense."""
 
     def __init__(
         self,
@@ -67,7 +72,7 @@ class EncodedDataset(Dataset):
         encoder = block_defaults("encoder", encoder)
         self.kmer = encoder["type"] in KMER_TYPES
         if self.kmer:
-            self.features = torch.from_numpy(kmer_profile(list(seqs), encoder["k"]))
+            self.features = kmer_profile_sparse(list(seqs), encoder["k"])
             self.lengths = np.ones(len(seqs), dtype=np.int64)
         else:
             self.tokens = [torch.from_numpy(t) for t in tokenize(seqs, alphabet, encoder.get("max_len"))]
@@ -78,10 +83,19 @@ class EncodedDataset(Dataset):
     def __len__(self) -> int:
         return len(self.lengths)
 
+    def dense_row(self, i: int) -> torch.Tensor:
+        """Row ``i`` of the k-mer profiles as a dense float32 vector (the same values a dense
+        profile matrix holds)."""
+        f = self.features
+        a, b = f.indptr[i], f.indptr[i + 1]
+        row = np.zeros(f.shape[1], dtype=np.float32)
+        row[f.indices[a:b]] = f.data[a:b]
+        return torch.from_numpy(row)
+
     def __getitem__(self, i: int) -> dict:
         item = {"index": i}
         if self.kmer:
-            item["features"] = self.features[i]
+            item["features"] = self.dense_row(i)
         else:
             item["tokens"] = self.tokens[i]
         if self.targets is not None:

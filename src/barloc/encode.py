@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from scipy import sparse
 
 # Token 0 is padding. DNA: A C G T, then the IUPAC ambiguity codes, which the DNA encoder
 # turns into fractional one-hot vectors (R = A/G -> 0.5 A + 0.5 G).
@@ -80,54 +81,89 @@ def tokenize(seqs: Sequence[str], alphabet: str, max_len: int | None = None) -> 
 
 _BASE_CODE = np.full(256, -1, dtype=np.int8)
 _BASE_CODE[np.frombuffer(b"ACGT", dtype=np.uint8)] = np.arange(4, dtype=np.int8)
-# Rows encoded per chunk: the chunk's slice of the output (rows x 4**k float32) stays within
-# about 16 MB, so the scattered count updates hit cache rather than main memory.
-_CHUNK_CELLS = 1 << 22
+# Characters encoded per chunk: the chunk's temporary arrays (one int64 window key and a few
+# smaller arrays per character) stay within some tens of MB whatever the number of sequences.
+_CHUNK_CHARS = 1 << 21
 
 
 def kmer_profile(seqs: Sequence[str], k: int) -> np.ndarray:
     """Frequency of each of the 4**k DNA k-mers per sequence, (n, 4**k) float32.
 
+    The dense form of :func:`kmer_profile_sparse` (same counts, same float32 quotients); it
+    needs n x 4**k x 4 bytes (26 GB for 100,000 sequences at k = 8), so training and
+    prediction keep the sparse form and densify one batch at a time.
+    """
+    return kmer_profile_sparse(seqs, k).toarray()
+
+
+def kmer_profile_sparse(seqs: Sequence[str], k: int) -> sparse.csr_array:
+    """Frequency of each of the 4**k DNA k-mers per sequence as a (n, 4**k) float32 CSR array
+    with sorted column indices: memory grows with the k-mers present (at most one per window),
+    not with 4**k.
+
     k-mers that contain an ambiguity code are skipped. Sequences are encoded in chunks of rows
-    (see ``_CHUNK_CELLS``); within a chunk they are joined into one buffer with a separator byte,
-    so every window code comes from k shifted ORs over contiguous arrays and a window that
-    crosses into the next sequence contains the separator and is skipped like an ambiguity code.
-    Only the counted cells are touched: counts are scattered into the zeroed output and divided
-    in place, never as a dense (n, 4**k) integer array.
+    (about ``_CHUNK_CHARS`` characters each); within a chunk they are joined into one buffer
+    with a separator byte, so every window code comes from k shifted ORs over contiguous arrays
+    and a window that crosses into the next sequence contains the separator and is skipped like
+    an ambiguity code. Each row's window codes are sorted and run-length counted; a frequency is
+    the float32 count divided by the float32 number of counted windows in its row.
     """
     if not 1 <= k <= 15:  # window codes are int32
         raise ValueError(f"k-mer size must be 1-15, got {k}")
     n = len(seqs)
     dim = 4**k
-    out = np.zeros((n, dim), dtype=np.float32)
-    step = max(1, _CHUNK_CELLS // dim)
-    for i in range(0, n, step):
-        _count_into(out[i : i + step], seqs[i : i + step], k)
+    lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=n)
+    # Chunk boundaries: a new chunk starts where the joined characters pass a multiple of the budget.
+    ends = np.cumsum(lengths + 1)
+    cuts = np.flatnonzero(np.diff(ends // _CHUNK_CHARS, prepend=0)) + 1
+    bounds = np.unique(np.concatenate([[0], cuts[cuts < n], [n]]))
+    per_row = np.zeros(n, dtype=np.int64)
+    codes: list[np.ndarray] = []
+    freqs: list[np.ndarray] = []
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        rows, code, freq = _count_chunk(seqs[a:b], lengths[a:b], k)
+        per_row[a:b] = np.bincount(rows, minlength=b - a)
+        codes.append(code)
+        freqs.append(freq)
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(per_row, out=indptr[1:])
+    index_dtype = np.int32 if max(indptr[-1], dim) < np.iinfo(np.int32).max else np.int64
+    data = np.concatenate(freqs) if freqs else np.zeros(0, dtype=np.float32)
+    indices = (np.concatenate(codes) if codes else np.zeros(0, dtype=np.int32)).astype(index_dtype, copy=False)
+    out = sparse.csr_array((data, indices, indptr.astype(index_dtype)), shape=(n, dim))
+    out.has_sorted_indices = True  # runs come out of a sort by (row, code)
     return out
 
 
-def _count_into(out: np.ndarray, seqs: Sequence[str], k: int) -> None:
-    n, dim = out.shape
+def _count_chunk(seqs: Sequence[str], lengths: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row, k-mer code, frequency) of each distinct k-mer of each sequence, sorted by row and
+    code; rows are 0-based within the chunk."""
+    n = len(seqs)
+    empty = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32))
     buf = _BASE_CODE[np.frombuffer(("\n".join(seqs) + "\n").encode("ascii"), dtype=np.uint8)]
     nwin = buf.size - k + 1
     if nwin <= 0:
-        return
+        return empty
     good = buf >= 0
     # A window is valid when the count of non-ACGT bytes does not change across it.
     nbad = np.zeros(buf.size + 1, dtype=np.int32)
     np.cumsum(~good, out=nbad[1:])
     starts = np.flatnonzero(nbad[k : k + nwin] == nbad[:nwin])
     if starts.size == 0:
-        return
+        return empty
     base = np.where(good, buf, 0).astype(np.int32)
     code = base[:nwin].copy()
     for j in range(1, k):
         code <<= 2
         code |= base[j : j + nwin]
-    lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=n)
     row = np.repeat(np.arange(n, dtype=np.int64), lengths + 1)[starts]
-    flat = row * dim + code[starts]
-    cells = out.reshape(-1)
-    np.add.at(cells, flat, np.float32(1))
+    key = (row << (2 * k)) | code[starts]  # row-major cell number, row * 4**k + code
+    key.sort()
+    first = np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]]))
+    counts = np.diff(np.append(first, key.size))
+    key = key[first]
+    urow = key >> (2 * k)
     totals = np.bincount(row, minlength=n).astype(np.float32)
-    cells[flat] = cells[flat] / totals[row]  # float32 count / total, as a dense division would give
+    # float32 count / float32 total: the quotient a dense count matrix divided by its row sums gives
+    freq = counts.astype(np.float32) / totals[urow]
+    return urow, (key & (4**k - 1)).astype(np.int32), freq

@@ -8,6 +8,7 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import torch
+from scipy import sparse
 from torch.utils.data import DataLoader
 
 from barloc import extra_heads, soft
@@ -108,8 +109,10 @@ class SequenceDataModule(L.LightningDataModule):
             n = len(self.train_records)
             held = (self.val_set,) if self.validate else ()
             mask = torch.from_numpy(self._refs)
+            # Profiles are sparse (CSR); only the reference rows are densified, by set_reference.
+            refs = sparse.vstack([train.features[:n], *(s.features for s in held)], format="csr")
             encoder.set_reference(
-                torch.cat([train.features[:n], *(s.features for s in held)])[mask],
+                refs[np.flatnonzero(self._refs)],
                 torch.as_tensor([self.classes.index(c) for c in self._labelled.loc[self._refs, "label"]]),
                 torch.cat([train.groups[:n], *(s.groups for s in held)])[mask],
             )
