@@ -156,14 +156,18 @@ def _count_chunk(seqs: Sequence[str], lengths: np.ndarray, k: int) -> tuple[np.n
     for j in range(1, k):
         code <<= 2
         code |= base[j : j + nwin]
-    row = np.repeat(np.arange(n, dtype=np.int64), lengths + 1)[starts]
-    key = (row << (2 * k)) | code[starts]  # row-major cell number, row * 4**k + code
+    # Counted windows per row, from where each row starts in the joined buffer.
+    row_start = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(lengths + 1, out=row_start[1:])
+    totals = np.diff(np.searchsorted(starts, row_start))
+    # Row-major cell number, row * 4**k + code; int32 when the chunk's cells fit (a faster sort).
+    kt = np.int32 if n << (2 * k) < np.iinfo(np.int32).max else np.int64
+    key = (np.repeat(np.arange(n, dtype=kt), totals) << (2 * k)) | code[starts].astype(kt, copy=False)
     key.sort()
     first = np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]]))
     counts = np.diff(np.append(first, key.size))
     key = key[first]
-    urow = key >> (2 * k)
-    totals = np.bincount(row, minlength=n).astype(np.float32)
+    urow = (key >> (2 * k)).astype(np.int64)
     # float32 count / float32 total: the quotient a dense count matrix divided by its row sums gives
-    freq = counts.astype(np.float32) / totals[urow]
+    freq = counts.astype(np.float32) / totals.astype(np.float32)[urow]
     return urow, (key & (4**k - 1)).astype(np.int32), freq
