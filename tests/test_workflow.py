@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import STEP_FILES
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -45,19 +46,7 @@ def run_dir(workflow_run) -> Path:
 
 def test_every_step_wrote_its_outputs(run_dir):
     for task in ("fish_origin", "localization"):
-        for name in (
-            "records.parquet",
-            "splits.tsv",
-            "model.ckpt",
-            "model.json",
-            "history.tsv",
-            "val_logits.parquet",
-            "logits.parquet",
-            "calibration.json",
-            "priors.json",
-            "calls.tsv",
-            "metrics.json",
-        ):
+        for name in STEP_FILES:  # every file a task's steps write
             assert (run_dir / "results" / task / name).stat().st_size > 0, (task, name)
         for step in ("ingest", "split", "train", "predict", "calibrate", "prior_shift", "evaluate"):
             assert (run_dir / "results/logs" / task / f"{step}.log").exists()
