@@ -12,18 +12,9 @@ import pandas as pd
 import pytest
 from conftest import DEEPLOC_DEMO, REPO
 
-LOCATIONS = [
-    "Cytoplasm",
-    "Nucleus",
-    "Extracellular",
-    "Cell membrane",
-    "Mitochondrion",
-    "Plastid",
-    "Endoplasmic reticulum",
-    "Lysosome/Vacuole",
-    "Golgi apparatus",
-    "Peroxisome",
-]
+from barloc.io.deeploc import DEEPLOC_LOCATIONS
+
+LOCATIONS = list(DEEPLOC_LOCATIONS)
 
 
 def _bench():

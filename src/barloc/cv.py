@@ -16,7 +16,7 @@ from barloc.calling import Caller
 from barloc.config import with_defaults
 from barloc.data import EncodedDataset, group_ids, predict_logits, targets_for
 from barloc.splits import grouped_folds
-from barloc.training import train_for_calls
+from barloc.training import task_classes, train_for_calls
 
 
 def assign_folds(labelled: pd.DataFrame, n_folds: int, seed: int) -> np.ndarray:
@@ -46,9 +46,7 @@ def out_of_fold(
     """
     labelled = labelled.reset_index(drop=True)
     folds = assign_folds(labelled, n_folds, seed) if folds is None else np.asarray(folds)
-    classes = (
-        sorted(set(labelled["label"].str.split(";").explode())) if not cfg.get("classes") else list(cfg["classes"])
-    )
+    classes = task_classes(labelled["label"], cfg, soft.column(labelled))  # as the workflow's training orders them
     cfg = with_defaults({**cfg, "classes": classes})
     hard = soft.hard_mask(labelled)
     parts, info = [], []

@@ -80,7 +80,7 @@ def load_predictor(model_path: str | Path, uncertain_below: float | None = None)
                 f"extra_heads.{name} (rerun the calibrate step)",
             )
     try:
-        model, meta = load_model(ckpt, meta_path)
+        model, meta = load_model(ckpt, meta_path, meta)
     except (RuntimeError, OSError, KeyError, ValueError, EOFError) as exc:
         # A torn file, a pickle that is not a plain state_dict, or weights for another model.
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -38,9 +38,12 @@ def save_model(model: torch.nn.Module, meta: ModelMeta, ckpt: str | Path, meta_p
     meta.save(meta_path)
 
 
-def load_model(ckpt: str | Path, meta_path: str | Path) -> tuple[SequenceClassifier, ModelMeta]:
-    """Rebuild the model from model.json and load its weights, refusing anything but tensors."""
-    meta = ModelMeta.load(meta_path)
+def load_model(
+    ckpt: str | Path, meta_path: str | Path, meta: ModelMeta | None = None
+) -> tuple[SequenceClassifier, ModelMeta]:
+    """Rebuild the model from model.json (``meta``, when the caller has read it already) and load
+    its weights, refusing anything but tensors."""
+    meta = ModelMeta.load(meta_path) if meta is None else meta
     try:
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
