@@ -258,8 +258,8 @@ def run_partition(
     model, meta, _ = fit(tr, va, task, trainer, pseed, f"partition{test}")
     enc, extra, k = meta.encoder, meta.heads, len(classes)
     view = extra_heads.WithExtraHeads(model) if extra else model
-    zv = predict_logits(view, EncodedDataset(va["sequence"].tolist(), enc, "protein"), predict_batch, device)
-    zt = predict_logits(view, EncodedDataset(te["sequence"].tolist(), enc, "protein"), predict_batch, device)
+    ds_v, ds_t = (EncodedDataset(d["sequence"].tolist(), enc, "protein") for d in (va, te))  # one encoding, every head
+    zv, zt = (predict_logits(view, ds, predict_batch, device) for ds in (ds_v, ds_t))
     if extra:  # the membrane head: calibrated, thresholded and scored on its own, as the workflow does
         both = pd.concat([va.assign(split="val"), te.assign(split="test")], ignore_index=True)
         frame = extra_heads.logit_columns(both[["split"]].copy(), np.vstack([zv, zt]), both, extra, k)
@@ -291,14 +291,7 @@ def run_partition(
             ("sparsemax", SparsemaxTargets(), sparsemax_probs),
         ):
             hmodel, hmeta, _ = fit(tr, va, stask, trainer, pseed, f"partition{test}-{name}", callbacks=(callback,))
-            hv, ht = (
-                to_probs(
-                    predict_logits(
-                        hmodel, EncodedDataset(d["sequence"].tolist(), enc, "protein"), predict_batch, device
-                    )
-                )
-                for d in (va, te)
-            )
+            hv, ht = (to_probs(predict_logits(hmodel, ds, predict_batch, device)) for ds in (ds_v, ds_t))
             heads[name] = (ht, fit_calls(hv, Yv, call_ratio), hmeta.train_seconds)
         multi = Yt.sum(axis=1) > 1
         svs: dict = {}

@@ -14,7 +14,8 @@ from barloc.artifacts import LOGIT, Calibration
 from barloc.calibrate import fit_for_model
 from barloc.calling import Caller
 from barloc.config import with_defaults
-from barloc.data import EncodedDataset, group_ids, predict_logits, targets_for
+from barloc.data import targets_for
+from barloc.scoring import model_logits
 from barloc.splits import grouped_folds
 from barloc.training import task_classes, train_for_calls
 
@@ -60,13 +61,7 @@ def out_of_fold(
         logits = {}
         # As in the workflow: val logits from the model early-stopped on them (see train.refit).
         for name, m, model in (("val", val_m, trained.val_model), ("test", test_m, trained.model)):
-            ds = EncodedDataset(
-                labelled.loc[m, "sequence"].tolist(),
-                meta.encoder,
-                meta.alphabet,
-                groups=group_ids(labelled[m], meta.reference_groups),
-            )
-            logits[name] = predict_logits(model, ds, 256)
+            logits[name] = model_logits(model, meta, labelled[m], 256)[:, : len(classes)]
         yv = targets_for(labelled.loc[val_m, "label"].tolist(), classes, cfg["kind"])
         calib = fit_for_model(meta, cfg["calibration"]["method"], logits["val"], yv)
         probs = Caller(meta, Calibration(**calib), 0.0).calibrate(logits["test"])

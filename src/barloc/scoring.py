@@ -15,14 +15,20 @@ def logits_frame(ids, split, labels, logits: np.ndarray, classes: list[str]) -> 
     return pd.concat([df, pd.DataFrame(logits, columns=logit_columns(classes))], axis=1)
 
 
+def model_logits(model, meta: ModelMeta, data: pd.DataFrame, batch_size: int, device: str = "cpu") -> np.ndarray:
+    """(n, classes + extra heads) logits of ``data``'s sequences, in row order; a nearest-reference
+    model never scores a record against references of its own group (column ``group``)."""
+    ds = EncodedDataset(
+        data[SEQUENCE].tolist(), meta.encoder, meta.alphabet, groups=group_ids(data, meta.reference_groups)
+    )
+    return predict_logits(extra_heads.WithExtraHeads(model) if meta.heads else model, ds, batch_size, device)
+
+
 def score_frame(model, meta: ModelMeta, data: pd.DataFrame, batch_size: int) -> pd.DataFrame:
     """The logits table of ``data``'s records (columns id, split, label, sequence; group, the
     extra heads' targets and soft targets when present), the extra heads' logits included."""
     data = data.reset_index(drop=True)
-    ds = EncodedDataset(
-        data[SEQUENCE].tolist(), meta.encoder, meta.alphabet, groups=group_ids(data, meta.reference_groups)
-    )
-    logits = predict_logits(extra_heads.WithExtraHeads(model) if meta.heads else model, ds, batch_size)
+    logits = model_logits(model, meta, data, batch_size)
     k = len(meta.classes)
     out = logits_frame(data[ID], data[SPLIT], data[LABEL], logits[:, :k], meta.classes)
     out = extra_heads.logit_columns(out, logits, data, meta.heads, k)

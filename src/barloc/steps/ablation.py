@@ -20,7 +20,7 @@ from barloc import metrics, soft
 from barloc.artifacts import present_columns, write_json
 from barloc.calibrate import apply, fit_for_model
 from barloc.config import block_defaults, with_defaults
-from barloc.data import EncodedDataset, group_ids, predict_logits
+from barloc.scoring import model_logits
 from barloc.training import fit
 
 log = logging.getLogger(__name__)
@@ -82,11 +82,8 @@ def measure(data: pd.DataFrame, cfg: dict, trainer: dict, seed: int, task: str =
         z = {}
         for split in ("val", "test"):
             hard = parts[split][soft.hard_mask(parts[split])]  # a soft target's class is unknown
-            ds = EncodedDataset(
-                hard["sequence"].tolist(), meta.encoder, meta.alphabet, groups=group_ids(hard, meta.reference_groups)
-            )
             z[split] = (
-                predict_logits(model, ds, 256),
+                model_logits(model, meta, hard, 256),
                 hard["label"].map({c: i for i, c in enumerate(classes)}).to_numpy(),
             )
         # No refit here: the model that scored val is the one that calls.
