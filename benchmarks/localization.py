@@ -265,7 +265,10 @@ def run_partition(
         frame = extra_heads.logit_columns(both[["split"]].copy(), np.vstack([zv, zt]), both, extra, k)
         out["extra_heads"] = extra_heads.evaluate(frame, extra_heads.fit_calibration(frame, extra))
         zv, zt = zv[:, :k], zt[:, :k]
-    calib = fit_for_model(meta, task["calibration"]["method"], zv, Yv)
+    # One validation partition here, not cross-fitting folds: auto cannot choose, so Platt
+    # scaling (bcts), the localization task's calibration before auto.
+    method = task["calibration"]["method"]
+    calib = fit_for_model(meta, "bcts" if method == "auto" else method, zv, Yv)
     pv, pt = apply(zv, "multilabel", calib), apply(zt, "multilabel", calib)
     rule = fit_calls(pv, Yv, call_ratio)
     out["barloc"] = scores(pt, Yt, rule, classes)

@@ -56,8 +56,8 @@ def out_of_fold_logits(config: Path, cache: Path | None, seed: int) -> pd.DataFr
     labelled, task, trainer = load_task(config)
     oof, info = out_of_fold(labelled, task, trainer, N_FOLDS, seed)
     classes = [c.split("::", 1)[1] for c in oof.columns if c.startswith("logit::")]
-    # Per record, the class weighting and training mix of the fold model that scored it (with
-    # train.refit that model also trained on the fold barloc.cv validates on).
+    # Per record, the class weighting and training mix of the model that scored it: the model
+    # barloc.cv refit on the other four folds.
     folds = oof["fold"].to_numpy()
     for fold in info:
         m, rows = fold["meta"], folds == fold["fold"]

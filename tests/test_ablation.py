@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 from types import SimpleNamespace as NS
 
+import pandas as pd
 import pytest
 import torch
 from test_soft_targets import _pipeline, synthetic_cfg, synthetic_inputs
@@ -117,11 +118,11 @@ def test_ablation_step_measures_each_loss(synthetic_run):
     metrics = json.loads(Path(files["metrics.json"]).read_text())
     assert list(result["variants"]) == list(ablation.VARIANTS)
     assert result["n_test"] == metrics["n_test"]
-    # The task's own loss is class-weighted CE: that variant is the workflow's model, trained,
-    # calibrated and scored the same way, so it gives the evaluate step's figures exactly.
+    # One model per variant: the first cross-fitting fold early-stops and calibrates it, the
+    # other folds train it, and the workflow's test split scores it.
+    splits = pd.read_csv(files["splits.tsv"], sep="\t")
+    assert result["n_train"] == int(((splits["split"] == "train") & (splits["fold"] != 0)).sum())
     cw = result["variants"]["class_weights"]
-    assert cw["balanced_accuracy"] == metrics["calibrated"]["balanced_accuracy"]
-    assert cw["ece"] == pytest.approx(metrics["calibrated"]["ece"], abs=1e-12)
     ce, fo = result["variants"]["cross_entropy"], result["variants"]["focal"]
     assert (ce["nll"], ce["ece"]) != (cw["nll"], cw["ece"]) != (fo["nll"], fo["ece"])  # the options do change the model
     for name in ("class_weights", "focal"):

@@ -237,3 +237,26 @@ def test_ece_floor_is_the_small_sample_bias_of_perfect_calibration():
     y = np.array([rng.choice(4, p=row) for row in p])
     sharp = p**3 / (p**3).sum(axis=1, keepdims=True)
     assert cal.ece_from_bins(cal.multiclass_reliability(sharp, y)) > 3 * multiclass_ece_floor(sharp)
+
+
+def test_temperature_tempers_the_evidence_not_the_training_prior():
+    """A class-weighted network's logits are its evidence (log p(x|y) up to a constant) and the
+    weighting offset is the training prior taken out. Synthetic Gaussian classes, evidence 3x
+    over-confident: z / T + offset recovers the exact posteriors, (z + offset) / T cannot, and
+    after a correction to equal priors the calls are the network's own (argmax z)."""
+    rng = np.random.default_rng(7)
+    prior = np.array([0.7, 0.2, 0.1])
+    y = rng.choice(3, 4000, p=prior)
+    x = np.eye(3)[y] * 2.0 + rng.normal(size=(4000, 3))
+    loglik = -0.5 * ((x[:, None, :] - 2.0 * np.eye(3)[None]) ** 2).sum(-1)
+    z, offset = 3.0 * loglik, np.log(prior)  # inverse weights: the offset is log prior (+ const)
+    exact = cal.softmax_nll(loglik + offset, y)
+    new = cal.fit_calibration("multiclass", "temperature", z, y, offset, prior)
+    assert new["temperature"] == pytest.approx(3.0, rel=0.05)
+    assert cal.nll_of("multiclass", cal.apply(z, "multiclass", new), y) == pytest.approx(exact, abs=0.005)
+    t_old = cal.fit_temperature(z + offset, y)
+    old = cal.apply(z, "multiclass", {"temperature": t_old, "offset": offset})
+    assert cal.nll_of("multiclass", old, y) > exact + 0.005
+    even = cal.apply(z, "multiclass", new) / prior
+    assert (even.argmax(axis=1) == z.argmax(axis=1)).all()
+    assert (((old / prior).argmax(axis=1)) != z.argmax(axis=1)).any()  # the old form over-corrects

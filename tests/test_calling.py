@@ -74,22 +74,36 @@ def test_split_arrays_leave_soft_targets_and_other_splits_out():
     np.testing.assert_array_equal(class_logits(df, CLASSES[::-1])[0], [2.0, 1.0, 0.0])
 
 
+def heldout(after: float, redraw: float) -> dict:
+    """A held-out check (barloc.posthoc.heldout_shift) whose calls went from 0.5 to ``after``."""
+    return {
+        "metric": "accuracy",
+        "before": 0.5,
+        "after": after,
+        "change": after - 0.5,
+        "redraws": {"n": 50, "mean_change": redraw, "share_improved": 0.5},
+    }
+
+
 @pytest.mark.parametrize(
-    "method, check, n, test, code",
+    "method, check, n, check_result, code",
     [
-        ("none", True, 10, {}, "not_requested"),
-        ("em", True, 0, {}, "no_query"),
-        ("em", True, 10, {"nll_calibrated": 0.5, "nll_corrected": 0.6}, "check_failed"),
-        ("em", False, 10, {"nll_calibrated": 0.5, "nll_corrected": 0.6}, "applied"),
-        ("em", True, 10, {"nll_calibrated": 0.5, "nll_corrected": 0.4}, "applied"),
-        ("known", True, 10, {"nll_calibrated": 0.5}, "applied"),
+        ("none", True, 10, None, "not_requested"),
+        ("em", True, 0, None, "no_query"),
+        ("em", True, 10, heldout(0.4, 0.02), "check_failed"),  # worse on the group folds
+        ("em", True, 10, heldout(0.5, 0.02), "applied"),  # no worse on the folds, better under label shift
+        ("em", True, 10, heldout(0.6, -0.01), "check_failed"),  # worse under pure label shift
+        ("em", False, 10, heldout(0.4, -0.01), "applied"),
+        ("em", True, 10, heldout(0.6, 0.02), "applied"),
+        ("known", True, 10, None, "applied"),
     ],
 )
-def test_prior_correction_decision_codes(method, check, n, test, code):
+def test_prior_correction_decision_codes(method, check, n, check_result, code):
     from barloc.artifacts import DECISION_CODES
-    from barloc.steps.prior_shift import decide
+    from barloc.posthoc import decide
 
-    applied, decision, reason = decide(method, check, n, test)
+    applied, decision, reason = decide(method, check, n, check_result)
     assert decision["code"] == code and code in DECISION_CODES and applied == (code == "applied")
     if code == "check_failed":
-        assert decision["before"] == 0.5 and decision["after"] == 0.6 and "0.500" in reason
+        assert decision["before"] == 0.5 and decision["after"] == check_result["after"] and "0.500" in reason
+        assert decision["split"] == "heldout" and "held-out" in reason

@@ -74,6 +74,7 @@ def test_defaults_come_from_the_schema():
         "max_iter": 1000,
         "bootstrap": 200,
         "check": True,
+        "check_redraws": 50,
         "prior_strength": 0.0,
     }
     assert cfg["trainer"]["precision"] == "auto"
@@ -122,8 +123,8 @@ def test_no_default_literals_left_in_the_steps():
             "tasks.localization.prior_shift: method known needs target_priors",
         ),
         (
-            lambda t: t["fish_origin"]["split"].update(val_fold=0),
-            "tasks.fish_origin.split: test_fold and val_fold must differ",
+            lambda t: t["fish_origin"]["split"].update(val_fold=1),
+            "tasks.fish_origin.split: unknown key 'val_fold'",
         ),
         (
             lambda t: t["fish_origin"]["split"].update(test_fold=7),
@@ -154,7 +155,9 @@ def test_each_rule_gets_only_its_keys():
     cfg = check_config(demo(), SCHEMA)
     fish = cfg["tasks"]["fish_origin"]
     assert rule_config(fish, "calibrate") == {
-        "calibration": {k: fish["calibration"][k] for k in ("method", "ece_bins", "call_ratio")}
+        "calibration": {k: fish["calibration"][k] for k in ("method", "ece_bins", "call_ratio")},
+        # auto judges a calibration by the calls the task makes: under its known priors, if any
+        "prior_shift": {k: fish["prior_shift"][k] for k in ("method", "target_priors")},
     }
     assert rule_config(fish, "prior_shift") == {"prior_shift": fish["prior_shift"], "uncertain_below": 0.6}
     assert rule_config(fish, "predict") == {"train": {"batch_size": 32}}

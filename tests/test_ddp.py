@@ -143,7 +143,9 @@ def test_workflow_train_rule_with_two_processes(tmp_path):
     meta = json.loads((wd / "results/fish_origin/model.json").read_text())
     assert meta["world_size"] == 2
     history = pd.read_csv(wd / "results/fish_origin/history.tsv", sep="\t")
-    assert len(history) == meta["epochs"] and history["train_loss"].notna().all()
+    # one row per epoch of each cross-fitting fold model
+    per_fold = history.groupby("fold").size().tolist()
+    assert per_fold == [f["epochs"] for f in meta["crossfit"]["folds"]] and history["train_loss"].notna().all()
     # Rank 0 owns the rule's log (rank 1 opening it would truncate it); rank 1 logs to stderr.
     log = (wd / "results/logs/fish_origin/train.log").read_text()
     assert "train: start" in log and "(2 processes, rank 0)" in log and "[rank 1]" not in log

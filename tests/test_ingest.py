@@ -190,7 +190,7 @@ def test_split_failing_mid_write_keeps_the_previous_output_whole(tmp_path, monke
         raise KeyboardInterrupt  # the user pressed Ctrl-C half-way
 
     monkeypatch.setattr(pd.DataFrame, "to_csv", crash_after_writing)
-    params = NS(task="t", seed=1, cfg={"split": {"method": "given", "test_groups": ["x"], "val_groups": ["y"]}})
+    params = NS(task="t", seed=1, cfg={"split": {"method": "given", "test_groups": ["x"]}})
     monkeypatch.setattr(
         split, "assign_splits", lambda *a: pd.DataFrame({"id": ["s1", "s2"], "split": ["train", "val"]})
     )

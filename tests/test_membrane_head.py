@@ -229,6 +229,7 @@ def _synthetic_task(where: Path, head: bool) -> NS:
     )
     for c in classes:
         df["logit::" + c] = rng.normal(0, 2, len(df))
+    df["fold"] = np.arange(len(df)) % 2  # the val rows' cross-fitting folds
     meta = {
         "kind": "multilabel",
         "classes": classes,

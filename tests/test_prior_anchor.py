@@ -10,7 +10,6 @@ import pytest
 from barloc import calibrate as cal
 from barloc.artifacts import ModelMeta
 from barloc.calibrate import fit_calibration as fit
-from barloc.calibrate import fitted_priors
 
 MEANS = np.array([[0.0, 0.0], [1.5, 0.0], [0.0, 1.5]])
 
@@ -99,18 +98,6 @@ def test_temperature_needs_no_anchor():
     assert "bias" not in calib
 
 
-def test_fitted_priors_follow_the_model_that_scored_val():
-    def meta(**kw) -> ModelMeta:
-        return ModelMeta(kind="multiclass", classes=["a", "b"], alphabet="dna", encoder={}, **kw)
-
-    refit = {"val_scored_by": "first_model", "heldout": {"train_priors": [0.9, 0.1]}}
-    np.testing.assert_allclose(fitted_priors(meta(train_priors=[0.5, 0.5], refit=refit)), [0.9, 0.1])
-    np.testing.assert_allclose(
-        fitted_priors(meta(train_priors=[0.5, 0.5], refit={**refit, "val_scored_by": "refit_model"})), [0.5, 0.5]
-    )
-    np.testing.assert_allclose(fitted_priors(meta(train_priors=[0.2, 0.8])), [0.2, 0.8])
-
-
 def test_vector_scaling_through_the_steps(_small_pipeline_pairs, tmp_path):
     """The small fish pipeline's trained model, calibrated with ``method: vector`` by the steps
     themselves: per-class temperatures, anchored biases, then prior_shift and evaluate on them."""
@@ -135,16 +122,19 @@ def test_vector_scaling_through_the_steps(_small_pipeline_pairs, tmp_path):
     )
     k = len(meta["classes"])
     assert calib["method"] == "vector" and len(calib["temperature"]) == k and len(calib["bias"]) == k
-    # The step's biases are vector scaling's on the val logits plus the anchor to the training mix.
+    # The step's biases are vector scaling's on the out-of-fold logits, less the weighting offset
+    # (applied after the temperature), plus the anchor to the training mix.
     zv, yv = split_arrays(pd.read_parquet(f["logits.parquet"]), ModelMeta.load(f["model.json"]), "val")
-    zo = zv + np.asarray(calib["offset"])
-    T, b = cal.fit_vector_scaling(zo, yv)
-    anchor = cal.prior_anchor(
-        "multiclass", cal.apply(zo, "multiclass", {"temperature": T, "bias": b}), meta["train_priors"]
-    )
+    offset = np.asarray(calib["offset"])
+    T, b = cal.fit_vector_scaling(zv, yv)
+    b = b - offset - (b - offset).mean()
+    form = {"temperature": T, "bias": b, "offset": offset, "offset_after_temperature": True}
+    anchor = cal.prior_anchor("multiclass", cal.apply(zv, "multiclass", form), meta["train_priors"])
     np.testing.assert_allclose(calib["temperature"], T)
     np.testing.assert_allclose(calib["bias"], b + anchor)
-    assert np.abs(anchor).max() > 1e-3  # the small split's val mix differs from training's
+    # The out-of-fold rows are the calling model's training records: the mix the fitted biases
+    # learn is the training mix already, and the anchor has nothing to take off.
+    assert np.abs(anchor).max() < 1e-3
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert np.isfinite(metrics["calibrated"]["nll"]) and 0 <= metrics["calibrated"]["ece"] <= 1
     assert json.loads((tmp_path / "priors.json").read_text())["classes"] == meta["classes"]

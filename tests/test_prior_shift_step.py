@@ -45,6 +45,7 @@ def write_multiclass(tmp_path, n_val=3000, n_test=3000, n_query=3000, seed=0):
             }
         )
         df[[f"logit::{c}" for c in CLASSES]] = z
+        df["fold"] = np.arange(n) % 3  # the val rows' cross-fitting folds (read for val rows only)
         frames.append((df, y))
     logits = pd.concat([f for f, _ in frames], ignore_index=True)
     logits.to_parquet(tmp_path / "logits.parquet", index=False)
@@ -148,6 +149,7 @@ def test_bbse_multilabel(tmp_path):
             {"id": [f"{split}{i}" for i in range(n)], "split": split, "label": lab if split != "query" else None}
         )
         df[[f"logit::{c}" for c in labels]] = z
+        df["fold"] = np.arange(n) % 3
         frames.append(df)
         truth = Y
     pd.concat(frames, ignore_index=True).to_parquet(tmp_path / "logits.parquet", index=False)

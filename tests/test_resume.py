@@ -144,7 +144,8 @@ def test_workflow_retry_of_a_killed_train_job_resumes(tmp_path):
         cfg["tasks"] = {"localization": task}
 
     wd = make_workdir(tmp_path, only_localization)
-    ck = wd / "results/localization/checkpoints/last.ckpt"
+    # killed in the second fold model: the first one is kept, the second resumes
+    ck = wd / "results/localization/checkpoints/fold1/last.ckpt"
     cmd = SNAKEMAKE + [
         "-s",
         str(REPO / "Snakefile"),
@@ -177,9 +178,11 @@ def test_workflow_retry_of_a_killed_train_job_resumes(tmp_path):
     assert proc.returncode == 0, out[-4000:]
     assert "Trying to restart job" in out or "attempt: 2" in out, out[-3000:]
     log = (wd / "results/logs/localization/train.log").read_text()
-    assert "resuming localization from" in log, log[-3000:]
-    resumed_at = int(log.split("resuming localization from")[1].split("(epoch ")[1].split(" done")[0])
+    assert "localization fold 0: finished before, not retrained" in log, log[-3000:]
+    assert "resuming localization fold 1 from" in log, log[-3000:]
+    resumed_at = int(log.split("resuming localization fold 1 from")[1].split("(epoch ")[1].split(" done")[0])
     assert resumed_at >= killed
     history = pd.read_csv(wd / "results/localization/history.tsv", sep="\t")
-    assert list(history["epoch"]) == list(range(len(history))) and len(history) == 12
-    assert not ck.parent.exists()
+    for _, rows in history.groupby("fold"):
+        assert list(rows["epoch"]) == list(range(12))
+    assert not ck.parent.parent.exists()

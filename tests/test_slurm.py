@@ -244,7 +244,8 @@ def test_cancelled_train_job_is_resubmitted_and_resumes(slurm_cluster, tmp_path)
     prof = cluster_profile(tmp_path)
     cfg = yaml.safe_load((prof / "config.yaml").read_text())
     (prof / "config.yaml").write_text(yaml.safe_dump(cfg | {"retries": 1}))
-    ck = wd / "results/localization/checkpoints/last.ckpt"
+    # killed in the second fold model: the first one is kept, the second resumes
+    ck = wd / "results/localization/checkpoints/fold1/last.ckpt"
     logs = wd / ".snakemake/slurm_logs/rule_train/localization"
     proc = subprocess.Popen(
         SNAKEMAKE
@@ -287,9 +288,11 @@ def test_cancelled_train_job_is_resubmitted_and_resumes(slurm_cluster, tmp_path)
     ).stdout.split()
     assert sorted(jobs) == sorted([f"{cancelled[0]}|CANCELLED|2:00:00", f"{retry[0]}|COMPLETED|4:00:00"])
     log = (wd / "results/logs/localization/train.log").read_text()
-    assert re.search(r"resuming localization from \S+last.ckpt \(epoch ([2-9]|1[01]) done\)", log), log[-2000:]
+    assert re.search(r"resuming localization fold 1 from \S+last.ckpt \(epoch ([2-9]|1[01]) done\)", log), log[-2000:]
+    assert "localization fold 0: finished before, not retrained" in log
     history = pd.read_csv(wd / "results/localization/history.tsv", sep="\t")
-    assert list(history["epoch"]) == list(range(12))
+    for _, rows in history.groupby("fold"):
+        assert list(rows["epoch"]) == list(range(12))
 
 
 def test_two_process_training_in_one_slurm_job(slurm_cluster, tmp_path):

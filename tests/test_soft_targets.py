@@ -282,7 +282,7 @@ def synthetic_cfg(ref: Path, labels: Path, max_epochs: int) -> dict:
         "format": "fasta",
         "labels": str(labels),
         "min_class_size": 5,
-        "split": {"method": "grouped", "n_folds": 5, "test_fold": 0, "val_fold": 1},
+        "split": {"method": "grouped", "n_folds": 5, "test_fold": 0},
         "encoder": {"type": "kmer", "k": 4, "hidden": 16, "dropout": 0.0},
         "loss": {"type": "cross_entropy", "class_weights": "inverse"},
         "train": {"max_epochs": max_epochs, "batch_size": 16, "lr": 0.01, "patience": 8},
@@ -383,14 +383,14 @@ def test_out_of_fold_leaves_soft_rows_out_of_scores_and_calibration(tmp_path, mo
     is_soft = labelled[soft.SOFT].notna().to_numpy()
     folds = np.arange(len(labelled)) % 3
     calibrated_on = []
-    fit_for_model = cv.fit_for_model
-    monkeypatch.setattr(cv, "fit_for_model", lambda *a: calibrated_on.append(len(a[3])) or fit_for_model(*a))
+    calibration_fit = cv.calibration_fit
+    monkeypatch.setattr(cv, "calibration_fit", lambda *a: calibrated_on.append(len(a[2])) or calibration_fit(*a))
     oof, info = cv.out_of_fold(
         labelled, cfg, {"accelerator": "cpu", "precision": "32-true", "threads": 1}, 3, seed=1, folds=folds
     )
     assert is_soft.sum() > 0
     assert sorted(oof["id"]) == sorted(labelled.loc[~is_soft, "id"])
-    # Fold k+1 (mod 3) calibrates fold k's model: its hard records only.
-    assert calibrated_on == [int(((folds == (k + 1) % 3) & ~is_soft).sum()) for k in range(3)]
-    # Soft records still train: with 3 folds each record is a training record exactly once.
-    assert sum(i["meta"].n_train for i in info) == len(labelled)
+    # Test fold k's calibration is fitted on the other folds' out-of-fold rows: hard records only.
+    assert calibrated_on == [int(((folds != k) & ~is_soft).sum()) for k in range(3)]
+    # Soft records still train: each record is in the refit model of the two folds it is not tested in.
+    assert sum(i["meta"].n_train for i in info) == 2 * len(labelled)

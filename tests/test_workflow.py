@@ -80,7 +80,9 @@ def test_fish_origin_outputs_are_real(run_dir):
 def test_localization_outputs_are_real(run_dir):
     res = run_dir / "results/localization"
     splits = pd.read_csv(res / "splits.tsv", sep="\t")
-    assert set(splits["split"]) == {"train", "val", "test"} and (splits["split"] == "test").sum() == 400
+    assert set(splits["split"]) == {"train", "test"} and (splits["split"] == "test").sum() == 400
+    # the four non-test DeepLoc partitions are the cross-fitting folds
+    assert sorted(splits.loc[splits["split"] == "train", "fold"].unique()) == [0, 1, 2, 3]
     metrics = json.loads((res / "metrics.json").read_text())
     assert len(metrics["classes"]) == 10
     for key in ("exact_match", "jaccard", "micro_f1", "macro_f1"):
@@ -96,6 +98,9 @@ def test_report_shows_both_tasks(run_dir):
     html = (run_dir / "results/report/index.html").read_text()
     assert 'id="task-fish_origin"' in html and 'id="task-localization"' in html
     assert "vector scaling" in html and "Fitted temperature per class" in html
+    assert "Chosen automatically" in html  # localization: calibration.method auto
+    assert "the mean over the 4 cross-fitting fold models" in html
+    assert "On held-out data (each cross-fitting fold taken as a query)" in html
     assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html
 
 
@@ -132,8 +137,13 @@ AFTER_CALIBRATION = {"prior_shift", "evaluate", "report"}
             ("fish_origin", "uncertain_below", 0.7),
             {("prior_shift", "fish_origin"), ("evaluate", "fish_origin"), ("report", "")},
         ),
+        # calibrate reads prior_shift.method too: auto judges calibrations by the calls made under known priors
         (
             ("fish_origin", "prior_shift.method", "none"),
+            {("calibrate", "fish_origin"), ("prior_shift", "fish_origin"), ("evaluate", "fish_origin"), ("report", "")},
+        ),
+        (
+            ("fish_origin", "prior_shift.bootstrap", 10),
             {("prior_shift", "fish_origin"), ("evaluate", "fish_origin"), ("report", "")},
         ),
         (

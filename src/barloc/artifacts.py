@@ -29,6 +29,11 @@ PROB = "p::"
 CALLS_COLUMNS = [ID, "call", "probability", "alternatives", "uncertain"]
 #: ``split`` of the analyst's samples in logits.parquet (labelled records are train, val or test)
 QUERY = "query"
+#: ``split`` of the out-of-fold rows in logits.parquet: every non-test labelled record, scored
+#: by the cross-fitting fold model that did not train on it (barloc.training.crossfit)
+OOF = "val"
+#: logits.parquet and splits.tsv: a non-test record's cross-fitting fold
+FOLD = "fold"
 
 
 def logit_columns(classes: list[str]) -> list[str]:
@@ -213,8 +218,8 @@ class ModelMeta(_Artifact):
     best_epoch: int | None = None
     train_seconds: float | None = None
     versions: dict | None = None
-    #: with train.refit: the first (held-out) model's facts, see docs/artifacts.md
-    refit: dict | None = None
+    #: the cross-fitting fold models' facts (barloc.training.crossfit), see docs/artifacts.md
+    crossfit: dict | None = None
     inputs: dict | None = None
 
     def __post_init__(self) -> None:
@@ -247,10 +252,14 @@ class Calibration(_Artifact):
     classes: list[str] | None = None
     method: str | None = None
     offset: Any = None  # logit offset undoing the loss's class weighting
+    #: true: z / T + offset + bias; absent (files from before cross-fitting): (z + offset) / T + bias
+    offset_after_temperature: bool | None = None
     bias: Any = None
     thresholds: list[float] | None = None
     call_ratio: float | None = None
     extra_heads: dict | None = None
+    #: how the method was chosen: every candidate's cross-validated NLL and calls (barloc.posthoc)
+    choice: dict | None = None
     val: dict | None = None
     reliability: dict | None = None
 
@@ -258,7 +267,12 @@ class Calibration(_Artifact):
         """The keys :func:`barloc.calibrate.apply` reads."""
         return {
             k: v
-            for k, v in (("temperature", self.temperature), ("bias", self.bias), ("offset", self.offset))
+            for k, v in (
+                ("temperature", self.temperature),
+                ("bias", self.bias),
+                ("offset", self.offset),
+                ("offset_after_temperature", self.offset_after_temperature),
+            )
             if v is not None
         }
 
@@ -309,5 +323,7 @@ class Priors(_Artifact):
     iterations: int | None = None
     n_val: int | None = None
     bbse: dict | None = None
-    #: the estimator run on the labelled test split as if it were a query
+    #: what the correction did to the calls on held-out folds (barloc.posthoc.heldout_shift)
+    heldout: dict | None = None
+    #: the estimator run on the labelled test split as if it were a query (scored, never decides)
     test: dict | None = None

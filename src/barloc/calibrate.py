@@ -57,19 +57,25 @@ def _fit_log_t(objective, bounds: tuple[float, float] = LOG_T_BOUNDS) -> float:
     return float(np.exp(res.x)) if res.fun < objective(0.0) else 1.0
 
 
-def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
-    """One temperature for a softmax head, by NLL on validation data."""
+def fit_temperature(logits: np.ndarray, y: np.ndarray, offset: np.ndarray | None = None) -> float:
+    """One temperature for a softmax head, by NLL on validation data: softmax(z / T [+ offset])."""
     if len(y) == 0:
         return 1.0
-    return _fit_log_t(lambda lt: softmax_nll(logits, y, np.exp(lt)), log_t_bounds(logits))
+    if offset is None:
+        return _fit_log_t(lambda lt: softmax_nll(logits, y, np.exp(lt)), log_t_bounds(logits))
+    z, off = np.asarray(logits, dtype=np.float64), np.asarray(offset, dtype=np.float64)
+    return _fit_log_t(lambda lt: softmax_nll(z / np.exp(lt) + off, y), log_t_bounds(z))
 
 
-def fit_label_temperatures(logits: np.ndarray, Y: np.ndarray) -> np.ndarray:
-    """One temperature per sigmoid head: each label is its own binary problem."""
+def fit_label_temperatures(logits: np.ndarray, Y: np.ndarray, offset: np.ndarray | None = None) -> np.ndarray:
+    """One temperature per sigmoid head, each label its own binary problem: sigmoid(z_j / T_j [+ offset_j])."""
     logits = np.asarray(logits, dtype=np.float64)
+    off = np.zeros(logits.shape[1]) if offset is None else np.asarray(offset, dtype=np.float64)
     return np.array(
         [
-            _fit_log_t(lambda lt, j=j: binary_nll(logits[:, j], Y[:, j], np.exp(lt)), log_t_bounds(logits[:, j]))
+            _fit_log_t(
+                lambda lt, j=j: binary_nll(logits[:, j] / np.exp(lt) + off[j], Y[:, j]), log_t_bounds(logits[:, j])
+            )
             for j in range(Y.shape[1])
         ]
         if len(Y)
@@ -260,15 +266,16 @@ def prior_anchor(kind: str, probs_val: np.ndarray, train_priors: np.ndarray) -> 
 
 
 def apply(logits: np.ndarray, kind: str, calib: dict | None = None) -> np.ndarray:
-    """Calibrated probabilities: (z + offset) / T + bias through softmax or per-label sigmoid.
+    """Calibrated probabilities through softmax or per-label sigmoid: z / T + offset + bias
+    (``offset_after_temperature``, barloc's calibration since cross-fitting), or
+    (z + offset) / T + bias (calibration.json files from before it).
 
     ``calib`` is a calibration.json dict; None gives the raw model probabilities.
     """
     z = np.asarray(logits, dtype=np.float64)
     if calib:
-        z = (z + np.asarray(calib.get("offset", 0.0))) / np.asarray(calib["temperature"]) + np.asarray(
-            calib.get("bias", 0.0)
-        )
+        off, t, b = (np.asarray(calib.get(k, d)) for k, d in (("offset", 0.0), ("temperature", 1.0), ("bias", 0.0)))
+        z = z / t + off + b if calib.get("offset_after_temperature") else (z + off) / t + b
     return softmax(z, axis=1) if kind == "multiclass" else expit(z)
 
 
@@ -313,50 +320,53 @@ def reliability_of(kind: str, probs: np.ndarray, y: np.ndarray, bins: int) -> di
 def fit_calibration(
     kind: str, method: str, z: np.ndarray, y: np.ndarray, offset: np.ndarray, train_priors: np.ndarray
 ) -> dict:
-    """Calibration parameters for (z + offset) / T + bias, fitted on val logits ``z`` of a model
-    trained under ``train_priors``. Fitted biases are anchored back to those priors
-    (:func:`prior_anchor`): without that they carry val's class mix into the calls and into
-    prior-shift correction."""
-    zo = z + offset
-    out: dict = {"method": method, "offset": offset}
+    """Calibration parameters for z / T + offset + bias, fitted on held-out logits ``z`` of a
+    model trained under ``train_priors``, whose class weighting ``offset`` undoes.
+
+    The temperature scales the logits before the offset: a class-weighted network's logits
+    are its evidence, p(x|y) up to a constant, and the offset is the training prior the
+    weighting took out. Over-confidence is in the evidence, so that is what T tempers; scaling
+    the offset too would tilt every call towards the common classes (and, after a correction to
+    equal priors, past them). Fitted biases are anchored back to the training priors
+    (:func:`prior_anchor`): without that they carry the fitting records' class mix into the
+    calls and into prior-shift correction."""
+    z, offset = np.asarray(z, dtype=np.float64), np.asarray(offset, dtype=np.float64)
+    out: dict = {"method": method, "offset": offset, "offset_after_temperature": True}
+    if method == "none":  # the weighting undone, nothing fitted
+        return {**out, "temperature": 1.0}
+    if method not in ("temperature", "bcts", "vector"):
+        raise ValueError(f"calibration method {method!r} is not one fit: auto chooses in barloc.posthoc")
     if method == "temperature":
-        out["temperature"] = (fit_temperature if kind == "multiclass" else fit_label_temperatures)(zo, y)
+        out["temperature"] = (fit_temperature if kind == "multiclass" else fit_label_temperatures)(z, y, offset)
         return out
     # bcts: one temperature and a bias per class; vector: a temperature and a bias per class.
-    # A sigmoid head's labels are separate problems: both are Platt scaling there.
+    # A sigmoid head's labels are separate problems: both are Platt scaling there. Their free
+    # biases absorb the offset, which is taken off them again so that offset + bias is the fit.
     fitter = {"bcts": fit_bcts, "vector": fit_vector_scaling}[method] if kind == "multiclass" else fit_platt
-    temperature, bias = fitter(zo, y)
-    probs_val = apply(zo, kind, {"temperature": temperature, "bias": bias})
+    temperature, bias = fitter(z, y)
+    bias = bias - offset
+    if kind == "multiclass":
+        bias = bias - bias.mean()  # softmax ignores a common shift
+    probs_val = apply(z, kind, {**out, "temperature": temperature, "bias": bias})
     return {**out, "temperature": temperature, "bias": bias + prior_anchor(kind, probs_val, train_priors)}
 
 
-def _scored_val(meta) -> dict:
-    """The facts of the model whose val logits calibrate (a :class:`~barloc.artifacts.ModelMeta`):
-    the early-stopped one after a refit unless ``val_scored_by: refit_model``."""
-    refit = meta.refit
-    if refit and refit.get("val_scored_by", "first_model") == "first_model":
-        return refit["heldout"]
-    return {"train_counts": meta.train_counts, "n_train": meta.n_train, "train_priors": meta.train_priors}
+def prior_logits(meta) -> np.ndarray:
+    """log training prior per class (multiclass) or logit of each label's training rate: what
+    a model's unweighted logits carry of its training mix."""
+    p = np.clip(np.asarray(meta.train_priors, dtype=np.float64), EPS, 1 - EPS)
+    return np.log(p) if meta.kind == "multiclass" else np.log(p) - np.log1p(-p)
 
 
-def fitted_priors(meta) -> np.ndarray:
-    """Training priors of the model whose val logits calibrate (see :func:`_scored_val`)."""
-    return np.asarray(_scored_val(meta)["train_priors"], dtype=np.float64)
-
-
-def offsets(meta) -> tuple[np.ndarray, np.ndarray]:
-    """Logit offsets undoing the class weighting of (the model whose val logits calibrate, the
-    model that calls). They differ after a refit (``meta.refit``): the early-stopped model's
-    weighting followed the training split's counts, the refit model's train + val's."""
-    held = _scored_val(meta)
-    return (
-        weighting_offset(meta.kind, meta.loss, np.asarray(held["train_counts"]), held["n_train"]),
-        weighting_offset(meta.kind, meta.loss, np.asarray(meta.train_counts), meta.n_train),
-    )
+def class_offset(meta) -> np.ndarray:
+    """The logit offset undoing the class weighting of ``meta``'s model (a
+    :class:`~barloc.artifacts.ModelMeta`), from its own training counts (none recorded: no offset)."""
+    if not meta.train_counts:
+        return np.zeros(len(meta.classes))
+    return weighting_offset(meta.kind, meta.loss, np.asarray(meta.train_counts), meta.n_train)
 
 
 def fit_for_model(meta, method: str, zv: np.ndarray, yv: np.ndarray) -> dict:
-    """Calibration of ``meta``'s model from the val logits ``zv`` of the model early-stopped on
-    them; the stored offset is the calling model's."""
-    fit_offset, offset = offsets(meta)
-    return {**fit_calibration(meta.kind, method, zv, yv, fit_offset, fitted_priors(meta)), "offset": offset}
+    """Calibration of ``meta``'s model from logits ``zv`` it gave held-out records ``yv``."""
+    offset = class_offset(meta)
+    return {**fit_calibration(meta.kind, method, zv, yv, offset, meta.priors), "offset": offset}

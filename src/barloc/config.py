@@ -33,15 +33,18 @@ RULE_KEYS: dict[str, tuple[str, ...]] = {
         *("min_class_size", "query", "query_format", "max_length", "on_long"),
     ),
     "split": ("split",),
-    "train": (*_TRAINING, "calibration.val_scored_by", "membrane_head"),
-    # ablation never refits and writes no model.json, so it reads neither train.refit nor the length limit
+    "train": (*_TRAINING, "membrane_head"),
+    # ablation trains one model per loss on one fold split and writes no model.json, so it reads no length limit
     "ablation": (
         *("kind", "alphabet", "classes", "encoder", "loss", "calibration.method"),
         *(f"train.{k}" for k in ("max_epochs", "batch_size", "lr", "weight_decay", "patience", "monitor")),
         *("train.early_stopping", "train.augment"),
     ),
     "predict": ("train.batch_size",),
-    "calibrate": ("calibration.method", "calibration.ece_bins", "calibration.call_ratio"),
+    "calibrate": (
+        *("calibration.method", "calibration.ece_bins", "calibration.call_ratio"),
+        *("prior_shift.method", "prior_shift.target_priors"),
+    ),
     "prior_shift": ("prior_shift", "uncertain_below"),
     "evaluate": ("calibration.ece_bins",),
     "report": ("title", "description", "nouns", "uncertain_below", "reference", "labels", "query"),
@@ -147,15 +150,10 @@ def cross_checks(config: dict) -> list[str]:
                 "give each label's prevalence instead"
             )
         split = task.get("split", {})
-        if split.get("method") == "given" and not (split.get("test_groups") and split.get("val_groups")):
-            problems.append(f"{where}.split: method given needs test_groups and val_groups")
-        if split["method"] == "grouped":
-            n = split["n_folds"]
-            for key in ("test_fold", "val_fold"):
-                if split[key] >= n:
-                    problems.append(f"{where}.split.{key}: {split[key]} is not a fold of 0..{n - 1}")
-            if split.get("test_fold") == split.get("val_fold"):
-                problems.append(f"{where}.split: test_fold and val_fold must differ")
+        if split.get("method") == "given" and not split.get("test_groups"):
+            problems.append(f"{where}.split: method given needs test_groups")
+        if split["method"] == "grouped" and split["test_fold"] >= split["n_folds"]:
+            problems.append(f"{where}.split.test_fold: {split['test_fold']} is not a fold of 0..{split['n_folds'] - 1}")
         heads, chans = enc.get("attention_heads"), enc.get("channels", 0) * len(enc.get("kernel_sizes", []))
         if enc.get("type") == "cnn" and enc.get("attention_layers") and heads and chans % heads:
             problems.append(

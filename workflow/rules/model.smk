@@ -6,8 +6,8 @@ rule train:
         model="results/{task}/model.ckpt",
         meta="results/{task}/model.json",
         history="results/{task}/history.tsv",
-        # scored by the model early-stopped on them: what calibration fits (see train.refit)
-        val_logits="results/{task}/val_logits.parquet",
+        # every non-test record scored by the cross-fitting fold model that never trained on it
+        oof_logits="results/{task}/oof_logits.parquet",
     log:
         "results/logs/{task}/train.log",
     conda:
@@ -55,7 +55,7 @@ rule predict:
         splits="results/{task}/splits.tsv",
         model="results/{task}/model.ckpt",
         meta="results/{task}/model.json",
-        val_logits="results/{task}/val_logits.parquet",
+        oof_logits="results/{task}/oof_logits.parquet",
     output:
         logits="results/{task}/logits.parquet",
     log:

@@ -454,6 +454,8 @@ def calibration_words(method: str, kind: str) -> str:
         return "temperature and bias scaling (BCTS)"
     if method == "vector":
         return "vector scaling (a temperature and a bias per class)"
+    if method == "none":
+        return "no rescaling (the class weighting undone only)"
     return "temperature scaling (one temperature per label)" if kind == "multilabel" else "temperature scaling"
 
 
@@ -512,6 +514,7 @@ def _calibration_section(cal: dict | None, kind: str, classes: list[str], path: 
     return {
         "state": "ok",
         "method_words": calibration_words(cal.get("method", "temperature"), kind),
+        "choice_sentence": _choice_sentence(cal.get("choice"), kind),
         "image": image,
         "caption": caption_t,
         "temps": temps,
@@ -525,10 +528,52 @@ def _calibration_section(cal: dict | None, kind: str, classes: list[str], path: 
     }
 
 
+def _choice_sentence(choice: Mapping | None, kind: str) -> str:
+    """How calibration.method auto chose, from calibration.json's ``choice``."""
+    if not isinstance(choice, Mapping) or not choice.get("candidates"):
+        return ""
+    metric = str(choice.get("metric", "")).replace("_", " ")
+    table = choice["candidates"]
+    scores = "; ".join(
+        f"{calibration_words(m, kind)}: NLL {fmt_num(v.get('nll'))}, {metric} {fmt_num(v.get(choice.get('metric')))}"
+        for m, v in table.items()
+    )
+    chosen = calibration_words(str(choice.get("chosen")), kind)
+    if choice.get("configured") != "auto":
+        return f"The configuration names {chosen}. Cross-validated on the out-of-fold records: {scores}."
+    return (
+        f"Chosen automatically: {chosen}, {choice.get('reason', '')}. Each method was fitted on all but one "
+        f"cross-fitting fold and scored on the one left out ({choice.get('n_folds')} folds, "
+        f"{choice.get('n')} records): {scores}."
+    )
+
+
+def _heldout_sentence(check: Mapping | None, method: str) -> str:
+    """What prior correction did to the calls on held-out folds, with its bootstrap interval."""
+    if not isinstance(check, Mapping) or not _finite(check.get("change")):
+        return ""
+    metric = "accuracy" if check.get("metric") == "accuracy" else "micro-F1"
+    redraws = check.get("redraws") or {}
+    text = (
+        f"On held-out data (each cross-fitting fold taken as a query), {method.upper()} changed the calls' "
+        f"{metric} from {float(check['before']):.3f} to {float(check['after']):.3f} "
+        f"({float(check['change']):+.3f}; 95% bootstrap interval {float(check['ci_low']):+.3f} to "
+        f"{float(check['ci_high']):+.3f})"
+    )
+    if redraws.get("n") and _finite(redraws.get("mean_change")):
+        text += (
+            f", and by {float(redraws['mean_change']):+.3f} on average over {int(redraws['n'])} re-drawn class "
+            f"mixes ({fmt_pct(redraws.get('share_improved'))} of them improved)"
+        )
+    return text + "."
+
+
 def _not_applied_why(decision: Mapping, method: str, reason: Any) -> str:
     """Why the calls are not prior-corrected, in the page's words; for a code the page does not
     know (or a file from before the codes), priors.json's own sentence."""
     before, after = decision.get("before"), decision.get("after")
+    if decision.get("code") == "check_failed" and decision.get("split") == "heldout":
+        return "it did not improve the calls on held-out data (below), so the label-shift assumption does not hold well enough."
     if decision.get("code") == "check_failed" and _finite(before) and _finite(after):
         metric = str(decision.get("metric") or "nll").upper()
         return (
@@ -562,6 +607,7 @@ def _priors_section(pri: dict | None, kind: str, classes: list[str], words: dict
         # applied: the calls are corrected; False: estimated but not applied (why says why); None: not recorded
         "applied": None if code is None else code == "applied",
         "why": "" if code in (None, "applied") else _not_applied_why(decision, method, pri.get("reason")),
+        "heldout_sentence": _heldout_sentence(pri.get("heldout"), method),
     }
     if code in ("not_requested", "no_query") or not query or len(query) != len(names):
         out["state"] = "none"
@@ -773,6 +819,10 @@ def _training_section(model: dict | None, history: pd.DataFrame | None, path: Pa
     if history.empty:
         return {"state": "empty"}
     df = pd.DataFrame({c: _numeric(history, c) for c in history.columns})
+    n_folds = None
+    if "fold" in df and "epoch" in df:  # cross-fitting: one run per fold; the page draws their mean
+        n_folds = int(df["fold"].nunique())
+        df = df.drop(columns="fold").groupby("epoch", as_index=False).mean()
     key = str((model or {}).get("val_metric") or "metric")
     label = METRIC_LABELS.get(key, (key.replace("_", " "), None))[0]
     metric = label[:1].lower() + label[1:]
@@ -789,6 +839,8 @@ def _training_section(model: dict | None, history: pd.DataFrame | None, path: Pa
         "n_epochs": len(df),
         "metric": metric,
         "best": best,
+        "n_folds": n_folds,
+        "refit_epochs": ((model or {}).get("crossfit") or {}).get("refit_epochs"),
     }
 
 

@@ -17,10 +17,11 @@ import numpy as np
 import pandas as pd
 
 from barloc import metrics, soft
-from barloc.artifacts import present_columns, write_json
+from barloc.artifacts import FOLD, SPLIT, present_columns, write_json
 from barloc.calibrate import apply, fit_for_model
 from barloc.config import block_defaults, with_defaults
 from barloc.scoring import model_logits
+from barloc.splits import read_splits
 from barloc.training import fit
 
 log = logging.getLogger(__name__)
@@ -65,11 +66,15 @@ def paired_bootstrap(preds: dict[str, np.ndarray], y: np.ndarray, k: int, n_boot
 
 
 def measure(data: pd.DataFrame, cfg: dict, trainer: dict, seed: int, task: str = "", n_boot: int = 1000) -> dict:
-    """Train, calibrate and score each variant; ``data`` has sequence, label [, label_probs]
-    and split (train / val / test)."""
+    """Train, calibrate and score each variant; ``data`` has sequence, label [, label_probs],
+    split (train / test) and fold. The first cross-fitting fold early-stops and calibrates each
+    variant, the other folds train it: one model per variant is enough to compare losses."""
     cfg = with_defaults(cfg)
     kind = cfg["kind"]
-    parts = {name: data[data["split"] == name] for name in ("train", "val", "test")}
+    first = data[FOLD] == data[FOLD].min()
+    parts = {"train": data[(data[SPLIT] != "test") & ~first], "val": data[first], "test": data[data[SPLIT] == "test"]}
+    # auto compares methods across folds, which a single split cannot: temperature scaling then
+    method = "temperature" if cfg["calibration"]["method"] == "auto" else cfg["calibration"]["method"]
     # One process on one device: the comparison needs no DDP, and a second Lightning launcher
     # outside the train rule would only get in the way.
     trainer = {**trainer, "devices": 1, "num_nodes": 1, "strategy": "auto"}
@@ -86,8 +91,7 @@ def measure(data: pd.DataFrame, cfg: dict, trainer: dict, seed: int, task: str =
                 model_logits(model, meta, hard, 256),
                 hard["label"].map({c: i for i, c in enumerate(classes)}).to_numpy(),
             )
-        # No refit here: the model that scored val is the one that calls.
-        calib = fit_for_model(meta, cfg["calibration"]["method"], *z["val"])
+        calib = fit_for_model(meta, method, *z["val"])
         zt, y = z["test"]
         cal, raw = apply(zt, kind, calib), apply(zt, kind)
         m = metrics.multiclass_metrics(cal, y)
@@ -121,7 +125,6 @@ def run(inputs, outputs, params, threads: int = 1) -> None:
         inputs.records, ["group"]
     )
     records = pd.read_parquet(inputs.records, columns=cols)
-    splits = pd.read_csv(inputs.splits, sep="\t", dtype=str)
-    data = records.merge(splits, on="id")
+    data = records.merge(read_splits(inputs.splits), on="id")
     result = measure(data, params.cfg, params.trainer, int(params.seed), params.task)
     write_json(result, outputs.ablation)

@@ -1,5 +1,6 @@
-"""calibrate: undo the loss's class weighting, fit temperature(s) on val, and for sigmoid
-heads pick each label's MCC-optimal threshold and the call ratio."""
+"""calibrate: on the pooled out-of-fold logits, undo the loss's class weighting and choose and
+fit the calibration (barloc.posthoc); for sigmoid heads, each label's MCC-optimal threshold
+and the call ratio."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from barloc import calibrate as cal
 from barloc import extra_heads
 from barloc.artifacts import Calibration, ModelMeta, write_json
 from barloc.calling import split_arrays
-from barloc.metrics import fit_calls
+from barloc.posthoc import calibration_fit, crossfitted, oof_arrays
 
 
 def run(inputs, outputs, params, threads: int = 1) -> None:
@@ -17,11 +18,14 @@ def run(inputs, outputs, params, threads: int = 1) -> None:
     ccfg = params.cfg["calibration"]
     kind, bins = meta.kind, int(ccfg["ece_bins"])
     df = pd.read_parquet(inputs.logits)
-    zv, yv = split_arrays(df, meta, "val")
+    zv, yv, folds = oof_arrays(df, meta)
     zt, yt = split_arrays(df, meta, "test")
-    fitted = cal.fit_for_model(meta, ccfg["method"], zv, yv)
-    # The val logits are the early-stopped model's: judge the fit on them with its own offset.
-    raw_v, cal_v = cal.apply(zv, kind), cal.apply(zv, kind, {**fitted, "offset": cal.offsets(meta)[0]})
+    # a task that calls under known priors has its calibration judged by those calls
+    fitted = calibration_fit(meta, zv, yv, folds, ccfg, params.cfg.get("prior_shift"))
+    method = fitted["method"]
+    # Judged out of fold: each fold calibrated by the method fitted on the others.
+    raw_v = cal.apply(zv, kind)
+    cal_v = crossfitted(kind, method, zv, yv, folds, fitted["offset"], meta.priors)
     out = Calibration(
         kind=kind,
         classes=meta.classes,
@@ -37,9 +41,6 @@ def run(inputs, outputs, params, threads: int = 1) -> None:
             "after": cal.reliability_of(kind, cal.apply(zt, kind, fitted), yt, bins),
         },
     )
-    if kind == "multilabel":
-        rule = fit_calls(cal_v, yv, ccfg["call_ratio"])
-        out.thresholds, out.call_ratio = rule["thresholds"], rule["call_ratio"]
     if meta.heads:  # e.g. the membrane flag: its own Platt scaling and threshold
         out.extra_heads = extra_heads.fit_calibration(df, meta.heads)
     write_json(out, outputs.calibration)

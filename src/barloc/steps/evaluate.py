@@ -26,6 +26,8 @@ def run(inputs, outputs, params, threads: int = 1) -> None:
     est = (priors.test or {}).get("estimated_priors")
     shifted = cal if est is None else caller.probabilities(zt, np.asarray(est))
     out = {"task": params.task, "kind": kind, "classes": classes, "n_test": int(len(zt))}
+    if calib.choice:  # which calibration method, and why (barloc.posthoc.choose_calibration)
+        out["calibration_choice"] = calib.choice
     if soft.SOFT in df:  # test records with a soft target: their class is unknown, so no metric counts them
         out["n_test_soft"] = int(((df[SPLIT] == "test").to_numpy() & ~soft.hard_mask(df)).sum())
     if kind == "multiclass":

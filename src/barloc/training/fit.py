@@ -1,5 +1,4 @@
-"""``fit``: one training run, orchestrated (data, model, trainer, resume, kept weights), and
-``train_for_calls``: the first fit and, with ``train.refit``, the refit on train + val."""
+"""``fit``: one training run, orchestrated (data, model, trainer, resume, kept weights)."""
 
 from __future__ import annotations
 
@@ -10,7 +9,6 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import NamedTuple
 
 import lightning as L
 import numpy as np
@@ -69,7 +67,8 @@ def fit(
     are extra Lightning callbacks (tests).
 
     With ``train.early_stopping: false`` it trains for ``max_epochs`` and keeps the last weights
-    (``val`` is still scored, for the history). With ``epochs`` (a refit, :func:`train_for_calls`)
+    (``val`` is still scored, for the history). With ``epochs`` (the refit of cross-fitting,
+    :func:`barloc.training.crossfit.cross_fit`)
     it trains on ``train`` for exactly that many epochs and keeps the last weights, with no
     validation: ``val`` is ignored.
     """
@@ -153,8 +152,8 @@ def fit(
 
 def _model_meta(data: SequenceDataModule, cfg: dict, seed: int, task: str) -> ModelMeta:
     """model.json's description of the model before training: what it is and what it learns
-    from. :func:`fit` adds how the run went; ``refit`` and ``inputs`` are added by
-    :func:`train_for_calls` and the train step."""
+    from. :func:`fit` adds how the run went; ``crossfit`` and ``inputs`` are added by
+    :func:`barloc.training.crossfit.cross_fit` and the train step."""
     counts, n_train = data.class_counts()
     tr = cfg["train"]
     return ModelMeta(
@@ -177,53 +176,3 @@ def _model_meta(data: SequenceDataModule, cfg: dict, seed: int, task: str) -> Mo
         n_reference=data.n_reference,
         reference_groups=data.reference_groups,
     )
-
-
-class Trained(NamedTuple):
-    model: SequenceClassifier  # the model that calls
-    meta: ModelMeta
-    history: list[dict]
-    val_model: SequenceClassifier  # scores val for calibration: the first model, unless val_scored_by: refit_model
-
-
-def train_for_calls(
-    train: pd.DataFrame,
-    val: pd.DataFrame,
-    cfg: dict,
-    trainer_cfg: dict,
-    seed: int,
-    task: str = "",
-    checkpoint_dir: str | Path | None = None,
-) -> Trained:
-    """Fit on ``train``, scored on ``val``, and, with ``train.refit``, retrain from scratch on
-    train + val for as many epochs as that fit kept (the one early stopping chose, or
-    ``max_epochs`` with ``early_stopping: false``). The validation projects then also teach the
-    calling model, which matters when each basin has few projects, while the first model, which
-    never trained on them, gives the val logits that calibration is fitted on (cross-fitting: the
-    same recipe on fewer records). ``meta.refit`` keeps the first model's class counts, which
-    its logits' class weighting followed. With ``calibration.val_scored_by: refit_model`` the
-    refit model scores val instead: for a model too small to overfit, such as the nearest
-    encoder's linear head, that matches its test logits better than the weaker first model's."""
-    cfg = with_defaults(cfg)
-    model, meta, history = fit(train, val, cfg, trainer_cfg, seed, task, checkpoint_dir)
-    if not cfg["train"]["refit"]:
-        return Trained(model, meta, history, model)
-    scorer = cfg["calibration"]["val_scored_by"]
-    epochs = meta.best_epoch + 1
-    both = pd.concat([train, val], ignore_index=True)
-    final, fmeta, _ = fit(
-        both,
-        None,
-        cfg,
-        trainer_cfg,
-        seed,
-        task,
-        None if checkpoint_dir is None else Path(checkpoint_dir).with_name("checkpoints_refit"),
-        epochs=epochs,
-    )
-    heldout = {
-        k: getattr(meta, k)
-        for k in ("train_counts", "n_train", "train_priors", "epochs", "best_epoch", "monitor", "train_seconds")
-    }
-    fmeta = dataclasses.replace(fmeta, refit={"epochs": epochs, "val_scored_by": scorer, "heldout": heldout})
-    return Trained(final, fmeta, history, model if scorer == "first_model" else final)

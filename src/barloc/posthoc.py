@@ -1,0 +1,288 @@
+"""Post-hoc fits on the pooled out-of-fold logits of cross-fitting (:mod:`barloc.training.crossfit`).
+
+- :func:`choose_calibration`: the calibration method (``auto``: the lowest cross-validated NLL
+  among the methods whose calls stay within ``CALLS_TOLERANCE`` of temperature scaling's) and
+  its parameters.
+- :func:`crossfitted`: every out-of-fold row calibrated by a fit on the other folds, the
+  probabilities held-out checks are run on.
+- :func:`heldout_shift`: what prior correction does to the calls on held-out data, each group
+  fold taken as a query (real shifts) and Dirichlet re-draws of the records (pure label
+  shift), with a bootstrap interval; the workflow applies EM only where it helped there, so
+  the test split never takes part in a decision.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import balanced_accuracy_score
+
+from barloc.artifacts import FOLD, OOF, SPLIT
+from barloc.calibrate import apply, class_offset, fit_calibration, nll_of
+from barloc.calling import correct, split_arrays, target_vector
+from barloc.metrics import fit_calls, predict_multilabel
+from barloc.soft import hard_mask
+
+#: the methods ``calibration.method: auto`` chooses among; sigmoid heads' bcts is Platt scaling
+#: (and so is their vector scaling, left out as the same fit)
+METHODS = {"multiclass": ("none", "temperature", "bcts", "vector"), "multilabel": ("none", "temperature", "bcts")}
+#: auto never takes a method whose cross-validated calls lose more than this against temperature scaling's
+CALLS_TOLERANCE = 0.01
+#: the calls' figure each kind is judged by
+CALLS_METRIC = {"multiclass": "balanced_accuracy", "multilabel": "micro_f1"}
+
+
+def crossfitted(
+    kind: str, method: str, z: np.ndarray, y: np.ndarray, folds: np.ndarray, offset: np.ndarray, priors: np.ndarray
+) -> np.ndarray:
+    """Calibrated probabilities of every row, each fold's by ``method`` fitted on the other folds."""
+    out = np.empty(z.shape, dtype=np.float64)
+    for f in np.unique(folds):
+        held = folds == f
+        out[held] = apply(z[held], kind, fit_calibration(kind, method, z[~held], y[~held], offset, priors))
+    return out
+
+
+def call_hits(kind: str, probs: np.ndarray, y: np.ndarray, rule: tuple[np.ndarray, float] | None = None) -> np.ndarray:
+    """Per record, what the calls' figure sums: multiclass, whether the top class is right;
+    multilabel, (true positives, false positives, false negatives) of the calls by ``rule``."""
+    if kind == "multiclass":
+        return (probs.argmax(axis=1) == y).astype(np.float64)
+    thresholds, ratio = rule
+    pred, truth = predict_multilabel(probs, thresholds, ratio), np.asarray(y, dtype=bool)
+    return np.stack([(pred & truth).sum(1), (pred & ~truth).sum(1), (~pred & truth).sum(1)], axis=1).astype(float)
+
+
+def hits_score(kind: str, hits: np.ndarray) -> float:
+    """Accuracy (multiclass) or micro-F1 (multilabel) of :func:`call_hits` rows."""
+    if kind == "multiclass":
+        return float(hits.mean()) if len(hits) else float("nan")
+    tp, fp, fn = hits.sum(axis=0)
+    return float(2 * tp / (2 * tp + fp + fn)) if tp + fp + fn else float("nan")
+
+
+def calls_score(
+    kind: str, probs: np.ndarray, y: np.ndarray, folds: np.ndarray, call_ratio, weights: np.ndarray | None = None
+) -> float:
+    """Balanced accuracy of the top-class calls (``weights``: per class, the known target
+    priors over the training priors the calls are made under), or micro-F1 of sigmoid heads'
+    calls by a rule (thresholds, call ratio) fitted on the other folds."""
+    if kind == "multiclass":
+        top = probs.argmax(axis=1) if weights is None else (probs * weights).argmax(axis=1)
+        return float(balanced_accuracy_score(y, top))
+    hits = np.zeros((len(y), 3))
+    for f in np.unique(folds):
+        held = folds == f
+        rule = fit_calls(probs[~held], y[~held], call_ratio)
+        hits[held] = call_hits(kind, probs[held], y[held], (rule["thresholds"], rule["call_ratio"]))
+    return hits_score(kind, hits)
+
+
+def choose_calibration(
+    kind: str,
+    method: str,
+    z: np.ndarray,
+    y: np.ndarray,
+    folds: np.ndarray,
+    offset: np.ndarray,
+    priors: np.ndarray,
+    call_ratio="auto",
+    target: np.ndarray | None = None,
+) -> tuple[dict, dict]:
+    """(calibration parameters fitted on all rows, the choice): ``method`` ``auto`` takes the
+    lowest cross-validated NLL among :data:`METHODS` whose cross-validated calls lose at most
+    :data:`CALLS_TOLERANCE` against temperature scaling's; any other method is taken as given.
+    The choice records every candidate's cross-validated NLL and calls either way. ``target``:
+    the known query priors the task calls under (``prior_shift.method: known``), so that the
+    calls compared are the ones the task makes."""
+    weights = None if target is None or kind != "multiclass" else np.asarray(target) / np.clip(priors, 1e-12, None)
+    candidates = METHODS[kind] if method == "auto" else tuple(dict.fromkeys(("temperature", method)))
+    table = {}
+    for m in candidates:
+        p = crossfitted(kind, m, z, y, folds, offset, priors)
+        table[m] = {"nll": nll_of(kind, p, y), CALLS_METRIC[kind]: calls_score(kind, p, y, folds, call_ratio, weights)}
+    metric = CALLS_METRIC[kind]
+    if method == "auto":
+        floor = table["temperature"][metric] - CALLS_TOLERANCE
+        eligible = [m for m in candidates if table[m][metric] >= floor] or ["temperature"]  # NaN calls: no guard
+        chosen = min(eligible, key=lambda m: table[m]["nll"])
+        reason = (
+            f"the lowest cross-validated NLL ({table[chosen]['nll']:.3f}) of the methods whose calls' "
+            f"{metric.replace('_', ' ')} stays within {CALLS_TOLERANCE} of temperature scaling's"
+        )
+    else:
+        chosen, reason = method, "calibration.method names it"
+    choice = {
+        "configured": method,
+        "chosen": chosen,
+        "reason": reason,
+        "metric": metric,
+        "n": int(len(y)),
+        "n_folds": int(len(np.unique(folds))),
+        "candidates": table,
+    }
+    return fit_calibration(kind, chosen, z, y, offset, priors), choice
+
+
+def _redraw(rng: np.random.Generator, strata: np.ndarray, n_strata: int) -> np.ndarray:
+    """Indices of a resample whose stratum mix is drawn from a flat Dirichlet."""
+    pools = [np.flatnonzero(strata == s) for s in range(n_strata)]
+    pools = [p for p in pools if len(p)]
+    counts = rng.multinomial(len(strata), rng.dirichlet(np.ones(len(pools))))
+    return np.concatenate([rng.choice(p, c) for p, c in zip(pools, counts) if c])
+
+
+def heldout_shift(
+    kind: str,
+    probs: np.ndarray,
+    y: np.ndarray,
+    folds: np.ndarray,
+    train: np.ndarray,
+    pcfg: dict,
+    classes: list[str],
+    seed: int,
+    rule: tuple[np.ndarray, float] | None = None,
+    redraws: int = 50,
+    n_boot: int = 1000,
+) -> dict:
+    """What ``pcfg``'s prior correction does to the calls on cross-fitted calibrated
+    out-of-fold ``probs``: accuracy (multiclass) or micro-F1 (multilabel, calls by ``rule``)
+    before and after.
+
+    ``folds``: each group fold is a query whose class mix and records differ from the rest as a
+    real query's would; the pooled change gets a 95% bootstrap interval (records resampled
+    within folds). ``redraws``: resamples of all records with a class mix (multilabel: first
+    label's) drawn from a flat Dirichlet, where only the label mix shifts.
+    """
+    rng = np.random.default_rng(seed)
+    quiet = {**pcfg, "bootstrap": 0}
+    y = np.asarray(y)
+    strata = y if kind == "multiclass" else np.where(y.any(axis=1), np.asarray(y, float).argmax(axis=1), len(classes))
+
+    def run(idx: np.ndarray, val_idx: np.ndarray) -> np.ndarray:
+        val = (probs[val_idx], y[val_idx]) if pcfg["method"] == "bbse" else None
+        thresholds = None if rule is None else rule[0]
+        corrected, _ = correct(kind, probs[idx], train, quiet, classes, seed, val, thresholds)
+        return corrected
+
+    before = call_hits(kind, probs, y, rule)
+    after = np.empty_like(before)
+    per_fold = []
+    for f in np.unique(folds):
+        held = np.flatnonzero(folds == f)
+        after[held] = call_hits(kind, run(held, np.flatnonzero(folds != f)), y[held], rule)
+        per_fold.append(
+            {
+                "fold": int(f),
+                "n": int(len(held)),
+                "before": hits_score(kind, before[held]),
+                "after": hits_score(kind, after[held]),
+            }
+        )
+    delta = hits_score(kind, after) - hits_score(kind, before)
+    boot = []
+    by_fold = [np.flatnonzero(folds == f) for f in np.unique(folds)]
+    for _ in range(n_boot):
+        idx = np.concatenate([rng.choice(i, len(i)) for i in by_fold])
+        boot.append(hits_score(kind, after[idx]) - hits_score(kind, before[idx]))
+    lo, hi = np.nanpercentile(boot, [2.5, 97.5]) if boot else (np.nan, np.nan)
+    changes = []
+    everything = np.arange(len(y))
+    for _ in range(redraws):
+        idx = _redraw(rng, strata, len(classes) + 1)
+        sample_hits = call_hits(kind, run(idx, everything), y[idx], rule)
+        changes.append(hits_score(kind, sample_hits) - hits_score(kind, before[idx]))
+    return {
+        "metric": "accuracy" if kind == "multiclass" else "micro_f1",
+        "folds": per_fold,
+        "before": hits_score(kind, before),
+        "after": hits_score(kind, after),
+        "change": delta,
+        "ci_low": float(lo),
+        "ci_high": float(hi),
+        "n_boot": int(n_boot),
+        "redraws": {
+            "n": int(redraws),
+            "mean_change": float(np.mean(changes)) if changes else float("nan"),
+            "share_improved": float(np.mean(np.asarray(changes) > 0)) if changes else float("nan"),
+        },
+    }
+
+
+def shift_helps(check: dict) -> bool:
+    """Whether prior correction improved the calls on held-out data: not worse on the group
+    folds taken as queries (real shifts) and better on average under re-drawn class mixes
+    (pure label shift); without re-draws, better on the folds."""
+    if check["redraws"]["n"] == 0:
+        return bool(check["change"] > 0)
+    return bool(check["change"] >= 0 and check["redraws"]["mean_change"] > 0)
+
+
+# ---------------------------------------------------------------- a task's post-hoc fit
+def oof_arrays(df, meta) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Logits, targets and folds of a logits table's out-of-fold rows with a known class."""
+    z, y = split_arrays(df, meta, OOF)
+    folds = df.loc[(df[SPLIT] == OOF).to_numpy() & hard_mask(df), FOLD].to_numpy(dtype=int)
+    return z, y, folds
+
+
+def calibration_fit(
+    meta, z: np.ndarray, y: np.ndarray, folds: np.ndarray, ccfg: dict, pcfg: dict | None = None
+) -> dict:
+    """The calibration.json fields fitted on out-of-fold logits by a task's ``calibration`` block:
+    the chosen method's parameters (with the calling model's offset), ``choice`` and, for
+    sigmoid heads, the calling rule (thresholds and call ratio)."""
+    offset = class_offset(meta)
+    target = None
+    if pcfg and pcfg.get("method") == "known" and meta.kind == "multiclass":
+        target = target_vector(pcfg["target_priors"], meta.classes, meta.kind)
+    fitted, choice = choose_calibration(
+        meta.kind, ccfg["method"], z, y, folds, offset, meta.priors, ccfg["call_ratio"], target
+    )
+    out = {**fitted, "choice": choice}
+    if meta.kind == "multilabel":
+        rule = fit_calls(apply(z, meta.kind, fitted), y, ccfg["call_ratio"])
+        out |= {"thresholds": rule["thresholds"], "call_ratio": rule["call_ratio"]}
+    return out
+
+
+def shift_check(meta, calibration, z, y, folds, pcfg: dict, seed: int) -> dict | None:
+    """:func:`heldout_shift` of ``pcfg``'s EM or BBSE on the out-of-fold rows, calibrated by the
+    chosen method cross-fitted; None for methods that estimate nothing (none, known)."""
+    if pcfg["method"] not in ("em", "bbse") or len(y) == 0:
+        return None
+    offset = class_offset(meta) if calibration.offset is None else np.asarray(calibration.offset, dtype=np.float64)
+    probs = crossfitted(meta.kind, calibration.method or "temperature", z, y, folds, offset, meta.priors)
+    rule = calibration.call_rule(len(meta.classes)) if meta.kind == "multilabel" else None
+    return heldout_shift(
+        meta.kind, probs, y, folds, meta.priors, pcfg, meta.classes, seed, rule, int(pcfg["check_redraws"])
+    )
+
+
+def decide(method: str, check: bool, n_query: int, heldout: dict | None) -> tuple[bool, dict, str]:
+    """(applied, decision, reason): whether the calls use the corrected probabilities, the
+    machine-readable decision (priors.json ``decision``; codes in artifacts.DECISION_CODES) and
+    the same as a sentence for the log. EM and BBSE assume p(x|y) is the same in training and
+    query; when that failed on held-out data (barloc.posthoc.heldout_shift: the correction did
+    not improve the calls of the cross-fitting folds taken as queries, or of re-drawn class
+    mixes), the calls keep the calibrated probabilities. The test split takes no part."""
+    if method == "none":
+        return False, {"code": "not_requested"}, "prior_shift.method is none"
+    if n_query == 0:
+        return False, {"code": "no_query"}, "there are no query samples to correct"
+    if method in ("em", "bbse") and check and heldout is not None and not shift_helps(heldout):
+        metric = heldout["metric"].replace("_", "-")
+        reason = (
+            f"on held-out folds {method.upper()} changed {metric} from {heldout['before']:.3f} to "
+            f"{heldout['after']:.3f} (mean change over {heldout['redraws']['n']} re-drawn class mixes "
+            f"{heldout['redraws']['mean_change']:+.3f}), so the label-shift assumption does not hold well "
+            "enough; calls use calibrated probabilities"
+        )
+        decision = {
+            "code": "check_failed",
+            "metric": heldout["metric"],
+            "split": "heldout",
+            "before": heldout["before"],
+            "after": heldout["after"],
+        }
+        return False, decision, reason
+    return True, {"code": "applied"}, ""

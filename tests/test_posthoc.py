@@ -1,0 +1,128 @@
+"""barloc.posthoc: the calibration method chosen on out-of-fold logits, and the held-out check
+that decides whether prior correction reaches the calls. Logits are synthetic: Gaussian
+classes whose exact posteriors are known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from barloc import posthoc
+
+TRAIN = np.array([0.5, 0.3, 0.2])
+MEANS = np.eye(3) * 2.0
+
+
+def gaussian(n: int, mix: np.ndarray, rng, looks_like: np.ndarray | None = None):
+    """Exact log-posteriors under TRAIN of records drawn with class mix ``mix``; with
+    ``looks_like``, each record's features come from that class instead of its own."""
+    y = rng.choice(3, n, p=mix)
+    src = y if looks_like is None else looks_like(y, rng)
+    x = MEANS[src] + rng.normal(size=(n, 3))
+    return -0.5 * ((x[:, None, :] - MEANS[None]) ** 2).sum(-1) + np.log(TRAIN), y
+
+
+def folds_of(mixes, rng, n=400, looks_like=None):
+    parts = [gaussian(n, np.asarray(m), rng, looks_like) for m in mixes]
+    z = np.concatenate([p[0] for p in parts])
+    y = np.concatenate([p[1] for p in parts])
+    return z, y, np.repeat(np.arange(len(mixes)), n)
+
+
+def test_crossfitted_never_calibrates_a_fold_with_its_own_labels():
+    rng = np.random.default_rng(0)
+    z, y, folds = folds_of([TRAIN] * 3, rng)
+    z = 3 * z  # over-confident
+    a = posthoc.crossfitted("multiclass", "bcts", z, y, folds, np.zeros(3), TRAIN)
+    y2 = y.copy()
+    y2[folds == 0] = rng.permutation(y2[folds == 0])
+    b = posthoc.crossfitted("multiclass", "bcts", z, y2, folds, np.zeros(3), TRAIN)
+    np.testing.assert_array_equal(a[folds == 0], b[folds == 0])  # fold 0's fit never saw fold 0
+    assert not np.allclose(a[folds == 1], b[folds == 1])  # but fold 1's fit did see it
+
+
+def test_auto_takes_the_lowest_cross_validated_nll():
+    rng = np.random.default_rng(1)
+    z, y, folds = folds_of([TRAIN] * 4, rng)
+    fitted, choice = posthoc.choose_calibration("multiclass", "auto", 3 * z, y, folds, np.zeros(3), TRAIN)
+    table = choice["candidates"]
+    assert set(table) == {"none", "temperature", "bcts", "vector"}
+    assert choice["chosen"] == min(table, key=lambda m: table[m]["nll"]) != "none"
+    assert fitted["method"] == choice["chosen"] and table["none"]["nll"] > table["temperature"]["nll"]
+
+
+def test_auto_never_buys_nll_with_the_calls(monkeypatch):
+    """A method with the lowest NLL whose calls lose more than 0.01 balanced accuracy against
+    temperature scaling's is passed over."""
+    rng = np.random.default_rng(2)
+    z, y, folds = folds_of([TRAIN] * 3, rng)
+    nll = {"none": 0.9, "temperature": 0.8, "bcts": 0.5, "vector": 0.7}
+    calls = {"none": 0.60, "temperature": 0.60, "bcts": 0.58, "vector": 0.595}
+    current = {}
+
+    def fake_crossfitted(kind, method, *a):
+        current["m"] = method
+        return np.full((len(y), 3), 1 / 3)
+
+    monkeypatch.setattr(posthoc, "crossfitted", fake_crossfitted)
+    monkeypatch.setattr(posthoc, "nll_of", lambda *a: nll[current["m"]])
+    monkeypatch.setattr(posthoc, "calls_score", lambda *a: calls[current["m"]])
+    _, choice = posthoc.choose_calibration("multiclass", "auto", z, y, folds, np.zeros(3), TRAIN)
+    assert choice["chosen"] == "vector"  # bcts has the lowest NLL but loses 0.02 of the calls
+    _, given = posthoc.choose_calibration("multiclass", "bcts", z, y, folds, np.zeros(3), TRAIN)
+    assert given["chosen"] == "bcts" and set(given["candidates"]) == {"temperature", "bcts"}
+
+
+PCFG = {"method": "em", "tol": 1e-6, "max_iter": 1000, "prior_strength": 0.0, "bootstrap": 0}
+
+
+def test_em_passes_the_check_under_pure_label_shift():
+    rng = np.random.default_rng(3)
+    z, y, folds = folds_of([[0.1, 0.1, 0.8], [0.8, 0.1, 0.1], [0.2, 0.7, 0.1]], rng)
+    probs = np.exp(z - z.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    check = posthoc.heldout_shift("multiclass", probs, y, folds, TRAIN, PCFG, list("abc"), 0, redraws=20, n_boot=200)
+    assert check["change"] > 0.02 and check["ci_low"] > 0 and check["redraws"]["mean_change"] > 0
+    assert all(f["after"] >= f["before"] - 0.01 for f in check["folds"])
+    assert posthoc.shift_helps(check)
+    assert posthoc.decide("em", True, 10, check)[0]
+
+
+def test_em_fails_the_check_when_a_fold_looks_like_another_class():
+    """Each fold's records mostly look like one class whatever their label (a project of
+    haplotypes near another basin's): not label shift, and EM's estimate makes the calls worse."""
+    rng = np.random.default_rng(4)
+
+    def lookalike(target):
+        return lambda y, r: np.where(r.random(len(y)) < 0.6, target, y)
+
+    parts = [folds_of([TRAIN], rng, looks_like=lookalike(c)) for c in range(3)]
+    z = np.concatenate([p[0] for p in parts])
+    y = np.concatenate([p[1] for p in parts])
+    folds = np.repeat(np.arange(3), 400)
+    probs = np.exp(z - z.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    check = posthoc.heldout_shift("multiclass", probs, y, folds, TRAIN, PCFG, list("abc"), 0, redraws=0, n_boot=200)
+    assert check["change"] < 0 and check["ci_high"] < 0.01
+    assert not posthoc.shift_helps(check)
+    applied, decision, reason = posthoc.decide("em", True, 10, check)
+    assert not applied and decision["code"] == "check_failed" and "held-out" in reason
+
+
+@pytest.mark.parametrize("kind", ["multiclass", "multilabel"])
+def test_hits_score_matches_the_calls_figures(kind):
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(5)
+    if kind == "multiclass":
+        probs, y = rng.dirichlet(np.ones(3), 50), rng.integers(0, 3, 50)
+        hits = posthoc.call_hits(kind, probs, y)
+        assert posthoc.hits_score(kind, hits) == pytest.approx((probs.argmax(1) == y).mean())
+    else:
+        probs, y = rng.random((50, 4)), (rng.random((50, 4)) < 0.3).astype(int)
+        rule = (np.full(4, 0.5), 0.0)
+        hits = posthoc.call_hits(kind, probs, y, rule)
+        from barloc.metrics import predict_multilabel
+
+        pred = predict_multilabel(probs, *rule)
+        assert posthoc.hits_score(kind, hits) == pytest.approx(f1_score(y, pred, average="micro"))
