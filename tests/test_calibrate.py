@@ -260,3 +260,15 @@ def test_temperature_tempers_the_evidence_not_the_training_prior():
     even = cal.apply(z, "multiclass", new) / prior
     assert (even.argmax(axis=1) == z.argmax(axis=1)).all()
     assert (((old / prior).argmax(axis=1)) != z.argmax(axis=1)).any()  # the old form over-corrects
+
+
+@pytest.mark.parametrize("kind, shape", [("multiclass", ()), ("multilabel", (3,))])
+def test_method_none_undoes_the_weighting_only(kind, shape):
+    rng = np.random.default_rng(8)
+    z, offset = rng.normal(size=(20, 3)), np.array([0.1, -0.2, 0.3])
+    y = rng.integers(0, 3, 20) if kind == "multiclass" else (rng.random((20, 3)) < 0.4).astype(int)
+    out = cal.fit_calibration(kind, "none", z, y, offset, np.full(3, 1 / 3))
+    assert np.shape(out["temperature"]) == shape and "bias" not in out  # per label for sigmoid heads, as the file says
+    np.testing.assert_allclose(cal.apply(z, kind, out), cal.apply(z + offset, kind))
+    with pytest.raises(ValueError, match="auto chooses"):
+        cal.fit_calibration(kind, "auto", z, y, offset, np.full(3, 1 / 3))

@@ -333,7 +333,7 @@ def fit_calibration(
     z, offset = np.asarray(z, dtype=np.float64), np.asarray(offset, dtype=np.float64)
     out: dict = {"method": method, "offset": offset, "offset_after_temperature": True}
     if method == "none":  # the weighting undone, nothing fitted
-        return {**out, "temperature": 1.0}
+        return {**out, "temperature": 1.0 if kind == "multiclass" else np.ones(z.shape[1])}
     if method not in ("temperature", "bcts", "vector"):
         raise ValueError(f"calibration method {method!r} is not one fit: auto chooses in barloc.posthoc")
     if method == "temperature":
