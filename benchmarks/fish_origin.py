@@ -2,15 +2,17 @@
 
 Every method sees the same folds (whole BOLD projects per fold) of the bundled tuna export's
 COI-5P records with a basin label (Atlantic / Pacific / Indian / Mediterranean), and is scored
-on the pooled out-of-fold predictions.
+on the pooled out-of-fold predictions. barloc's arms run the whole recipe for each test fold
+(barloc.cv): cross-fitting on the other four folds, calibration chosen and fitted on their
+out-of-fold logits, the model refit on all four, and the config's decision rule.
 
 Baselines: q2-feature-classifier's recipe (char 7-mer hashing + multinomial naive Bayes), 6-mer
 logistic regression, "each species' majority basin", and the nearest reference barcode (cosine
 of 5-mer profiles; tied references vote, balanced by class). Ablation: barloc's loss options.
-barloc_nearest: the same model with the nearest-reference encoder (``encoder.type: nearest``);
-barloc_nearest_refit: that one retrained on train + val (``train.refit``) for 40 epochs and
-calibrated on its own val logits (``calibration.val_scored_by: refit_model``).
-Fold spread: barloc, barloc_nearest and the baselines on the folds of other seeds.
+barloc_kmer: the k-mer MLP encoder, the default before cross-fitting. decision_rules: the
+configured model's final calls under the training mix, equal priors, and EM with the held-out
+check. Fold spread: barloc, barloc_kmer and the baselines on the folds of other seeds;
+default_config: the configured task's final calls over those seeds.
 Seed spread: barloc retrained with other training seeds on the same folds, with and without
 the config's training-set augmentation (``train.augment``), and the ensembles that average
 those members' calibrated probabilities.
@@ -39,9 +41,10 @@ from sklearn.naive_bayes import MultinomialNB
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from barloc.artifacts import logit_columns
 from barloc.calibrate import ece_from_bins, multiclass_ece_floor, multiclass_reliability, softmax_probs
 from barloc.config import check_config
-from barloc.cv import assign_folds, out_of_fold
+from barloc.cv import ENSEMBLE, FINAL, PROB, assign_folds, out_of_fold
 from barloc.encode import kmer_profile
 from barloc.metrics import multiclass_metrics
 from barloc.records import drop_rare_classes, load_reference
@@ -83,14 +86,32 @@ def scores(probs: np.ndarray, y: np.ndarray, raw: np.ndarray | None = None, prio
 
 
 def barloc_scores(labelled, task, trainer, seed, folds=None) -> tuple[dict, pd.DataFrame]:
+    """The whole recipe in grouped CV (barloc.cv): calibrated calls under the training mix (with
+    the equal-prior figure beside them), the final calls (after the prior correction the
+    config applies), and the uncalibrated model's."""
     oof, info = out_of_fold(labelled, task, trainer, N_FOLDS, seed, folds=folds)
-    classes = [c.split("::", 1)[1] for c in oof.columns if c.startswith("prob::")]
+    classes = [c.split("::", 1)[1] for c in oof.columns if c.startswith(PROB)]
     y = oof["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
-    probs = oof[[f"prob::{c}" for c in classes]].to_numpy()
-    raw = softmax_probs(oof[[f"logit::{c}" for c in classes]].to_numpy())
+    probs = oof[[PROB + c for c in classes]].to_numpy()
+    raw = softmax_probs(oof[logit_columns(classes)].to_numpy())
     train_priors = {i["fold"]: i["meta"].train_priors for i in info}
     priors = np.array([train_priors[f] for f in oof["fold"]])
-    return scores(probs, y, raw, priors), oof
+    out = scores(probs, y, raw, priors)
+    final = multiclass_metrics(oof[[FINAL + c for c in classes]].to_numpy(), y)
+    out["final_calls"] = {"balanced_accuracy": round(final["balanced_accuracy"], 4), "ece": round(final["ece"], 4)}
+    unc = multiclass_metrics(raw, y)
+    out["uncalibrated"] = {"balanced_accuracy": round(unc["balanced_accuracy"], 4), "ece": round(unc["ece"], 4)}
+    # The other design for the calling model: the cross-fitting fold models as an ensemble
+    # (mean logits, calibrated alike), under the same decision rule as the final calls.
+    ens = oof[[ENSEMBLE + c for c in classes]].to_numpy()
+    if task.get("prior_shift", {}).get("target_priors") == "equal":
+        ens = ens / np.clip(priors, 1e-9, None)
+        ens = ens / ens.sum(axis=1, keepdims=True)
+    ens_m = multiclass_metrics(ens, y)
+    out["ensemble_calls"] = {"balanced_accuracy": round(ens_m["balanced_accuracy"], 4), "ece": round(ens_m["ece"], 4)}
+    out["calibration_chosen"] = [i["calibration"].method for i in info]
+    out["prior_correction_applied"] = [i["applied"] for i in info]
+    return out, oof
 
 
 def _result_options(argv: list[str]) -> list[str]:
@@ -136,9 +157,9 @@ def seed_spread(labelled, task, trainer, folds, seeds, first: pd.DataFrame | Non
             else:
                 oof = barloc_scores(labelled, variant, trainer, seed, folds)[1]
             oof = oof.set_index("id").loc[labelled["id"]]
-            classes = [c.split("::", 1)[1] for c in oof.columns if c.startswith("prob::")]
+            classes = [c.split("::", 1)[1] for c in oof.columns if c.startswith(PROB)]
             y = oof["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
-            p = oof[[f"prob::{c}" for c in classes]].to_numpy()
+            p = oof[[PROB + c for c in classes]].to_numpy()
             probs[name].append(p)
             out[name].append(scores(p, y))
     for name in ("augmented", "plain"):
@@ -201,48 +222,29 @@ def baseline_scores(labelled: pd.DataFrame, folds: np.ndarray, classes: list[str
     return out
 
 
-# The nearest-reference encoder (encoder.type: nearest), as measured against the configured
-# model: a linear head over 8 distances learns faster (lr 0.03) and early-stops on the loss,
-# which is smooth, where the validation fold's balanced accuracy jumps with a few records.
-NEAREST = {"encoder": {"type": "nearest", "k": 5, "hidden": 0}, "train": {"lr": 0.03, "monitor": "val_loss"}}
+# The k-mer MLP, the default before cross-fitting: an MLP over standardised 5-mer profiles,
+# early-stopped on balanced accuracy, under the task's own calibration and decision rule.
+KMER = {
+    "encoder": {"type": "kmer", "k": 5, "hidden": 128, "dropout": 0.3, "standardize": True},
+    "train": {"lr": 0.003, "max_epochs": 100, "patience": 10, "monitor": "val_metric", "early_stopping": True},
+}
 
 
-# Both nearest-reference arms keep temperature scaling: with BCTS (2026-11-26 run) balanced
-# accuracy fell to a mean of 0.436 (nearest) and 0.449 (refit) over the three fold seeds.
-NEAREST_CALIBRATION = {"method": "temperature"}
+def kmer_variant(task: dict) -> dict:
+    return {**task, "encoder": KMER["encoder"], "train": {**task.get("train", {}), **KMER["train"]}}
 
 
-def nearest_variant(task: dict) -> dict:
-    return {
-        **task,
-        "encoder": NEAREST["encoder"],
-        "train": {**task.get("train", {}), **NEAREST["train"]},
-        "calibration": {**task.get("calibration", {}), **NEAREST_CALIBRATION},
-    }
-
-
-# The same, retrained on train + val (train.refit) for a fixed 40 epochs, about where the
-# linear head's training loss levels off: early stopping on the validation projects stopped it
-# well short of that (throw-away runs: balanced accuracy under equal priors 0.58 when the refit
-# took early stopping's epochs, 0.68 at 40 or 100 epochs).
-REFIT = {"refit": True, "early_stopping": False, "max_epochs": 40}
-# Temperature from the refit model's own val logits: the first model, trained without the
-# validation projects, is the weaker one, and its temperature over-smoothed the refit model
-# (throw-away runs over the three fold seeds: ECE 0.153 against 0.102, NLL 0.99 against 0.94).
-REFIT_CALIBRATION = {"val_scored_by": "refit_model"}
-
-
-def nearest_refit_variant(task: dict) -> dict:
-    variant = nearest_variant(task)
-    return {
-        **variant,
-        "train": {**variant["train"], **REFIT},
-        "calibration": {**variant["calibration"], **REFIT_CALIBRATION},
-    }
+def rule_variant(task: dict, rule: str) -> dict:
+    """The task under another decision rule: training mix (no correction), equal priors, or EM
+    with the held-out check."""
+    pcfg = {"train_mix": {"method": "none"}, "equal": {"method": "known", "target_priors": "equal"}}.get(
+        rule, {"method": "em", "check": True}
+    )
+    return {**task, "prior_shift": pcfg}
 
 
 def fold_spread(labelled, task, trainer, seeds, first: dict) -> dict:
-    """The configured model, the nearest-reference variant and the baselines on the folds of
+    """The configured model, the k-mer MLP variant and the baselines on the folds of
     each seed (other projects share a fold each time); ``first``: seed[0]'s scores so far."""
     classes = sorted(labelled["label"].unique())
     rows = [first]
@@ -251,8 +253,7 @@ def fold_spread(labelled, task, trainer, seeds, first: dict) -> dict:
         rows.append(
             {
                 "barloc": barloc_scores(labelled, task, trainer, seed, folds)[0],
-                "barloc_nearest": barloc_scores(labelled, nearest_variant(task), trainer, seed, folds)[0],
-                "barloc_nearest_refit": barloc_scores(labelled, nearest_refit_variant(task), trainer, seed, folds)[0],
+                "barloc_kmer": barloc_scores(labelled, kmer_variant(task), trainer, seed, folds)[0],
                 **baseline_scores(labelled, folds, classes),
             }
         )
@@ -262,7 +263,40 @@ def fold_spread(labelled, task, trainer, seeds, first: dict) -> dict:
     }
     for key in ("balanced_accuracy_equal_priors", "ece_calibrated", "ece_floor"):
         out[f"mean_{key}"] = {m: round(float(np.mean([r[m][key] for r in rows])), 4) for m in rows[0]}
+    barlocs = [m for m in rows[0] if m.startswith("barloc")]
+    for part in ("final_calls", "ensemble_calls"):
+        out[f"mean_{part}"] = {
+            m: {k: round(float(np.mean([r[m][part][k] for r in rows])), 4) for k in ("balanced_accuracy", "ece")}
+            for m in barlocs
+        }
     return out
+
+
+def default_config(spread: dict) -> dict:
+    """fish_origin.json's ``default_config``: the configured task's final calls and its
+    uncalibrated model's, mean over the fold seeds, and the best barcode-only baseline under the
+    same decision rule (equal priors when the task calls with equal priors)."""
+    rows = [r["barloc"] for r in spread["per_seed"]]
+    mean = lambda part, key: round(float(np.mean([r[part][key] for r in rows])), 4)  # noqa: E731
+    baselines = ("kmer_nb", "kmer_logreg", "nearest_neighbour")
+    return {
+        "final_calls": {
+            "balanced_accuracy": mean("final_calls", "balanced_accuracy"),
+            "ece": mean("final_calls", "ece"),
+            "per_seed": [r["final_calls"] for r in rows],
+        },
+        "uncalibrated": {
+            "balanced_accuracy": mean("uncalibrated", "balanced_accuracy"),
+            "ece": mean("uncalibrated", "ece"),
+        },
+        "baselines_same_rule": {
+            b: {
+                "balanced_accuracy_train_mix": spread["mean_balanced_accuracy"][b],
+                "balanced_accuracy_equal_priors": spread["mean_balanced_accuracy_equal_priors"][b],
+            }
+            for b in baselines
+        },
+    }
 
 
 ABLATION = {
@@ -288,7 +322,7 @@ def main() -> None:
         "--fold-seeds",
         type=int,
         default=3,
-        help="fold assignments (seed, seed + 1000, ...) on which to compare barloc, its nearest-reference "
+        help="fold assignments (seed, seed + 1000, ...) on which to compare barloc, its k-mer MLP "
         "variant and the baselines (1: only --seed)",
     )
     args = ap.parse_args()
@@ -312,21 +346,18 @@ def main() -> None:
         "encoder": task.get("encoder"),
         "loss": task.get("loss"),
         "calibration": task.get("calibration"),
+        "prior_shift": task.get("prior_shift"),
         "augment": task.get("train", {}).get("augment"),
     }
     result["barloc"], oof = barloc_scores(labelled, task, trainer, args.seed)
     result["baselines"] = baseline_scores(labelled, folds, classes)
-    result["barloc_nearest"] = {
-        "variant": {**NEAREST, "calibration": NEAREST_CALIBRATION},
-        **barloc_scores(labelled, nearest_variant(task), trainer, args.seed, folds)[0],
+    result["barloc_kmer"] = {
+        "variant": KMER,
+        **barloc_scores(labelled, kmer_variant(task), trainer, args.seed, folds)[0],
     }
-    result["barloc_nearest_refit"] = {
-        "variant": {
-            **NEAREST,
-            "train": {**NEAREST["train"], **REFIT},
-            "calibration": {**NEAREST_CALIBRATION, **REFIT_CALIBRATION},
-        },
-        **barloc_scores(labelled, nearest_refit_variant(task), trainer, args.seed, folds)[0],
+    result["decision_rules"] = {
+        rule: barloc_scores(labelled, rule_variant(task, rule), trainer, args.seed, folds)[0]["final_calls"]
+        for rule in ("train_mix", "equal", "em")
     }
     if not args.no_ablation:
         result["ablation"] = {}
@@ -336,15 +367,13 @@ def main() -> None:
     if args.fold_seeds > 1:
         first = {
             "barloc": result["barloc"],
-            **{
-                arm: {k: v for k, v in result[arm].items() if k != "variant"}
-                for arm in ("barloc_nearest", "barloc_nearest_refit")
-            },
+            "barloc_kmer": {k: v for k, v in result["barloc_kmer"].items() if k != "variant"},
             **result["baselines"],
         }
         result["fold_spread"] = fold_spread(
             labelled, task, trainer, [args.seed + 1000 * i for i in range(args.fold_seeds)], first
         )
+        result["default_config"] = default_config(result["fold_spread"])
     if args.spread_seeds > 0:
         seeds = [args.seed + 1000 * i for i in range(args.spread_seeds)]
         result["seed_spread"] = seed_spread(labelled, task, trainer, folds, seeds, oof)
