@@ -122,6 +122,36 @@ def test_equal_target_priors_divide_by_the_training_mix(tmp_path):
         target_vector("equal", CLASSES, "multilabel")
 
 
+def test_evaluate_scores_the_test_split_as_the_known_priors_call(tmp_path):
+    """With known priors the query's calls are prior-corrected: evaluate corrects the test split
+    to the same priors and names that row as the calls' (the report states it first)."""
+    from barloc.metrics import multiclass_metrics
+    from barloc.steps import evaluate
+
+    write_multiclass(tmp_path, n_val=200, n_test=300, n_query=100)
+    run_step(tmp_path, {"method": "known", "target_priors": "equal"})
+    out = tmp_path / "metrics.json"
+    evaluate.run(
+        SimpleNamespace(
+            logits=str(tmp_path / "logits.parquet"),
+            meta=str(tmp_path / "model.json"),
+            calibration=str(tmp_path / "calibration.json"),
+            priors=str(tmp_path / "priors.json"),
+        ),
+        SimpleNamespace(metrics=str(out)),
+        SimpleNamespace(task="t", cfg={"calibration": {"ece_bins": 15}}),
+    )
+    metrics = json.loads(out.read_text())
+    assert metrics["calls_row"] == "prior_corrected"
+    df = pd.read_parquet(tmp_path / "logits.parquet")
+    test = df[df["split"] == "test"]
+    lik = np.exp(test[[f"logit::{c}" for c in CLASSES]].to_numpy() - np.log(TRAIN))
+    y = test["label"].map({c: i for i, c in enumerate(CLASSES)}).to_numpy()
+    expected = multiclass_metrics(lik / lik.sum(axis=1, keepdims=True), y)["balanced_accuracy"]
+    assert metrics["prior_corrected"]["balanced_accuracy"] == pytest.approx(expected)
+    assert metrics["prior_corrected"]["balanced_accuracy"] != metrics["calibrated"]["balanced_accuracy"]
+
+
 def test_known_priors_must_name_every_class(tmp_path):
     write_multiclass(tmp_path, n_val=50, n_test=50, n_query=50)
     with pytest.raises(InputError, match="lacks classes"):

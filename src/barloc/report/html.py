@@ -338,13 +338,16 @@ def _pick_reliability_bin(r: Mapping | None, target: float = 0.8) -> tuple[float
 
 def _plain_sentence(kind: str, words: dict, metrics: dict, reliability_after: Mapping | None) -> str:
     n = metrics.get("n_test")
-    m = metrics.get("calibrated") or metrics.get("uncalibrated") or {}
+    row = metrics.get("calls_row") or "calibrated"  # the figures of the calls the report shows
+    m = metrics.get(row) or metrics.get("calibrated") or metrics.get("uncalibrated") or {}
+    model = "calibrated, prior-corrected model" if row == "prior_corrected" else "calibrated model"
     n_text = f"{int(n):,} " if _finite(n) else ""
-    pick = _pick_reliability_bin(reliability_after)
+    # calibration.json's reliability bins are the calibrated probabilities': not the corrected ones
+    pick = _pick_reliability_bin(reliability_after) if row != "prior_corrected" else None
     ece = m.get("ece")
     if kind == "multilabel":
         first = (
-            f"On {n_text}{words['held_out']}, the calibrated model gets the exact set of "
+            f"On {n_text}{words['held_out']}, the {model} gets the exact set of "
             f"{words['things']} right for {fmt_pct(m.get('exact_match'))}"
         )
         extra = []
@@ -362,7 +365,7 @@ def _plain_sentence(kind: str, words: dict, metrics: dict, reliability_after: Ma
             second = ""
     else:
         first = (
-            f"On {n_text}{words['held_out']}, the calibrated model calls the right "
+            f"On {n_text}{words['held_out']}, the {model} calls the right "
             f"{words['thing']} for {fmt_pct(m.get('accuracy'))}"
         )
         if _finite(m.get("balanced_accuracy")):

@@ -22,10 +22,13 @@ def run(inputs, outputs, params, threads: int = 1) -> None:
     df = pd.read_parquet(inputs.logits)
     zt, yt = split_arrays(df, meta, "test")
     raw, cal = apply(zt, kind), caller.calibrate(zt)
-    # Prior correction with the priors estimated on the test split as if it were a query.
-    est = (priors.test or {}).get("estimated_priors")
-    shifted = cal if est is None else caller.probabilities(zt, np.asarray(est))
+    # Prior correction: to the known target priors, the ones the query's calls use; else to
+    # the priors EM or BBSE estimated on the test split as if it were a query.
+    est = priors.query_priors if priors.method == "known" else (priors.test or {}).get("estimated_priors")
+    shifted = cal if est is None else caller.probabilities(zt, np.asarray(est, dtype=np.float64))
     out = {"task": params.task, "kind": kind, "classes": classes, "n_test": int(len(zt))}
+    # The row whose probabilities make the query's calls: what the report states first.
+    out["calls_row"] = "prior_corrected" if priors.applied and est is not None else "calibrated"
     if calib.choice:  # which calibration method, and why (barloc.posthoc.choose_calibration)
         out["calibration_choice"] = calib.choice
     if soft.SOFT in df:  # test records with a soft target: their class is unknown, so no metric counts them
