@@ -277,7 +277,10 @@ def default_config(spread: dict) -> dict:
     uncalibrated model's, mean over the fold seeds, and the best barcode-only baseline under the
     same decision rule (equal priors when the task calls with equal priors)."""
     rows = [r["barloc"] for r in spread["per_seed"]]
-    mean = lambda part, key: round(float(np.mean([r[part][key] for r in rows])), 4)  # noqa: E731
+
+    def mean(part: str, key: str) -> float:
+        return round(float(np.mean([r[part][key] for r in rows])), 4)
+
     baselines = ("kmer_nb", "kmer_logreg", "nearest_neighbour")
     return {
         "final_calls": {

@@ -96,24 +96,16 @@ def test_out_of_fold_logits_are_moved_to_the_calling_models_mix_and_weighting(fi
 
 def test_a_class_a_fold_model_never_saw_keeps_its_logit():
     """Its log prior would be clipped and its class weight counted as 1: no shift for it."""
-    loss = {"type": "cross_entropy", "class_weights": "inverse"}
-    fold = ModelMeta(
-        kind="multiclass",
-        classes=list("abc"),
-        loss=loss,
-        train_counts=[30, 10, 0],
-        n_train=40,
-        train_priors=[0.75, 0.25, 0.0],
-    )
-    calling = ModelMeta(
-        kind="multiclass",
-        classes=list("abc"),
-        loss=loss,
-        train_counts=[40, 20, 5],
-        n_train=65,
-        train_priors=[40 / 65, 20 / 65, 5 / 65],
-    )
-    shift = to_calling_model(fold, calling)
+
+    def trained_on(counts: list[int]) -> ModelMeta:
+        loss = {"type": "cross_entropy", "class_weights": "inverse"}
+        n = sum(counts)
+        return ModelMeta(
+            kind="multiclass", classes=list("abc"), loss=loss, train_counts=counts, n_train=n,
+            train_priors=[c / n for c in counts],
+        )  # fmt: skip
+
+    shift = to_calling_model(trained_on([30, 10, 0]), trained_on([40, 20, 5]))
     assert np.isfinite(shift).all() and abs(shift[2] - shift[:2].mean()) < 1.0
 
 

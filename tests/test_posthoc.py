@@ -44,7 +44,7 @@ def test_crossfitted_never_calibrates_a_fold_with_its_own_labels():
 def test_auto_takes_the_lowest_cross_validated_nll():
     rng = np.random.default_rng(1)
     z, y, folds = folds_of([TRAIN] * 4, rng)
-    fitted, choice = posthoc.choose_calibration("multiclass", "auto", 3 * z, y, folds, np.zeros(3), TRAIN)
+    fitted, choice, _ = posthoc.choose_calibration("multiclass", "auto", 3 * z, y, folds, np.zeros(3), TRAIN)
     table = choice["candidates"]
     assert set(table) == {"none", "temperature", "bcts", "vector"}
     assert choice["chosen"] == min(table, key=lambda m: table[m]["nll"]) != "none"
@@ -67,9 +67,9 @@ def test_auto_never_buys_nll_with_the_calls(monkeypatch):
     monkeypatch.setattr(posthoc, "crossfitted", fake_crossfitted)
     monkeypatch.setattr(posthoc, "nll_of", lambda *a: nll[current["m"]])
     monkeypatch.setattr(posthoc, "calls_score", lambda *a: calls[current["m"]])
-    _, choice = posthoc.choose_calibration("multiclass", "auto", z, y, folds, np.zeros(3), TRAIN)
+    _, choice, _ = posthoc.choose_calibration("multiclass", "auto", z, y, folds, np.zeros(3), TRAIN)
     assert choice["chosen"] == "vector"  # bcts has the lowest NLL but loses 0.02 of the calls
-    _, given = posthoc.choose_calibration("multiclass", "bcts", z, y, folds, np.zeros(3), TRAIN)
+    _, given, _ = posthoc.choose_calibration("multiclass", "bcts", z, y, folds, np.zeros(3), TRAIN)
     assert given["chosen"] == "bcts" and set(given["candidates"]) == {"temperature", "bcts"}
 
 

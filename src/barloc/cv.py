@@ -64,10 +64,9 @@ def out_of_fold(
         fit = cross_fit(labelled[~test_m], folds[~test_m], cfg, trainer_cfg, seed + 100 * k, f"fold{k}")
         meta = fit.meta
         z, y, inner = oof_arrays(fit.oof, meta)
-        calib = Calibration(
-            kind=meta.kind, classes=classes, **calibration_fit(meta, z, y, inner, cfg["calibration"], pcfg)
-        )
-        check = shift_check(meta, calib, z, y, inner, pcfg, seed)
+        fields, cf_probs = calibration_fit(meta, z, y, inner, cfg["calibration"], pcfg)
+        calib = Calibration(kind=meta.kind, classes=classes, **fields)
+        check = shift_check(meta, calib, z, y, inner, pcfg, seed, cf_probs)
         test = labelled[test_m & hard]
         zt = model_logits(fit.model, meta, test, 256)[:, : len(classes)]
         members = [

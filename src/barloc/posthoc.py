@@ -87,8 +87,9 @@ def choose_calibration(
     priors: np.ndarray,
     call_ratio="auto",
     target: np.ndarray | None = None,
-) -> tuple[dict, dict]:
-    """(calibration parameters fitted on all rows, the choice): ``method`` ``auto`` takes the
+) -> tuple[dict, dict, np.ndarray]:
+    """(calibration parameters fitted on all rows, the choice, the chosen method's
+    :func:`crossfitted` probabilities): ``method`` ``auto`` takes the
     lowest cross-validated NLL among :data:`METHODS` whose cross-validated calls lose at most
     :data:`CALLS_TOLERANCE` against temperature scaling's; any other method is taken as given.
     The choice records every candidate's cross-validated NLL and calls either way. ``target``:
@@ -96,9 +97,9 @@ def choose_calibration(
     calls compared are the ones the task makes."""
     weights = None if target is None or kind != "multiclass" else np.asarray(target) / np.clip(priors, 1e-12, None)
     candidates = METHODS[kind] if method == "auto" else tuple(dict.fromkeys(("temperature", method)))
-    table = {}
+    table, probs = {}, {}
     for m in candidates:
-        p = crossfitted(kind, m, z, y, folds, offset, priors)
+        p = probs[m] = crossfitted(kind, m, z, y, folds, offset, priors)
         table[m] = {"nll": nll_of(kind, p, y), CALLS_METRIC[kind]: calls_score(kind, p, y, folds, call_ratio, weights)}
     metric = CALLS_METRIC[kind]
     if method == "auto":
@@ -120,7 +121,7 @@ def choose_calibration(
         "n_folds": int(len(np.unique(folds))),
         "candidates": table,
     }
-    return fit_calibration(kind, chosen, z, y, offset, priors), choice
+    return fit_calibration(kind, chosen, z, y, offset, priors), choice, probs[chosen]
 
 
 def _redraw(rng: np.random.Generator, strata: np.ndarray, n_strata: int) -> np.ndarray:
@@ -227,31 +228,34 @@ def oof_arrays(df, meta) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def calibration_fit(
     meta, z: np.ndarray, y: np.ndarray, folds: np.ndarray, ccfg: dict, pcfg: dict | None = None
-) -> dict:
-    """The calibration.json fields fitted on out-of-fold logits by a task's ``calibration`` block:
-    the chosen method's parameters (with the calling model's offset), ``choice`` and, for
-    sigmoid heads, the calling rule (thresholds and call ratio)."""
+) -> tuple[dict, np.ndarray]:
+    """The calibration.json fields fitted on out-of-fold logits by a task's ``calibration`` block
+    (the chosen method's parameters with the calling model's offset, ``choice`` and, for sigmoid
+    heads, the calling rule: thresholds and call ratio), and the rows' cross-fitted probabilities
+    under the chosen method (:func:`crossfitted`), which the held-out checks read."""
     offset = class_offset(meta)
     target = None
     if pcfg and pcfg.get("method") == "known" and meta.kind == "multiclass":
         target = target_vector(pcfg["target_priors"], meta.classes, meta.kind)
-    fitted, choice = choose_calibration(
+    fitted, choice, probs = choose_calibration(
         meta.kind, ccfg["method"], z, y, folds, offset, meta.priors, ccfg["call_ratio"], target
     )
     out = {**fitted, "choice": choice}
     if meta.kind == "multilabel":
         rule = fit_calls(apply(z, meta.kind, fitted), y, ccfg["call_ratio"])
         out |= {"thresholds": rule["thresholds"], "call_ratio": rule["call_ratio"]}
-    return out
+    return out, probs
 
 
-def shift_check(meta, calibration, z, y, folds, pcfg: dict, seed: int) -> dict | None:
+def shift_check(meta, calibration, z, y, folds, pcfg: dict, seed: int, probs: np.ndarray | None = None) -> dict | None:
     """:func:`heldout_shift` of ``pcfg``'s EM or BBSE on the out-of-fold rows, calibrated by the
-    chosen method cross-fitted; None for methods that estimate nothing (none, known)."""
+    chosen method cross-fitted (``probs``, when :func:`calibration_fit` has them already);
+    None for methods that estimate nothing (none, known)."""
     if pcfg["method"] not in ("em", "bbse") or len(y) == 0:
         return None
-    offset = class_offset(meta) if calibration.offset is None else np.asarray(calibration.offset, dtype=np.float64)
-    probs = crossfitted(meta.kind, calibration.method or "temperature", z, y, folds, offset, meta.priors)
+    if probs is None:
+        offset = class_offset(meta) if calibration.offset is None else np.asarray(calibration.offset, dtype=np.float64)
+        probs = crossfitted(meta.kind, calibration.method or "temperature", z, y, folds, offset, meta.priors)
     rule = calibration.call_rule(len(meta.classes)) if meta.kind == "multilabel" else None
     return heldout_shift(
         meta.kind, probs, y, folds, meta.priors, pcfg, meta.classes, seed, rule, int(pcfg["check_redraws"])

@@ -10,7 +10,7 @@ from barloc import calibrate as cal
 from barloc import extra_heads
 from barloc.artifacts import Calibration, ModelMeta, write_json
 from barloc.calling import split_arrays
-from barloc.posthoc import calibration_fit, crossfitted, oof_arrays
+from barloc.posthoc import calibration_fit, oof_arrays
 
 
 def run(inputs, outputs, params, threads: int = 1) -> None:
@@ -21,11 +21,9 @@ def run(inputs, outputs, params, threads: int = 1) -> None:
     zv, yv, folds = oof_arrays(df, meta)
     zt, yt = split_arrays(df, meta, "test")
     # a task that calls under known priors has its calibration judged by those calls
-    fitted = calibration_fit(meta, zv, yv, folds, ccfg, params.cfg.get("prior_shift"))
-    method = fitted["method"]
-    # Judged out of fold: each fold calibrated by the method fitted on the others.
+    # cal_v: judged out of fold, each fold calibrated by the chosen method fitted on the others
+    fitted, cal_v = calibration_fit(meta, zv, yv, folds, ccfg, params.cfg.get("prior_shift"))
     raw_v = cal.apply(zv, kind)
-    cal_v = crossfitted(kind, method, zv, yv, folds, fitted["offset"], meta.priors)
     out = Calibration(
         kind=kind,
         classes=meta.classes,
