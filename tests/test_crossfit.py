@@ -125,7 +125,7 @@ def test_nearest_references_of_the_refit_are_all_records_once(data):
     df, folds = data
     c = cfg({"type": "nearest", "k": 3, "hidden": 0}, early_stopping=False, max_epochs=2, lr=0.03)
     out = cross_fit(df, folds, c, TRAINER, seed=3)
-    assert out.meta.n_reference == len(df) and out.model.encoder.ref.shape[0] == len(df)
+    assert out.meta.n_reference == len(df) and len(out.model.encoder.ref_class) == len(df)
     assert sorted(out.meta.reference_groups) == sorted(df["group"].unique())
 
 

@@ -100,7 +100,7 @@ def test_references_are_the_training_and_validation_records(trained, tmp_path):
     df, train, val, model, meta = trained
     assert meta.n_reference == len(train) + len(val)
     assert meta.reference_groups == [f"PROJ{p}" for p in range(12)]
-    assert model.encoder.ref.shape == (len(df), 64)
+    assert model.encoder.ref_class.shape == (len(df),) and model.encoder.ref_indptr.shape == (len(df) + 1,)
     # model.json + weights carry the references: a reloaded model scores the same.
     save_model(model, meta, tmp_path / "m.ckpt", tmp_path / "m.json")
     again, meta2 = load_model(tmp_path / "m.ckpt", tmp_path / "m.json")
@@ -183,3 +183,92 @@ def test_workflow_steps_on_the_bundled_tuna_records(tmp_path):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["n_test"] > 0 and 0 <= metrics["calibrated"]["balanced_accuracy"] <= 1
     assert len(pd.read_csv(tmp_path / "calls.tsv", sep="\t")) > 0
+
+
+def brute_force_best(q, refs, ref_class, ref_group, groups, n_classes):
+    """Exact per-class highest cosine outside each query's group, by a full comparison."""
+    sim = unit(q) @ unit(refs).T
+    if groups is not None:
+        sim = sim.masked_fill(groups[:, None] == ref_group[None, :], -1.0)
+    best = torch.full((len(q), n_classes), -1.0)
+    return best.scatter_reduce(1, ref_class.expand(len(q), -1), sim, reduce="amax")
+
+
+def synthetic_clustered_profiles(n_refs: int, dim: int, seed: int):
+    """Synthetic non-negative profiles around 60 random centres (haplotype-like clusters)."""
+    gen = torch.Generator().manual_seed(seed)
+    centres = torch.rand(60, dim, generator=gen) ** 4
+    which = torch.randint(0, 60, (n_refs,), generator=gen)
+    return (centres[which] + 0.05 * torch.rand(n_refs, dim, generator=gen)).clamp_min(0)
+
+
+def test_indexed_search_is_an_upper_bound_and_mostly_exact():
+    """A class over EXACT_MAX references is searched in its nprobe closest lists: every
+    distance is at least the exact one (synthetic clustered profiles), nearly all are equal,
+    and probing every list gives the exact distances."""
+    from barloc.models.reference_index import EXACT_MAX, n_lists
+
+    n = EXACT_MAX + 900
+    profiles = synthetic_clustered_profiles(n + 500, 64, seed=0)
+    refs, q = profiles[:n], profiles[n:]
+    ref_class = torch.cat([torch.zeros(EXACT_MAX + 600, dtype=torch.long), torch.ones(300, dtype=torch.long)])
+    ref_group = torch.arange(n) // 10
+    groups = torch.randint(0, n // 10, (500,), generator=torch.Generator().manual_seed(2))
+    enc = NearestReferenceEncoder(n_features=64, n_reference=n, n_classes=2, nprobe=8)
+    enc.set_reference(refs, ref_class, ref_group)
+    assert len(enc.list_class) == n_lists(EXACT_MAX + 600) + 1 > 9
+    exact = 1 - brute_force_best(q, refs, ref_class, ref_group, groups, 2).clamp(-1, 1)
+    got = enc.distances(q, groups)[:, :2]
+    assert (got >= exact.clamp(0, 2) - 1e-5).all()
+    assert torch.allclose(got[:, 1], exact[:, 1].clamp(0, 2), atol=1e-5)  # the small class: exhaustive
+    assert (torch.isclose(got[:, 0], exact[:, 0], atol=1e-5)).float().mean() > 0.95
+    enc.nprobe = len(enc.list_class)
+    assert torch.allclose(enc.distances(q, groups)[:, :2], exact.clamp(0, 2), atol=1e-5)
+
+
+def test_long_kmers_stay_sparse_and_exact():
+    """k = 7 (16,384 columns): references are held as CSR, never dense, and the distances of
+    synthetic barcodes equal a brute-force comparison of their dense profiles."""
+    from barloc.encode import kmer_profile, kmer_profile_sparse
+
+    df = synthetic_haplotype_records(seed=4)
+    seqs = df["sequence"].tolist()
+    ref_class = torch.as_tensor(df["label"].map({"Atlantic": 0, "Indian": 1, "Pacific": 2}).to_numpy())
+    ref_group = torch.as_tensor(df["group"].str[4:].astype(int).to_numpy())
+    enc = NearestReferenceEncoder(n_features=4**7, n_reference=len(df), n_classes=3)
+    enc.set_reference(kmer_profile_sparse(seqs, 7), ref_class, ref_group)
+    assert enc.index().dense is None and enc.ref_data.numel() < len(df) * 4**7 / 50
+    dense = torch.from_numpy(kmer_profile(seqs, 7))
+    exact = 1 - brute_force_best(dense, dense, ref_class, ref_group, ref_group, 3)
+    assert torch.allclose(enc.distances(kmer_profile_sparse(seqs, 7), ref_group)[:, :3], exact.clamp(0, 2), atol=1e-5)
+
+
+def test_models_saved_with_dense_references_still_load(trained, tmp_path):
+    """A model.ckpt from before the index held its references as one dense ``ref`` buffer; it
+    loads into the indexed encoder and scores the same."""
+    df, train, val, model, meta = trained
+    state = model.state_dict()
+    enc = model.encoder
+    n = len(enc.ref_class)
+    dense = torch.sparse_csr_tensor(enc.ref_indptr, enc.ref_indices.long(), enc.ref_data, (n, 64)).to_dense()
+    old = {k: v for k, v in state.items() if not k.startswith("encoder.") or k.split(".")[1] not in enc.SIZED}
+    old |= {"encoder.ref": dense, "encoder.ref_class": enc.ref_class, "encoder.ref_group": enc.ref_group}
+    again, _ = load_model(*_saved(model, meta, tmp_path))
+    again.load_state_dict(old)
+    ds = EncodedDataset(val["sequence"].tolist(), meta.encoder, "dna", groups=group_ids(val, meta.reference_groups))
+    assert np.allclose(predict_logits(again, ds, 8), predict_logits(model, ds, 8), atol=1e-4)
+
+
+def _saved(model, meta, tmp_path):
+    save_model(model, meta, tmp_path / "m.ckpt", tmp_path / "m.json")
+    return tmp_path / "m.ckpt", tmp_path / "m.json"
+
+
+def test_a_batch_fetched_whole_equals_its_items_collated():
+    from barloc.data import collate
+
+    df = synthetic_haplotype_records(seed=5)
+    ds = EncodedDataset(df["sequence"].tolist(), {"type": "kmer", "k": 4}, "dna", np.zeros(len(df), dtype=np.int64))
+    idx = [5, 0, 17, 3]
+    whole, items = ds.__getitems__(idx), collate([ds[i] for i in idx])
+    assert whole.keys() == items.keys() and all(torch.equal(whole[k], items[k]) for k in whole)

@@ -79,6 +79,10 @@ class EncodedDataset(Dataset):
             self.lengths = np.array([len(t) for t in self.tokens], dtype=np.int64)
         self.targets = None if targets is None else torch.from_numpy(targets)
         self.groups = None if groups is None else torch.as_tensor(groups, dtype=torch.long)
+        # The nearest encoder's raw distances, computed once by its ``prepare``; items then
+        # carry profiles only if ``features_needed``.
+        self.distances: torch.Tensor | None = None
+        self.features_needed = True
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -94,9 +98,11 @@ class EncodedDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         item = {"index": i}
-        if self.kmer:
+        if self.distances is not None:
+            item["distances"] = self.distances[i]
+        if self.kmer and self.features_needed:
             item["features"] = self.dense_row(i)
-        else:
+        elif not self.kmer:
             item["tokens"] = self.tokens[i]
         if self.targets is not None:
             item["target"] = self.targets[i]
@@ -104,14 +110,35 @@ class EncodedDataset(Dataset):
             item["group"] = self.groups[i]
         return item
 
+    def __getitems__(self, idx: list[int]) -> dict:
+        """A whole batch at once (the DataLoader's batched fetch): k-mer rows are sliced from the
+        CSR array together rather than densified one by one. Same values as :func:`collate` of
+        the items."""
+        if not self.kmer:
+            return collate([self[i] for i in idx])
+        rows = torch.as_tensor(idx, dtype=torch.long)
+        batch = {"index": rows}
+        if self.distances is not None:
+            batch["distances"] = self.distances[rows]
+        if self.features_needed:
+            batch["features"] = torch.from_numpy(self.features[np.asarray(idx)].toarray())
+        if self.targets is not None:
+            batch["target"] = self.targets[rows]
+        if self.groups is not None:
+            batch["group"] = self.groups[rows]
+        return batch
 
-def collate(items: list[dict]) -> dict:
+
+def collate(items: list[dict] | dict) -> dict:
+    """One batch from its items (or a batch that ``EncodedDataset.__getitems__`` made whole)."""
+    if isinstance(items, dict):
+        return items
     batch = {"index": torch.tensor([it["index"] for it in items])}
     if "features" in items[0]:
         batch["features"] = torch.stack([it["features"] for it in items])
-    else:
+    elif "tokens" in items[0]:
         batch["tokens"] = torch.nn.utils.rnn.pad_sequence([it["tokens"] for it in items], batch_first=True)
-    for key in ("target", "group"):
+    for key in ("distances", "target", "group"):
         if key in items[0]:
             batch[key] = torch.stack([it[key] for it in items])
     return batch
@@ -191,6 +218,15 @@ def loader(
     return DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=0)
 
 
+def prepare(model: torch.nn.Module, ds: EncodedDataset) -> None:
+    """Let ``model``'s encoder precompute what it reads from ``ds`` (the nearest encoder's
+    distances; see ``NearestReferenceEncoder.prepare``)."""
+    inner = getattr(model, "model", model)  # extra_heads.WithExtraHeads wraps the classifier
+    encoder = getattr(inner, "encoder", None)
+    if hasattr(encoder, "prepare") and ds.kmer:
+        encoder.prepare(ds)
+
+
 def predict_logits(model: torch.nn.Module, ds: EncodedDataset, batch_size: int, device: str = "cpu") -> np.ndarray:
     """Logits in dataset order (the loader runs in length order for speed).
 
@@ -199,6 +235,7 @@ def predict_logits(model: torch.nn.Module, ds: EncodedDataset, batch_size: int, 
     (accelerator and strategy set-up, callbacks, loop state) to every chunk for no gain, since
     scoring needs neither devices beyond one, checkpoints nor logging."""
     out = np.zeros((len(ds), model.head.out_features), dtype=np.float32)
+    prepare(model, ds)
     model.eval().to(device)
     with torch.inference_mode():
         for batch in loader(ds, batch_size):

@@ -11,6 +11,7 @@ from scipy import sparse
 from torch import nn
 
 from barloc.encode import iupac_matrix, vocab_size
+from barloc.models.reference_index import DENSE_WIDTH, ReferenceIndex, build_lists, unit_rows
 
 #: encoder types whose input is a k-mer profile
 KMER_TYPES = ("kmer", "nearest")
@@ -100,65 +101,130 @@ class NearestReferenceEncoder(nn.Module):
     speaks for each class. ``hidden > 0`` adds a :class:`KmerEncoder` of the profile beside it.
 
     The references are buffers, so they travel in the state_dict and ``barloc predict`` needs
-    nothing else (4**k x 4 bytes each: 4 kB at k = 5, 400 MB for 100,000 references). They are
-    all labelled records outside the test split with a hard label (training and validation), so
-    a query is compared with as much of the library as possible. A labelled record never matches references of its own group (BOLD
-    project, or itself; batch["group"], see :func:`barloc.data.group_ids`): a project's
-    barcodes match each other far better than a new project's would, and the head must learn,
-    and calibration measure, what a match to *another* project is worth, which is what a
-    query has.
+    nothing else: unit profiles as CSR (``ref_indptr``, ``ref_indices``, ``ref_data``), their
+    classes and groups, and the lists of the search index
+    (:mod:`barloc.models.reference_index`: a class of more than ``EXACT_MAX`` references is
+    searched in its ``nprobe`` closest lists, a smaller one exhaustively). They are all labelled
+    records outside the test split with a hard label (training and validation), so a query is
+    compared with as much of the library as possible. A labelled record never matches
+    references of its own group (BOLD project, or itself; batch["group"], see
+    :func:`barloc.data.group_ids`): a project's barcodes match each other far better than a
+    new project's would, and the head must learn, and calibration measure, what a match to
+    *another* project is worth, which is what a query has.
+
+    The distances carry no trained parameter, so :meth:`prepare` computes a dataset's once
+    (``EncodedDataset.distances``) rather than every epoch.
     """
 
     EPS = 1e-4
+    #: buffers whose size depends on the references (resized when a state_dict is loaded)
+    SIZED = ("ref_indptr", "ref_indices", "ref_data", "ref_class", "ref_group", "centroids", "list_class", "ref_list")
 
     def __init__(
-        self, n_features: int, n_reference: int, n_classes: int, hidden: int = 0, dropout: float = 0.3
+        self,
+        n_features: int,
+        n_reference: int,
+        n_classes: int,
+        hidden: int = 0,
+        dropout: float = 0.3,
+        nprobe: int = 8,
     ) -> None:
         super().__init__()
-        self.n_classes = n_classes
-        self.register_buffer("ref", torch.zeros(n_reference, n_features))
+        self.n_classes, self.n_features, self.nprobe = n_classes, n_features, nprobe
+        self.register_buffer("ref_indptr", torch.zeros(n_reference + 1, dtype=torch.long))
+        self.register_buffer("ref_indices", torch.zeros(0, dtype=torch.int32))
+        self.register_buffer("ref_data", torch.zeros(0))
         self.register_buffer("ref_class", torch.zeros(n_reference, dtype=torch.long))
         self.register_buffer("ref_group", torch.full((n_reference,), -1, dtype=torch.long))
+        self.register_buffer("centroids", torch.zeros(0, min(n_features, DENSE_WIDTH)))
+        self.register_buffer("list_class", torch.zeros(0, dtype=torch.long))
+        self.register_buffer("ref_list", torch.zeros(n_reference, dtype=torch.long))
         self.register_buffer("mean", torch.zeros(2 * n_classes))
         self.register_buffer("inv_std", torch.ones(2 * n_classes))
         self.kmer = KmerEncoder(n_features, hidden, dropout) if hidden > 0 else None
         self.out_dim = 2 * n_classes + (self.kmer.out_dim if self.kmer is not None else 0)
+        self._index: ReferenceIndex | None = None
 
-    def set_reference(self, features: torch.Tensor, classes: torch.Tensor, groups: torch.Tensor) -> None:
-        """Store the reference profiles (unit length, dense: a sparse matrix is densified),
-        their class indices and group ids."""
-        features = dense_rows(features, 0, features.shape[0])
-        self.ref = F.normalize(features.float(), dim=1)
-        self.ref_class, self.ref_group = classes.long(), groups.long()
-
-    def distances(self, features: torch.Tensor, groups: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, 2C) raw features; references of a row's own group (``groups``) are skipped."""
-        sim = F.normalize(features.float(), dim=1) @ self.ref.T  # (B, R)
-        if groups is not None:
-            sim = sim.masked_fill(groups[:, None] == self.ref_group[None, :], -1.0)
-        best = torch.full((len(sim), self.n_classes), -1.0, device=sim.device)
-        best = best.scatter_reduce(1, self.ref_class.expand(len(sim), -1), sim, reduce="amax")
-        d = (1.0 - best).clamp(0.0, 2.0)  # a class without any other-group reference gets 2
-        return torch.cat([d, torch.log(d + self.EPS) / 10], dim=1)
-
-    def fit_standardizer(
-        self, features: torch.Tensor | sparse.sparray | sparse.spmatrix, groups: torch.Tensor | None = None
+    def set_reference(
+        self, features: torch.Tensor | sparse.sparray | sparse.spmatrix, classes: torch.Tensor, groups: torch.Tensor
     ) -> None:
-        """Standardise the distances (and the k-mer part's profiles) of ``features``, a dense
-        tensor or a scipy sparse matrix, densified 1024 rows at a time."""
-        x = torch.cat(
-            [
-                self.distances(dense_rows(features, i, i + 1024), None if groups is None else groups[i : i + 1024])
-                for i in range(0, features.shape[0], 1024)
-            ]
-        )
-        self.mean.copy_(x.mean(0))
-        self.inv_std.copy_(1.0 / x.std(0).clamp_min(1e-3))
+        """Store the reference profiles (unit length; a dense tensor or a scipy sparse matrix),
+        their class indices and group ids, and build the search index's lists."""
+        refs = unit_rows(features)
+        refs.sort_indices()
+        device = self.mean.device
+        self.ref_indptr = torch.from_numpy(refs.indptr.astype(np.int64)).to(device)
+        self.ref_indices = torch.from_numpy(refs.indices.astype(np.int32)).to(device)
+        self.ref_data = torch.from_numpy(refs.data).to(device)
+        self.ref_class, self.ref_group = classes.long().to(device), groups.long().to(device)
+        centroids, list_class, ref_list = build_lists(refs, classes.long().cpu().numpy(), self.n_classes)
+        self.centroids = centroids.to(device)
+        self.list_class = torch.from_numpy(list_class).to(device)
+        self.ref_list = torch.from_numpy(ref_list).to(device)
+        self._index = None
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # Model files before the index held the references dense, as ``ref``.
+        if prefix + "ref" in state_dict:
+            refs = unit_rows(state_dict.pop(prefix + "ref"))
+            state_dict[prefix + "ref_indptr"] = torch.from_numpy(refs.indptr.astype(np.int64))
+            state_dict[prefix + "ref_indices"] = torch.from_numpy(refs.indices.astype(np.int32))
+            state_dict[prefix + "ref_data"] = torch.from_numpy(refs.data)
+            lists = build_lists(refs, state_dict[prefix + "ref_class"].numpy(), self.n_classes)
+            state_dict[prefix + "centroids"] = lists[0]
+            state_dict[prefix + "list_class"] = torch.from_numpy(lists[1])
+            state_dict[prefix + "ref_list"] = torch.from_numpy(lists[2])
+        for name in self.SIZED:
+            if prefix + name in state_dict:
+                setattr(self, name, torch.empty_like(state_dict[prefix + name], device=self.mean.device))
+        self._index = None
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def index(self) -> ReferenceIndex:
+        """The search structure over the references (built once from the buffers, on the CPU)."""
+        if self._index is None:
+            n = len(self.ref_class)
+            refs = sparse.csr_array(
+                (self.ref_data.cpu().numpy(), self.ref_indices.cpu().numpy(), self.ref_indptr.cpu().numpy()),
+                shape=(n, self.n_features),
+            )
+            self._index = ReferenceIndex(
+                refs,
+                self.ref_class.cpu().numpy(),
+                self.ref_group.cpu().numpy(),
+                self.centroids.cpu().float(),
+                self.list_class.cpu().numpy(),
+                self.ref_list.cpu().numpy(),
+                self.n_classes,
+            )
+        return self._index
+
+    def distances(
+        self, features: torch.Tensor | sparse.sparray | sparse.spmatrix, groups: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(B, 2C) raw features; references of a row's own group (``groups``) are skipped."""
+        best = self.index().best_similarity(unit_rows(features), groups, self.nprobe)
+        d = (1.0 - best).clamp(0.0, 2.0)  # a class without any other-group reference gets 2
+        out = torch.cat([d, torch.log(d + self.EPS) / 10], dim=1)
+        return out.to(features.device) if isinstance(features, torch.Tensor) else out
+
+    def prepare(self, ds) -> None:
+        """Compute ``ds``'s raw distances once (``ds.distances``); its items then carry them, and
+        their k-mer profiles only when the k-mer part needs them."""
+        ds.distances = self.distances(ds.features, ds.groups)
+        ds.features_needed = self.kmer is not None
+
+    def fit_standardizer(self, distances: torch.Tensor, features=None) -> None:
+        """Standardise the raw ``distances`` of the training records (and, with a k-mer part,
+        their profiles ``features``)."""
+        self.mean.copy_(distances.mean(0))
+        self.inv_std.copy_(1.0 / distances.std(0).clamp_min(1e-3))
         if self.kmer is not None:
             self.kmer.fit_standardizer(features)
 
     def forward(self, batch: dict) -> torch.Tensor:
-        z = (self.distances(batch["features"], batch.get("group")) - self.mean) * self.inv_std
+        raw = batch["distances"] if "distances" in batch else self.distances(batch["features"], batch.get("group"))
+        z = (raw - self.mean) * self.inv_std
         return z if self.kmer is None else torch.cat([z, self.kmer(batch)], dim=1)
 
 
@@ -316,7 +382,9 @@ def build_encoder(
     if kind == "kmer":
         return KmerEncoder(int(n_features), cfg["hidden"], cfg["dropout"])
     if kind == "nearest":
-        return NearestReferenceEncoder(int(n_features), int(n_reference), int(n_classes), cfg["hidden"], cfg["dropout"])
+        return NearestReferenceEncoder(
+            int(n_features), int(n_reference), int(n_classes), cfg["hidden"], cfg["dropout"], cfg["nprobe"]
+        )
     if kind == "cnn":
         return ConvEncoder(
             alphabet,

@@ -109,14 +109,15 @@ class SequenceDataModule(L.LightningDataModule):
             n = len(self.train_records)
             held = (self.val_set,) if self.validate else ()
             mask = torch.from_numpy(self._refs)
-            # Profiles are sparse (CSR); only the reference rows are densified, by set_reference.
             refs = sparse.vstack([train.features[:n], *(s.features for s in held)], format="csr")
             encoder.set_reference(
                 refs[np.flatnonzero(self._refs)],
                 torch.as_tensor([self.classes.index(c) for c in self._labelled.loc[self._refs, "label"]]),
                 torch.cat([train.groups[:n], *(s.groups for s in held)])[mask],
             )
-            encoder.fit_standardizer(train.features, train.groups)
+            for ds in {id(train): train, id(self.val_set): self.val_set}.values():
+                encoder.prepare(ds)
+            encoder.fit_standardizer(train.distances, train.features)
         elif self.encoder_cfg.get("standardize") and hasattr(encoder, "fit_standardizer"):
             encoder.fit_standardizer(train.features)
 
