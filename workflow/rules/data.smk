@@ -5,6 +5,8 @@ rule ingest:
         records="results/{task}/records.parquet",
     log:
         "results/logs/{task}/ingest.log",
+    benchmark:
+        "results/benchmarks/{task}/ingest.tsv"
     conda:
         "../../envs/barloc.yaml"
     resources:
@@ -24,6 +26,8 @@ rule split:
         splits="results/{task}/splits.tsv",
     log:
         "results/logs/{task}/split.log",
+    benchmark:
+        "results/benchmarks/{task}/split.tsv"
     conda:
         "../../envs/barloc.yaml"
     resources:

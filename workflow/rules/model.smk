@@ -10,6 +10,8 @@ rule train:
         oof_logits="results/{task}/oof_logits.parquet",
     log:
         "results/logs/{task}/train.log",
+    benchmark:
+        "results/benchmarks/{task}/train.tsv"
     conda:
         "../../envs/barloc.yaml"
     threads: config["trainer"]["threads"]
@@ -34,6 +36,8 @@ rule ablation:
         ablation="results/{task}/ablation.json",
     log:
         "results/logs/{task}/ablation.log",
+    benchmark:
+        "results/benchmarks/{task}/ablation.tsv"
     conda:
         "../../envs/barloc.yaml"
     threads: config["trainer"]["threads"]
@@ -60,6 +64,8 @@ rule predict:
         logits="results/{task}/logits.parquet",
     log:
         "results/logs/{task}/predict.log",
+    benchmark:
+        "results/benchmarks/{task}/predict.tsv"
     conda:
         "../../envs/barloc.yaml"
     threads: config["trainer"]["threads"]
@@ -81,6 +87,8 @@ rule calibrate:
         calibration="results/{task}/calibration.json",
     log:
         "results/logs/{task}/calibrate.log",
+    benchmark:
+        "results/benchmarks/{task}/calibrate.tsv"
     conda:
         "../../envs/barloc.yaml"
     resources:
@@ -108,6 +116,8 @@ rule prior_shift:
         ),
     log:
         "results/logs/{task}/prior_shift.log",
+    benchmark:
+        "results/benchmarks/{task}/prior_shift.tsv"
     conda:
         "../../envs/barloc.yaml"
     resources:
@@ -136,6 +146,8 @@ rule evaluate:
         ),
     log:
         "results/logs/{task}/evaluate.log",
+    benchmark:
+        "results/benchmarks/{task}/evaluate.tsv"
     conda:
         "../../envs/barloc.yaml"
     resources:

@@ -46,6 +46,8 @@ class SequenceClassifier(L.LightningModule):
         self.extra_weight = float(block_defaults("loss", loss)["membrane_weight"])
         self._val_logits: list[torch.Tensor] = []
         self._val_targets: list[torch.Tensor] = []
+        self._val_loss: list[torch.Tensor] = []
+        self._train_sum: list = [torch.zeros(()), 0]
 
     def forward(self, batch: dict) -> torch.Tensor:
         return self.head(self.encoder(batch))
@@ -66,15 +68,26 @@ class SequenceClassifier(L.LightningModule):
         loss = self.loss_fn(logits, target) + self.extra_weight * masked_bce(extra, extra_target)
         return loss, logits, target
 
+    # Epoch losses are summed here and logged once an epoch: a self.log per step costs Lightning
+    # more than a small model's whole step (benchmarks/scale.py's epochs of 100,000 barcodes).
+
+    def on_train_epoch_start(self) -> None:
+        self._train_sum = [torch.zeros((), device=self.device), 0]
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self._loss(batch)[0]
-        # sync_dist: under DDP the epoch's loss is averaged over the processes' shards.
-        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(batch["target"]), sync_dist=True)
+        n = len(batch["target"])
+        self._train_sum[0] += loss.detach() * n
+        self._train_sum[1] += n
+        if batch_idx + 1 == self.trainer.num_training_batches:
+            # sync_dist: under DDP the epoch's loss is averaged over the processes' shards.
+            mean = self._train_sum[0] / self._train_sum[1]
+            self.log("train_loss", mean, on_step=False, on_epoch=True, sync_dist=True)
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         loss, logits, target = self._loss(batch)
-        self.log("val_loss", loss, on_epoch=True, prog_bar=True, batch_size=len(batch["target"]), sync_dist=True)
+        self._val_loss.append(loss.detach().float().cpu() * len(target))
         self._val_logits.append(logits.detach().float().cpu())
         self._val_targets.append(target.detach().cpu())
 
@@ -83,9 +96,12 @@ class SequenceClassifier(L.LightningModule):
             return
         logits = torch.cat(self._val_logits).numpy()
         target = torch.cat(self._val_targets).numpy()
+        loss = torch.stack(self._val_loss).sum() / len(target)
         self._val_logits.clear()
         self._val_targets.clear()
-        # Every DDP process scored the whole validation set, so the value is the same on each.
+        self._val_loss.clear()
+        # Every DDP process scored the whole validation set, so the values are the same on each.
+        self.log("val_loss", loss, prog_bar=True, sync_dist=True)
         self.log("val_metric", _val_metric(self.kind, logits, target), prog_bar=True, sync_dist=True)
 
     def configure_optimizers(self):

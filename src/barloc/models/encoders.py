@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 
 import numpy as np
@@ -90,6 +91,17 @@ class KmerEncoder(nn.Module):
         return self.net((batch["features"] * self.scale - self.mean) * self.inv_std)
 
 
+#: the last references set, by a digest of them: their buffers and index (NearestReferenceEncoder.set_reference)
+_SHARED: dict[str, tuple[dict[str, torch.Tensor], ReferenceIndex]] = {}
+
+
+def _digest(arrays) -> str:
+    key = hashlib.blake2b(digest_size=16)
+    for t in arrays:
+        key.update(t.numpy().tobytes())
+    return key.hexdigest()
+
+
 class NearestReferenceEncoder(nn.Module):
     """How close a barcode comes to each class's nearest reference barcode (``type: nearest``).
 
@@ -149,19 +161,35 @@ class NearestReferenceEncoder(nn.Module):
         self, features: torch.Tensor | sparse.sparray | sparse.spmatrix, classes: torch.Tensor, groups: torch.Tensor
     ) -> None:
         """Store the reference profiles (unit length; a dense tensor or a scipy sparse matrix),
-        their class indices and group ids, and build the search index's lists."""
+        their class indices and group ids, and build the search index's lists. An encoder given
+        the same references as the last one (cross-fitting's fold models) shares its buffers
+        and index rather than holding a copy."""
         refs = unit_rows(features)
         refs.sort_indices()
-        device = self.mean.device
-        self.ref_indptr = torch.from_numpy(refs.indptr.astype(np.int64)).to(device)
-        self.ref_indices = torch.from_numpy(refs.indices.astype(np.int32)).to(device)
-        self.ref_data = torch.from_numpy(refs.data).to(device)
-        self.ref_class, self.ref_group = classes.long().to(device), groups.long().to(device)
-        centroids, list_class, ref_list = build_lists(refs, classes.long().cpu().numpy(), self.n_classes)
-        self.centroids = centroids.to(device)
-        self.list_class = torch.from_numpy(list_class).to(device)
-        self.ref_list = torch.from_numpy(ref_list).to(device)
-        self._index = None
+        parts = {
+            "ref_indptr": torch.from_numpy(refs.indptr.astype(np.int64)),
+            "ref_indices": torch.from_numpy(refs.indices.astype(np.int32, copy=False)),
+            "ref_data": torch.from_numpy(refs.data),
+            "ref_class": classes.long().cpu(),
+            "ref_group": groups.long().cpu(),
+        }
+        key = _digest(parts.values())
+        if key in _SHARED:
+            buffers, self._index = _SHARED[key]
+        else:
+            centroids, list_class, ref_list = build_lists(refs, parts["ref_class"].numpy(), self.n_classes)
+            parts |= {
+                "centroids": centroids,
+                "list_class": torch.from_numpy(list_class),
+                "ref_list": torch.from_numpy(ref_list),
+            }
+            buffers = {name: t.to(self.mean.device) for name, t in parts.items()}
+            self._index = None
+        for name, t in buffers.items():
+            setattr(self, name, t)
+        if key not in _SHARED:
+            _SHARED.clear()  # one at a time: an index holds its references' profiles
+            _SHARED[key] = buffers, self.index()
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
         # Model files before the index held the references dense, as ``ref``.
@@ -175,7 +203,7 @@ class NearestReferenceEncoder(nn.Module):
             state_dict[prefix + "list_class"] = torch.from_numpy(lists[1])
             state_dict[prefix + "ref_list"] = torch.from_numpy(lists[2])
         for name in self.SIZED:
-            if prefix + name in state_dict:
+            if prefix + name in state_dict and state_dict[prefix + name].shape != getattr(self, name).shape:
                 setattr(self, name, torch.empty_like(state_dict[prefix + name], device=self.mean.device))
         self._index = None
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

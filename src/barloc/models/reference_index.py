@@ -12,12 +12,15 @@ nearest reference's, so the distance is an upper bound on the exact one, and equ
 whenever the nearest reference sits in a probed list (``benchmarks/scale.py`` measures how often).
 
 Similarities are cosines of k-mer frequency profiles. Profiles of up to ``DENSE_WIDTH``
-columns (k <= 5) are held dense; longer ones stay sparse (CSR), and lists are picked on the
-profile folded to ``DENSE_WIDTH`` columns (counts of k-mers by their last five bases).
+columns (k <= 5) are held dense. Longer ones stay sparse (CSR): lists are picked on the
+profile folded to ``DENSE_WIDTH`` columns (counts of k-mers by their last five bases), and
+within the probed lists the ``CANDIDATES`` references closest by folded profile get their
+exact cosine (the bound above holds: every distance is a real reference's exact one).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import numpy as np
@@ -32,6 +35,10 @@ EXACT_MAX = 4096
 KMEANS_ITERS = 10
 #: queries compared at a time (their similarities to one list are a block of at most this x list size)
 QUERY_BLOCK = 4096
+#: sparse profiles: references per query and class whose exact cosine is computed
+CANDIDATES = 16
+#: sparse profiles: queries densified at a time for the exact cosines (x 4**k x 4 bytes)
+EXACT_ROWS = 256
 
 
 def unit_rows(profiles: sparse.sparray | sparse.spmatrix | torch.Tensor | np.ndarray) -> sparse.csr_array:
@@ -39,19 +46,28 @@ def unit_rows(profiles: sparse.sparray | sparse.spmatrix | torch.Tensor | np.nda
     if isinstance(profiles, torch.Tensor):
         profiles = profiles.detach().cpu().numpy()
     x = sparse.csr_array(profiles, dtype=np.float32)
-    norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1), dtype=np.float32)).ravel()
-    scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
-    return sparse.csr_array(sparse.diags_array(scale) @ x, dtype=np.float32)
+    x.sum_duplicates()
+    sq = np.square(x.data)
+    starts = np.minimum(x.indptr[:-1], max(len(sq) - 1, 0))
+    norms = np.sqrt(np.where(np.diff(x.indptr) > 0, np.add.reduceat(sq, starts) if len(sq) else 0.0, 0.0))
+    scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0).astype(np.float32)
+    data = x.data * np.repeat(scale, np.diff(x.indptr))
+    return sparse.csr_array((data, x.indices, x.indptr), shape=x.shape)
 
 
 def folded(x: sparse.csr_array) -> torch.Tensor:
     """Dense unit rows of ``x`` folded to at most ``DENSE_WIDTH`` columns (column mod width)."""
-    width = x.shape[1]
-    if width > DENSE_WIDTH:
-        coo = x.tocoo()
-        x = sparse.csr_array((coo.data, (coo.row, coo.col % DENSE_WIDTH)), shape=(x.shape[0], DENSE_WIDTH))
-        x = unit_rows(x)
-    return torch.from_numpy(x.toarray())
+    n, width = x.shape
+    if width <= DENSE_WIDTH:
+        return torch.from_numpy(x.toarray())
+    out = np.zeros((n, DENSE_WIDTH), dtype=np.float32)
+    for a in range(0, n, QUERY_BLOCK):  # bincount over a block's cells at a time
+        part = x[a : a + QUERY_BLOCK]
+        m = part.shape[0]
+        rows = np.repeat(np.arange(m, dtype=np.int64), np.diff(part.indptr))
+        cells = rows * DENSE_WIDTH + part.indices % DENSE_WIDTH
+        out[a : a + m] = np.bincount(cells, weights=part.data, minlength=m * DENSE_WIDTH).reshape(m, DENSE_WIDTH)
+    return torch.nn.functional.normalize(torch.from_numpy(out), dim=1)
 
 
 def n_lists(n_refs: int) -> int:
@@ -89,12 +105,16 @@ class ReferenceIndex:
     ) -> None:
         self.refs, self.n_classes = refs, n_classes
         self.dense = torch.from_numpy(refs.toarray()) if refs.shape[1] <= DENSE_WIDTH else None
+        self.ref_folded = folded(refs) if self.dense is None else self.dense
         self.ref_group = torch.from_numpy(np.asarray(ref_group, dtype=np.int64))
         self.centroids = centroids
         order = np.argsort(ref_list, kind="stable")
         bounds = np.searchsorted(ref_list[order], np.arange(len(list_class) + 1))
         self.members = [order[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
         self.class_lists = [np.flatnonzero(list_class == c) for c in range(n_classes)]
+        # Labelled rows searched before, by (nprobe, group, profile digest): cross-fitting's fold
+        # models share their references and score the same records again.
+        self.memo: dict[tuple, np.ndarray] = {}
 
     def _sims(self, q: sparse.csr_array, qd: torch.Tensor | None, rows: np.ndarray, refs: np.ndarray) -> torch.Tensor:
         """Cosines of queries ``rows`` against references ``refs``, (len(rows), len(refs))."""
@@ -106,44 +126,113 @@ class ReferenceIndex:
         """(n, classes): each query's highest cosine with a reference of each class outside its
         own group (-1 where a class has none); ``q`` unit rows."""
         n = q.shape[0]
-        best = torch.full((n, self.n_classes), -1.0)
-        if n == 0:
+        q.sort_indices()
+        if groups is None:  # queries (barloc predict's millions): nothing to remember
+            best = torch.full((n, self.n_classes), -1.0)
+            for a in range(0, n, QUERY_BLOCK):
+                best[a : a + QUERY_BLOCK] = self._block(q[a : a + QUERY_BLOCK], None, nprobe)
             return best
-        for a in range(0, n, QUERY_BLOCK):
-            qb = q[a : a + QUERY_BLOCK]
-            gb = None if groups is None else groups[a : a + QUERY_BLOCK].cpu()
-            best[a : a + qb.shape[0]] = self._block(qb, gb, nprobe)
-        return best
+        g = groups.cpu().numpy()
+        keys = [
+            (
+                nprobe,
+                int(g[i]),
+                hashlib.blake2b(q.indices[a:b].tobytes() + q.data[a:b].tobytes(), digest_size=16).digest(),
+            )
+            for i, (a, b) in enumerate(zip(q.indptr[:-1], q.indptr[1:]))
+        ]
+        todo = np.array([i for i, key in enumerate(keys) if key not in self.memo], dtype=np.int64)
+        for a in range(0, len(todo), QUERY_BLOCK):
+            rows = todo[a : a + QUERY_BLOCK]
+            for i, row in zip(rows, self._block(q[rows], torch.from_numpy(g[rows]), nprobe).numpy()):
+                self.memo[keys[i]] = row
+        if n == 0:
+            return torch.full((0, self.n_classes), -1.0)
+        return torch.from_numpy(np.stack([self.memo[key] for key in keys]))
 
     def _block(self, q: sparse.csr_array, groups: torch.Tensor | None, nprobe: int) -> torch.Tensor:
         n = q.shape[0]
         qd = torch.from_numpy(q.toarray()) if self.dense is not None else None
-        qf = None
+        qf = qd if qd is not None else folded(q)
         best = torch.full((n, self.n_classes), -1.0)
         everyone = np.arange(n)
         for c, lists in enumerate(self.class_lists):
             if len(lists) == 0:
                 continue
-            if len(lists) <= nprobe:  # every list: exhaustive
-                probes = [(everyone, np.concatenate([self.members[m] for m in lists]))]
+            if len(lists) <= nprobe:  # every list: exhaustive, exact
+                refs = np.concatenate([self.members[m] for m in lists])
+                sim = self._masked(self._sims(q, qd, everyone, refs), groups, everyone, refs)
+                best[:, c] = sim.max(1).values
+                continue
+            top = (qf @ self.centroids[lists].T).topk(nprobe, dim=1).indices.numpy()
+            rows = np.repeat(everyone, nprobe)
+            probed = top.ravel()
+            order = np.argsort(probed, kind="stable")
+            cuts = np.flatnonzero(np.diff(probed[order])) + 1
+            probes = [(rows[part], self.members[lists[probed[part[0]]]]) for part in np.split(order, cuts)]
+            if qd is not None:
+                for rows, refs in probes:
+                    if len(refs):
+                        sim = self._masked(qd[rows] @ self.dense[refs].T, groups, rows, refs)
+                        r = torch.from_numpy(rows)
+                        best[r, c] = torch.maximum(best[r, c], sim.max(1).values)
             else:
-                if qf is None:
-                    qf = qd if qd is not None else folded(q)
-                top = (qf @ self.centroids[lists].T).topk(nprobe, dim=1).indices.numpy()
-                rows = np.repeat(everyone, nprobe)
-                probed = top.ravel()
-                order = np.argsort(probed, kind="stable")
-                cuts = np.flatnonzero(np.diff(probed[order])) + 1
-                probes = [(rows[part], self.members[lists[probed[part[0]]]]) for part in np.split(order, cuts)]
-            for rows, refs in probes:
-                if len(refs) == 0:
-                    continue
-                sim = self._sims(q, qd, rows, refs)
-                if groups is not None:
-                    sim = sim.masked_fill(groups[rows][:, None] == self.ref_group[refs][None, :], -1.0)
-                r = torch.from_numpy(rows)
-                best[r, c] = torch.maximum(best[r, c], sim.max(1).values)
+                best[:, c] = self._exact_best(q, self._candidates(qf, groups, probes, n))
         return best
+
+    def _masked(
+        self, sim: torch.Tensor, groups: torch.Tensor | None, rows: np.ndarray, refs: np.ndarray
+    ) -> torch.Tensor:
+        """``sim`` with references of each query's own group at -1."""
+        if groups is None:
+            return sim
+        return sim.masked_fill(groups[rows][:, None] == self.ref_group[refs][None, :], -1.0)
+
+    def _candidates(self, qf: torch.Tensor, groups, probes: list, n: int) -> torch.Tensor:
+        """(n, CANDIDATES) references closest to each query by folded profile in its probed
+        lists, outside its group (-1: none)."""
+        score = torch.full((n, CANDIDATES), -2.0)
+        cand = torch.full((n, CANDIDATES), -1, dtype=torch.long)
+        for rows, refs in probes:
+            if len(refs) == 0:
+                continue
+            sim = self._masked(qf[rows] @ self.ref_folded[refs].T, groups, rows, refs)
+            sim = sim.masked_fill(sim <= -1.0, -2.0)  # own group: never a candidate
+            t = min(CANDIDATES, len(refs))
+            s_new, i_new = sim.topk(t, dim=1)
+            r = torch.from_numpy(rows)
+            both_s = torch.cat([score[r], s_new], 1)
+            both_i = torch.cat([cand[r], torch.from_numpy(refs)[i_new].masked_fill(s_new <= -2.0, -1)], 1)
+            keep = both_s.topk(CANDIDATES, dim=1).indices
+            score[r], cand[r] = both_s.gather(1, keep), both_i.gather(1, keep)
+        return cand
+
+    def _exact_best(self, q: sparse.csr_array, cand: torch.Tensor) -> torch.Tensor:
+        """Each query's highest exact cosine among its candidate references (-1: none)."""
+        out = torch.full((len(cand),), -1.0)
+        ptr, idx, val = self.refs.indptr, self.refs.indices, self.refs.data
+        dense = np.zeros((EXACT_ROWS, q.shape[1]), dtype=np.float32)  # filled, used and cleared per rows
+        for a in range(0, len(cand), EXACT_ROWS):
+            c = cand[a : a + EXACT_ROWS].numpy()
+            owner, ref = np.nonzero(c >= 0)
+            if len(owner) == 0:
+                continue
+            part = q[a : a + EXACT_ROWS]
+            q_rows = np.repeat(np.arange(part.shape[0]), np.diff(part.indptr))
+            dense[q_rows, part.indices] = part.data
+            ref = c[owner, ref]
+            starts, lens = ptr[ref], ptr[ref + 1] - ptr[ref]
+            pos = np.repeat(starts - np.cumsum(lens) + lens, lens) + np.arange(lens.sum())
+            prod = val[pos] * dense[np.repeat(owner, lens), idx[pos]]
+            dense[q_rows, part.indices] = 0.0
+            if len(prod) == 0:  # only empty profiles (no countable k-mer)
+                prod = np.zeros(1, dtype=np.float32)
+            firsts = np.minimum(np.concatenate([[0], np.cumsum(lens)[:-1]]), len(prod) - 1)
+            dots = np.where(lens > 0, np.add.reduceat(prod, firsts), 0.0).astype(np.float32)
+            best = np.full(len(c), -1.0, dtype=np.float32)
+            np.maximum.at(best, owner, dots)
+            out[a : a + len(c)] = torch.from_numpy(best)
+        return out
 
 
 def build_lists(refs: sparse.csr_array, ref_class: np.ndarray, n_classes: int, seed: int = 0):

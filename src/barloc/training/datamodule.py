@@ -50,7 +50,7 @@ class SequenceDataModule(L.LightningDataModule):
         self.extra = extra_heads.heads(cfg)  # e.g. the membrane flag: target columns after the classes'
         # The nearest encoder's references: every labelled record here with a hard label.
         self.reference_groups: list[str] | None = None
-        self._labelled = self._refs = None
+        self._labelled = self._refs = self._ref_order = None
         self.train_set: EncodedDataset | None = None
         self.val_set: EncodedDataset | None = None
 
@@ -61,9 +61,14 @@ class SequenceDataModule(L.LightningDataModule):
         if self.extra:
             extra_heads.check_columns(pd.concat([train, val]), self.extra, "the training records")
         if self.nearest:  # a DNA multiclass task: barloc.config.cross_checks saw to that
+            # In id order: models trained on the same records (cross-fitting's) get the same
+            # references, lists and group numbers, so they share one index (NearestReferenceEncoder.index).
             self._labelled = pd.concat([train, val], ignore_index=True)
             self._refs = soft.hard_mask(self._labelled)
-            self.reference_groups = list(dict.fromkeys(group_keys(self._labelled[self._refs])))
+            self._ref_order = np.flatnonzero(self._refs)[
+                np.argsort(self._labelled.loc[self._refs, "id"].astype(str).to_numpy(), kind="stable")
+            ]
+            self.reference_groups = list(dict.fromkeys(group_keys(self._labelled.iloc[self._ref_order])))
         # train.augment: altered copies of the training records (DNA), never of val; a copy keeps
         # its original's group and id, so it never matches its original either.
         self.train_set = self._encode(
@@ -108,12 +113,12 @@ class SequenceDataModule(L.LightningDataModule):
             # The original training records are the first rows of the (augmented) training set.
             n = len(self.train_records)
             held = (self.val_set,) if self.validate else ()
-            mask = torch.from_numpy(self._refs)
+            order = torch.from_numpy(self._ref_order)
             refs = sparse.vstack([train.features[:n], *(s.features for s in held)], format="csr")
             encoder.set_reference(
-                refs[np.flatnonzero(self._refs)],
-                torch.as_tensor([self.classes.index(c) for c in self._labelled.loc[self._refs, "label"]]),
-                torch.cat([train.groups[:n], *(s.groups for s in held)])[mask],
+                refs[self._ref_order],
+                torch.as_tensor([self.classes.index(c) for c in self._labelled["label"].iloc[self._ref_order]]),
+                torch.cat([train.groups[:n], *(s.groups for s in held)])[order],
             )
             for ds in {id(train): train, id(self.val_set): self.val_set}.values():
                 encoder.prepare(ds)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import shutil
 import tempfile
@@ -147,6 +148,11 @@ def fit(
         "es" if trainer.world_size > 1 else "",
         trainer.global_rank,
     )
+    # Free the trainer and the datamodule's encoded records now: they sit in reference cycles
+    # (Lightning's), which would otherwise outlive the next model's set-up.
+    model.trainer = None
+    del trainer, data
+    gc.collect()
     return model, meta, history.rows
 
 

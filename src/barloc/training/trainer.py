@@ -60,7 +60,7 @@ class EpochLog(Callback):
         for key, name in (("train_loss", "train loss"), ("val_loss", "val loss"), ("val_metric", self.metric_name)):
             if key in m and math.isfinite(float(m[key])):
                 parts.append(f"{name} {float(m[key]):.4f}")
-        parts.append(f"{now - self._epoch_start:.1f} s")
+        parts.append(f"{now - self._epoch_start:.2f} s")
         if total > done:
             left = (now - self._start) / done * (total - done)
             parts.append(f"at most {_duration(left)} left")
