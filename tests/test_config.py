@@ -138,6 +138,10 @@ def test_no_default_literals_left_in_the_steps():
             lambda t: t["localization"].update(alphabet="dna"),
             "tasks.localization.alphabet: a DeepLoc CSV holds proteins",
         ),
+        (
+            lambda t: t["fish_origin"]["encoder"].update(type="kmer", k=11, hidden=256),
+            "tasks.fish_origin.encoder: a kmer encoder at k = 11 reads 4^11 = 4,194,304 features",
+        ),
     ],
 )
 def test_cross_field_mistakes_are_caught_when_the_config_loads(edit, message):
@@ -162,3 +166,16 @@ def test_each_rule_gets_only_its_keys():
     assert rule_config(fish, "prior_shift") == {"prior_shift": fish["prior_shift"], "uncertain_below": 0.6}
     assert rule_config(fish, "predict") == {"train": {"batch_size": 32}}
     assert "uncertain_below" not in rule_config(fish, "train") and "prior_shift" not in rule_config(fish, "train")
+
+
+def test_long_kmers_are_allowed_where_memory_does_not_grow_with_4_to_the_k():
+    """The nearest encoder keeps sparse profiles, so k = 12 passes; so does a k-mer logistic
+    regression at k = 9. k = 16 would overflow the int32 k-mer codes and is refused."""
+    for enc in ({"type": "nearest", "k": 12}, {"type": "kmer", "k": 9, "hidden": 0}):
+        cfg = demo()
+        cfg["tasks"]["fish_origin"]["encoder"] = enc
+        check_config(cfg, SCHEMA, "config.yaml")
+    cfg = demo()
+    cfg["tasks"]["fish_origin"]["encoder"]["k"] = 16
+    with pytest.raises(InputError, match="16 is greater than the maximum of 15"):
+        check_config(cfg, SCHEMA, "config.yaml")

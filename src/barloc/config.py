@@ -113,6 +113,21 @@ def fill_defaults(instance: Any, node: dict, root: dict) -> Any:
     return instance
 
 
+#: largest k-mer MLP (first layer with AdamW's two moments and a gradient, plus one dense
+#: batch of profiles) a config may ask for; see :func:`kmer_encoder_bytes`
+KMER_ENCODER_MAX_BYTES = 8 * 2**30
+
+
+def kmer_encoder_bytes(enc: dict, batch_size: int) -> int:
+    """float32 bytes a ``type: kmer`` encoder needs that grow with 4^k (0 for other encoders):
+    its first layer (4^k x hidden, or the head's 4^k x classes with hidden 0, counted as 4^k x
+    16) four times over (weights, gradient, two AdamW moments) and a dense batch of profiles."""
+    if enc.get("type") != "kmer" or "k" not in enc:
+        return 0
+    width = 4 ** int(enc["k"])
+    return 4 * width * (4 * (int(enc.get("hidden", 256)) or 16) + int(batch_size))
+
+
 def cross_checks(config: dict) -> list[str]:
     """Rules that span several keys, which a JSON schema says poorly: one line a problem. A rule
     whose keys a (partial) task block lacks is not checked, so a rule's share of a block passes."""
@@ -125,6 +140,14 @@ def cross_checks(config: dict) -> list[str]:
             problems.append(
                 f"{where}.encoder.type: nearest compares DNA k-mer profiles for a softmax head: "
                 "it needs kind: multiclass and alphabet: dna"
+            )
+        kmer_bytes = kmer_encoder_bytes(enc, task.get("train", {}).get("batch_size", 32))
+        if kmer_bytes > KMER_ENCODER_MAX_BYTES:
+            problems.append(
+                f"{where}.encoder: a kmer encoder at k = {enc['k']} reads 4^{enc['k']} = {4 ** enc['k']:,} features, "
+                f"about {kmer_bytes / 2**30:.0f} GiB for its first layer, optimiser state and a dense batch "
+                f"(limit {KMER_ENCODER_MAX_BYTES / 2**30:.0f} GiB): lower k, hidden or train.batch_size, or use "
+                "type: nearest, whose memory grows with the k-mers present, not with 4^k"
             )
         if task.get("membrane_head") and (kind not in (None, "multilabel") or fmt not in (None, "deeploc")):
             problems.append(
