@@ -272,3 +272,30 @@ def test_a_batch_fetched_whole_equals_its_items_collated():
     idx = [5, 0, 17, 3]
     whole, items = ds.__getitems__(idx), collate([ds[i] for i in idx])
     assert whole.keys() == items.keys() and all(torch.equal(whole[k], items[k]) for k in whole)
+
+
+def test_nearest_at_k_11_holds_only_the_kmers_present():
+    """k = 11 (4,194,304 columns, 16 MB a dense row): references stay CSR and exact search
+    still finds a barcode's own haplotype in its class (synthetic records)."""
+    from barloc.encode import kmer_profile_sparse
+
+    df = synthetic_haplotype_records(seed=6)
+    seqs = df["sequence"].tolist()
+    ref_class = torch.as_tensor(df["label"].map({"Atlantic": 0, "Indian": 1, "Pacific": 2}).to_numpy())
+    enc = NearestReferenceEncoder(n_features=4**11, n_reference=len(df), n_classes=3)
+    enc.set_reference(kmer_profile_sparse(seqs, 11), ref_class, torch.arange(len(df)))
+    assert enc.ref_data.numel() <= len(df) * 120 and enc.centroids.shape[1] == 1024
+    d = enc.distances(kmer_profile_sparse(seqs[:5], 11))[:, :3]  # queries: may match themselves
+    assert torch.allclose(d[torch.arange(5), ref_class[:5]], torch.zeros(5), atol=1e-5)
+
+
+def test_scoring_in_chunks_equals_scoring_at_once(trained, monkeypatch):
+    """model_logits encodes and scores SCORE_CHUNK records at a time; chunks of 7 give the
+    same logits, in row order, as one pass, with each record's own group still skipped."""
+    from barloc import scoring
+
+    df, train, val, model, meta = trained
+    whole = scoring.model_logits(model, meta, df, 8)
+    monkeypatch.setattr(scoring, "SCORE_CHUNK", 7)
+    assert np.allclose(scoring.model_logits(model, meta, df, 8), whole, atol=1e-5)
+    assert scoring.model_logits(model, meta, df.iloc[:0], 8).shape == (0, len(meta.classes))

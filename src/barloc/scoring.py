@@ -15,13 +15,32 @@ def logits_frame(ids, split, labels, logits: np.ndarray, classes: list[str]) -> 
     return pd.concat([df, pd.DataFrame(logits, columns=logit_columns(classes))], axis=1)
 
 
+#: records encoded and scored at a time, so a large test or query set's profiles never all sit in memory
+SCORE_CHUNK = 20_000
+
+
 def model_logits(model, meta: ModelMeta, data: pd.DataFrame, batch_size: int, device: str = "cpu") -> np.ndarray:
-    """(n, classes + extra heads) logits of ``data``'s sequences, in row order; a nearest-reference
-    model never scores a record against references of its own group (column ``group``)."""
-    ds = EncodedDataset(
-        data[SEQUENCE].tolist(), meta.encoder, meta.alphabet, groups=group_ids(data, meta.reference_groups)
-    )
-    return predict_logits(extra_heads.WithExtraHeads(model) if meta.heads else model, ds, batch_size, device)
+    """(n, classes + extra heads) logits of ``data``'s sequences, in row order, ``SCORE_CHUNK``
+    records at a time; a nearest-reference model never scores a record against references of
+    its own group (column ``group``)."""
+    net = extra_heads.WithExtraHeads(model) if meta.heads else model
+    groups = group_ids(data, meta.reference_groups)
+    seqs = data[SEQUENCE].tolist()
+    parts = [
+        predict_logits(
+            net,
+            EncodedDataset(
+                seqs[a : a + SCORE_CHUNK],
+                meta.encoder,
+                meta.alphabet,
+                groups=None if groups is None else groups[a : a + SCORE_CHUNK],
+            ),
+            batch_size,
+            device,
+        )
+        for a in range(0, len(seqs), SCORE_CHUNK)
+    ]
+    return np.concatenate(parts) if parts else np.zeros((0, net.head.out_features), dtype=np.float32)
 
 
 def score_frame(model, meta: ModelMeta, data: pd.DataFrame, batch_size: int) -> pd.DataFrame:

@@ -37,8 +37,10 @@ KMEANS_ITERS = 10
 QUERY_BLOCK = 4096
 #: sparse profiles: references per query and class whose exact cosine is computed
 CANDIDATES = 16
-#: sparse profiles: queries densified at a time for the exact cosines (x 4**k x 4 bytes)
+#: sparse profiles: queries densified at a time for the exact cosines (x 4**k x 4 bytes), at
+#: most EXACT_BYTES of them (fewer rows at large k)
 EXACT_ROWS = 256
+EXACT_BYTES = 1 << 26
 
 
 def unit_rows(profiles: sparse.sparray | sparse.spmatrix | torch.Tensor | np.ndarray) -> sparse.csr_array:
@@ -211,13 +213,14 @@ class ReferenceIndex:
         """Each query's highest exact cosine among its candidate references (-1: none)."""
         out = torch.full((len(cand),), -1.0)
         ptr, idx, val = self.refs.indptr, self.refs.indices, self.refs.data
-        dense = np.zeros((EXACT_ROWS, q.shape[1]), dtype=np.float32)  # filled, used and cleared per rows
-        for a in range(0, len(cand), EXACT_ROWS):
-            c = cand[a : a + EXACT_ROWS].numpy()
+        step = max(1, min(EXACT_ROWS, EXACT_BYTES // (4 * q.shape[1])))
+        dense = np.zeros((step, q.shape[1]), dtype=np.float32)  # filled, used and cleared per rows
+        for a in range(0, len(cand), step):
+            c = cand[a : a + step].numpy()
             owner, ref = np.nonzero(c >= 0)
             if len(owner) == 0:
                 continue
-            part = q[a : a + EXACT_ROWS]
+            part = q[a : a + step]
             q_rows = np.repeat(np.arange(part.shape[0]), np.diff(part.indptr))
             dense[q_rows, part.indices] = part.data
             ref = c[owner, ref]
