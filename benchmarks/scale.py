@@ -258,6 +258,35 @@ def nearest_recall(model_dir: Path, n: int, seed: int) -> dict:
     }
 
 
+def plot(result: dict, path: Path) -> None:
+    """Log-log plot of each step's seconds against records, with a slope-1 guide."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    wf = {int(n): r for n, r in result["workflow"].items()}
+    pr = {int(n): r for n, r in result["predict"].items() if n.isdigit()}
+    series = {
+        "workflow, ingest to report": (list(wf), [r["wall_s"] for r in wf.values()]),
+        "ingest": (list(wf), [r["steps"]["ingest"]["wall_s"] for r in wf.values()]),
+        "train (cross-fitting, all models)": (list(wf), [r["steps"]["train"]["wall_s"] for r in wf.values()]),
+        "one training epoch": (list(wf), [r["train_epoch_s"] for r in wf.values()]),
+        "barloc predict": (list(pr), [r["wall_s"] for r in pr.values()]),
+    }
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+    for name, (x, y) in series.items():
+        ax.plot(x, y, marker="o", label=name)
+    lo, hi = 1000, max(max(x) for x, _ in series.values())
+    ax.plot([lo, hi], [0.05, 0.05 * hi / lo], ls=":", color="grey", label="slope 1 (linear)")
+    ax.set(xscale="log", yscale="log", xlabel="records (references; query barcodes for predict)", ylabel="seconds")
+    ax.set_title("barloc on 2 CPU cores, synthetic barcodes", fontsize=10)
+    ax.legend(fontsize=7)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 100_000])
@@ -269,7 +298,12 @@ def main() -> None:
     ap.add_argument("--localization-model", type=Path, default=REPO / "results" / "localization")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--plot", type=Path, help="log-log plot (PNG) of the figures")
+    ap.add_argument("--plot-only", type=Path, metavar="JSON", help="only draw --plot from a result JSON")
     args = ap.parse_args()
+    if args.plot_only:
+        plot(json.loads(args.plot_only.read_text()), args.plot)
+        return
     shutil.rmtree(args.work, ignore_errors=True)
     t_start = time.monotonic()
     result = {"command": "python benchmarks/" + " ".join([Path(__file__).name, *sys.argv[1:]]), "cores": os.cpu_count()}
@@ -312,6 +346,8 @@ def main() -> None:
     print(text)
     if args.out:
         args.out.write_text(text + "\n")
+    if args.plot:
+        plot(result, args.plot)
 
 
 if __name__ == "__main__":
