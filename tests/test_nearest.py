@@ -296,6 +296,82 @@ def test_scoring_in_chunks_equals_scoring_at_once(trained, monkeypatch):
 
     df, train, val, model, meta = trained
     whole = scoring.model_logits(model, meta, df, 8)
+    model.encoder.index().memo.clear()  # compute every distance again, in chunks
     monkeypatch.setattr(scoring, "SCORE_CHUNK", 7)
     assert np.allclose(scoring.model_logits(model, meta, df, 8), whole, atol=1e-5)
     assert scoring.model_logits(model, meta, df.iloc[:0], 8).shape == (0, len(meta.classes))
+
+
+def test_unit_rows_with_an_empty_last_row():
+    """A profile without a countable k-mer (shorter than k) ends the matrix: the row before
+    it is still scaled to unit length, and the empty row stays zero."""
+    from scipy import sparse
+
+    from barloc.models.reference_index import unit_rows
+
+    x = unit_rows(sparse.csr_array(np.array([[3.0, 4.0, 0.0], [0.0, 0.0, 0.0]])))
+    assert np.allclose(x.toarray(), [[0.6, 0.8, 0.0], [0.0, 0.0, 0.0]])
+
+
+def test_sparse_candidates_are_an_upper_bound_and_exhaustive_search_is_exact(monkeypatch):
+    """k = 6 (sparse profiles) with classes split into lists (EXACT_MAX lowered to 20):
+    the candidate search's distances are never below the exact ones and mostly equal for the
+    record's own class (its haplotypes' list); probing every list is exact; a record shorter
+    than k, placed last, gets distance 1 (synthetic)."""
+    from barloc.encode import kmer_profile_sparse
+    from barloc.models import reference_index
+
+    monkeypatch.setattr(reference_index, "EXACT_MAX", 20)
+    df = synthetic_haplotype_records(seed=7, projects=30, per_project=8)
+    seqs = df["sequence"].tolist() + ["ACGTA"]
+    ref_class = torch.as_tensor(df["label"].map({"Atlantic": 0, "Indian": 1, "Pacific": 2}).to_numpy().copy())
+    ref_group = torch.as_tensor(df["group"].str[4:].astype(int).to_numpy().copy())
+    groups = torch.cat([ref_group, torch.tensor([-2])])
+    profiles = kmer_profile_sparse(seqs, 6)
+    enc = NearestReferenceEncoder(n_features=4**6, n_reference=len(df), n_classes=3, nprobe=2)
+    enc.set_reference(profiles[: len(df)], ref_class, ref_group)
+    assert len(enc.list_class) == 3 * reference_index.n_lists(80) and enc.index().dense is None
+    dense = torch.from_numpy(profiles.toarray())
+    exact = (1 - brute_force_best(dense, dense[: len(df)], ref_class, ref_group, groups, 3)).clamp(0, 2)
+    exact[-1] = 1.0  # an empty profile has cosine 0 with every reference
+    got = enc.distances(profiles, groups)[:, :3]
+    assert (got >= exact - 1e-5).all()
+    own = torch.cat([ref_class, torch.tensor([0])])
+    rows = torch.arange(len(own))
+    assert torch.isclose(got[rows, own], exact[rows, own], atol=1e-5).float().mean() > 0.9
+    enc.nprobe = len(enc.list_class)
+    assert torch.allclose(enc.distances(profiles, groups)[:, :3], exact, atol=1e-5)
+
+
+def test_an_encoder_loading_the_same_references_shares_them():
+    """fit() reloading its best epoch, or a fold model read back, points at the references
+    and index already held instead of a copy; different references get their own."""
+    profiles = synthetic_clustered_profiles(300, 64, seed=3)
+    classes, groups = torch.arange(300) % 3, torch.arange(300) // 10
+    a = NearestReferenceEncoder(n_features=64, n_reference=300, n_classes=3)
+    a.set_reference(profiles, classes, groups)
+    b = NearestReferenceEncoder(n_features=64, n_reference=1, n_classes=3)
+    b.load_state_dict(a.state_dict())
+    assert b.index() is a.index() and b.ref_data is a.ref_data
+    other = a.state_dict() | {"ref_group": groups + 1}
+    c = NearestReferenceEncoder(n_features=64, n_reference=1, n_classes=3)
+    c.load_state_dict(other)
+    assert c.index() is not a.index() and c.ref_data is not a.ref_data
+    assert torch.equal(c.ref_data, a.ref_data) and torch.equal(c.ref_group, groups + 1)
+
+
+def test_only_reference_groups_are_remembered():
+    """Distances of records in a reference group are memoized (fold models score them again);
+    queries and records of no reference group are not, so the memo never grows with them."""
+    from barloc.models.reference_index import unit_rows
+
+    profiles = synthetic_clustered_profiles(200, 64, seed=4)
+    enc = NearestReferenceEncoder(n_features=64, n_reference=150, n_classes=2)
+    enc.set_reference(profiles[:150], torch.arange(150) % 2, torch.arange(150) // 10)
+    memo = enc.index().memo
+    enc.distances(profiles[150:], torch.full((50,), -2))
+    enc.distances(profiles[150:])
+    assert len(memo) == 0
+    first = enc.distances(profiles[:150], torch.arange(150) // 10)
+    assert len(memo) == 150 and torch.equal(enc.distances(profiles[:150], torch.arange(150) // 10), first)
+    assert unit_rows(profiles[:1]).shape == (1, 64)

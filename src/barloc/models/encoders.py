@@ -12,7 +12,7 @@ from scipy import sparse
 from torch import nn
 
 from barloc.encode import iupac_matrix, vocab_size
-from barloc.models.reference_index import DENSE_WIDTH, ReferenceIndex, build_lists, unit_rows
+from barloc.models.reference_index import DENSE_WIDTH, ReferenceIndex, build_lists, folded, unit_rows
 
 #: encoder types whose input is a k-mer profile
 KMER_TYPES = ("kmer", "nearest")
@@ -91,14 +91,18 @@ class KmerEncoder(nn.Module):
         return self.net((batch["features"] * self.scale - self.mean) * self.inv_std)
 
 
-#: the last references set, by a digest of them: their buffers and index (NearestReferenceEncoder.set_reference)
-_SHARED: dict[str, tuple[dict[str, torch.Tensor], ReferenceIndex]] = {}
+#: the last references an encoder held, by a digest of them: {"buffers": the SIZED tensors,
+#: "index": their ReferenceIndex or None}; encoders with the same references (cross-fitting's
+#: fold models, the refit, their reloads) point at these instead of holding copies
+_SHARED: dict[str, dict] = {}
+#: the buffers that define the references (the lists are derived from them)
+_DIGESTED = ("ref_indptr", "ref_indices", "ref_data", "ref_class", "ref_group")
 
 
 def _digest(arrays) -> str:
     key = hashlib.blake2b(digest_size=16)
     for t in arrays:
-        key.update(t.numpy().tobytes())
+        key.update(t.cpu().numpy().tobytes())
     return key.hexdigest()
 
 
@@ -155,6 +159,7 @@ class NearestReferenceEncoder(nn.Module):
         self.register_buffer("inv_std", torch.ones(2 * n_classes))
         self.kmer = KmerEncoder(n_features, hidden, dropout) if hidden > 0 else None
         self.out_dim = 2 * n_classes + (self.kmer.out_dim if self.kmer is not None else 0)
+        self._key: str | None = None
         self._index: ReferenceIndex | None = None
 
     def set_reference(
@@ -174,22 +179,28 @@ class NearestReferenceEncoder(nn.Module):
             "ref_group": groups.long().cpu(),
         }
         key = _digest(parts.values())
-        if key in _SHARED:
-            buffers, self._index = _SHARED[key]
-        else:
-            centroids, list_class, ref_list = build_lists(refs, parts["ref_class"].numpy(), self.n_classes)
+        if key not in _SHARED:
+            _SHARED.clear()  # one at a time: an index holds its references' profiles
+            x = folded(refs) if refs.shape[0] else None
+            centroids, list_class, ref_list = build_lists(refs, parts["ref_class"].numpy(), self.n_classes, x=x)
             parts |= {
                 "centroids": centroids,
                 "list_class": torch.from_numpy(list_class),
                 "ref_list": torch.from_numpy(ref_list),
             }
             buffers = {name: t.to(self.mean.device) for name, t in parts.items()}
-            self._index = None
-        for name, t in buffers.items():
+            index = ReferenceIndex(
+                refs, parts["ref_group"].numpy(), centroids, list_class, ref_list, self.n_classes, ref_folded=x
+            )
+            _SHARED[key] = {"buffers": buffers, "index": index}
+        self._adopt(key)
+
+    def _adopt(self, key: str) -> None:
+        """Point this encoder's reference buffers and index at ``_SHARED[key]``'s."""
+        entry = _SHARED[key]
+        for name, t in entry["buffers"].items():
             setattr(self, name, t)
-        if key not in _SHARED:
-            _SHARED.clear()  # one at a time: an index holds its references' profiles
-            _SHARED[key] = buffers, self.index()
+        self._key, self._index = key, entry["index"]
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
         # Model files before the index held the references dense, as ``ref``.
@@ -202,14 +213,28 @@ class NearestReferenceEncoder(nn.Module):
             state_dict[prefix + "centroids"] = lists[0]
             state_dict[prefix + "list_class"] = torch.from_numpy(lists[1])
             state_dict[prefix + "ref_list"] = torch.from_numpy(lists[2])
-        for name in self.SIZED:
-            if prefix + name in state_dict and state_dict[prefix + name].shape != getattr(self, name).shape:
-                setattr(self, name, torch.empty_like(state_dict[prefix + name], device=self.mean.device))
-        self._index = None
+        incoming = {name: state_dict.get(prefix + name) for name in self.SIZED}
+        held = next(iter(_SHARED.items()), None)
+        if held is not None and all(
+            incoming[n] is not None and t.shape == incoming[n].shape and torch.equal(t.cpu(), incoming[n].cpu())
+            for n, t in held[1]["buffers"].items()
+        ):
+            # The references already held (fit() reloading its best epoch, a fold model read
+            # back): share them, and load the shared tensors onto themselves (no copy).
+            self._adopt(held[0])
+            for name, t in held[1]["buffers"].items():
+                state_dict[prefix + name] = t
+        else:
+            for name, t in incoming.items():  # fresh tensors: never written into shared ones
+                if t is not None:
+                    setattr(self, name, torch.empty_like(t, device=self.mean.device))
+            complete = all(t is not None for t in incoming.values())
+            self._key, self._index = _digest(incoming[n] for n in _DIGESTED) if complete else None, None
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def index(self) -> ReferenceIndex:
-        """The search structure over the references (built once from the buffers, on the CPU)."""
+        """The search structure over the references (built once from the buffers, on the CPU,
+        and shared with encoders that load the same references)."""
         if self._index is None:
             n = len(self.ref_class)
             refs = sparse.csr_array(
@@ -218,13 +243,15 @@ class NearestReferenceEncoder(nn.Module):
             )
             self._index = ReferenceIndex(
                 refs,
-                self.ref_class.cpu().numpy(),
                 self.ref_group.cpu().numpy(),
                 self.centroids.cpu().float(),
                 self.list_class.cpu().numpy(),
                 self.ref_list.cpu().numpy(),
                 self.n_classes,
             )
+            if self._key is not None:
+                _SHARED.clear()
+                _SHARED[self._key] = {"buffers": {n: getattr(self, n) for n in self.SIZED}, "index": self._index}
         return self._index
 
     def distances(

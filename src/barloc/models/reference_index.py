@@ -7,15 +7,17 @@ the square root of the class's references (``n_lists``) instead of linearly.
 
 The bound: a class with at most ``nprobe`` lists (every class of up to ``EXACT_MAX``
 references is one list) is searched exhaustively, so its distance is exact. Otherwise the
-reported similarity is the highest among the probed lists' references: never above the true
-nearest reference's, so the distance is an upper bound on the exact one, and equal to it
-whenever the nearest reference sits in a probed list (``benchmarks/scale.py`` measures how often).
+reported similarity is the highest among the probed lists' references (for sparse profiles,
+among the ``CANDIDATES`` below): never above the true nearest reference's, so the distance is
+an upper bound on the exact one, and equal to it whenever the nearest reference is among those
+searched (``benchmarks/scale.py`` measures how often).
 
 Similarities are cosines of k-mer frequency profiles. Profiles of up to ``DENSE_WIDTH``
 columns (k <= 5) are held dense. Longer ones stay sparse (CSR): lists are picked on the
 profile folded to ``DENSE_WIDTH`` columns (counts of k-mers by their last five bases), and
 within the probed lists the ``CANDIDATES`` references closest by folded profile get their
-exact cosine (the bound above holds: every distance is a real reference's exact one).
+exact cosine (the bound above holds: every distance is a real reference's exact one). The
+index also holds every reference's folded profile, ``DENSE_WIDTH`` floats a reference.
 """
 
 from __future__ import annotations
@@ -37,10 +39,8 @@ KMEANS_ITERS = 10
 QUERY_BLOCK = 4096
 #: sparse profiles: references per query and class whose exact cosine is computed
 CANDIDATES = 16
-#: sparse profiles: queries densified at a time for the exact cosines (x 4**k x 4 bytes), at
-#: most EXACT_BYTES of them (fewer rows at large k)
+#: sparse profiles: queries whose candidates' exact cosines are computed at a time
 EXACT_ROWS = 256
-EXACT_BYTES = 1 << 26
 
 
 def unit_rows(profiles: sparse.sparray | sparse.spmatrix | torch.Tensor | np.ndarray) -> sparse.csr_array:
@@ -49,12 +49,15 @@ def unit_rows(profiles: sparse.sparray | sparse.spmatrix | torch.Tensor | np.nda
         profiles = profiles.detach().cpu().numpy()
     x = sparse.csr_array(profiles, dtype=np.float32)
     x.sum_duplicates()
-    sq = np.square(x.data)
-    starts = np.minimum(x.indptr[:-1], max(len(sq) - 1, 0))
-    norms = np.sqrt(np.where(np.diff(x.indptr) > 0, np.add.reduceat(sq, starts) if len(sq) else 0.0, 0.0))
+    norms = np.sqrt(row_sums(np.square(x.data, dtype=np.float64), np.diff(x.indptr)))
     scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0).astype(np.float32)
     data = x.data * np.repeat(scale, np.diff(x.indptr))
     return sparse.csr_array((data, x.indices, x.indptr), shape=x.shape)
+
+
+def row_sums(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Sums of consecutive runs of ``values`` of the given ``lengths`` (0 for an empty run)."""
+    return np.bincount(np.repeat(np.arange(len(lengths)), lengths), weights=values, minlength=len(lengths))
 
 
 def folded(x: sparse.csr_array) -> torch.Tensor:
@@ -98,24 +101,27 @@ class ReferenceIndex:
     def __init__(
         self,
         refs: sparse.csr_array,
-        ref_class: np.ndarray,
         ref_group: np.ndarray,
         centroids: torch.Tensor,
         list_class: np.ndarray,
         ref_list: np.ndarray,
         n_classes: int,
+        ref_folded: torch.Tensor | None = None,
     ) -> None:
+        """``ref_folded``: :func:`folded` ``refs``, if already computed (:func:`build_lists` needs it too)."""
         self.refs, self.n_classes = refs, n_classes
-        self.dense = torch.from_numpy(refs.toarray()) if refs.shape[1] <= DENSE_WIDTH else None
-        self.ref_folded = folded(refs) if self.dense is None else self.dense
+        self.ref_folded = folded(refs) if ref_folded is None else ref_folded
+        self.dense = self.ref_folded if refs.shape[1] <= DENSE_WIDTH else None
         self.ref_group = torch.from_numpy(np.asarray(ref_group, dtype=np.int64))
         self.centroids = centroids
         order = np.argsort(ref_list, kind="stable")
         bounds = np.searchsorted(ref_list[order], np.arange(len(list_class) + 1))
         self.members = [order[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
         self.class_lists = [np.flatnonzero(list_class == c) for c in range(n_classes)]
-        # Labelled rows searched before, by (nprobe, group, profile digest): cross-fitting's fold
-        # models share their references and score the same records again.
+        # Reference records searched before, by (nprobe, group, profile digest): cross-fitting's
+        # fold models share their references and score the same training records again. Rows
+        # of no reference group (queries, test records) are not kept, so the memo stays within
+        # one entry a reference.
         self.memo: dict[tuple, np.ndarray] = {}
 
     def _sims(self, q: sparse.csr_array, qd: torch.Tensor | None, rows: np.ndarray, refs: np.ndarray) -> torch.Tensor:
@@ -129,28 +135,27 @@ class ReferenceIndex:
         own group (-1 where a class has none); ``q`` unit rows."""
         n = q.shape[0]
         q.sort_indices()
-        if groups is None:  # queries (barloc predict's millions): nothing to remember
-            best = torch.full((n, self.n_classes), -1.0)
-            for a in range(0, n, QUERY_BLOCK):
-                best[a : a + QUERY_BLOCK] = self._block(q[a : a + QUERY_BLOCK], None, nprobe)
-            return best
-        g = groups.cpu().numpy()
-        keys = [
-            (
+        g = None if groups is None else groups.cpu().numpy()
+        kept = np.zeros(n, dtype=bool) if g is None else g >= 0  # a reference group: remembered
+        keys = {
+            i: (
                 nprobe,
                 int(g[i]),
                 hashlib.blake2b(q.indices[a:b].tobytes() + q.data[a:b].tobytes(), digest_size=16).digest(),
             )
-            for i, (a, b) in enumerate(zip(q.indptr[:-1], q.indptr[1:]))
-        ]
-        todo = np.array([i for i, key in enumerate(keys) if key not in self.memo], dtype=np.int64)
+            for i, a, b in zip(np.flatnonzero(kept), q.indptr[:-1][kept], q.indptr[1:][kept])
+        }
+        best = torch.full((n, self.n_classes), -1.0)
+        todo = np.array([i for i in range(n) if keys.get(i) not in self.memo], dtype=np.int64) if keys else np.arange(n)
         for a in range(0, len(todo), QUERY_BLOCK):
             rows = todo[a : a + QUERY_BLOCK]
-            for i, row in zip(rows, self._block(q[rows], torch.from_numpy(g[rows]), nprobe).numpy()):
-                self.memo[keys[i]] = row
-        if n == 0:
-            return torch.full((0, self.n_classes), -1.0)
-        return torch.from_numpy(np.stack([self.memo[key] for key in keys]))
+            best[rows] = self._block(q[rows], None if g is None else torch.from_numpy(g[rows]), nprobe)
+        for i, key in keys.items():
+            if key in self.memo:
+                best[i] = torch.from_numpy(self.memo[key])
+            else:
+                self.memo[key] = best[i].numpy().copy()
+        return best
 
     def _block(self, q: sparse.csr_array, groups: torch.Tensor | None, nprobe: int) -> torch.Tensor:
         n = q.shape[0]
@@ -161,10 +166,12 @@ class ReferenceIndex:
         for c, lists in enumerate(self.class_lists):
             if len(lists) == 0:
                 continue
-            if len(lists) <= nprobe:  # every list: exhaustive, exact
-                refs = np.concatenate([self.members[m] for m in lists])
-                sim = self._masked(self._sims(q, qd, everyone, refs), groups, everyone, refs)
-                best[:, c] = sim.max(1).values
+            if len(lists) <= nprobe:  # every list: exhaustive, exact, EXACT_MAX references at a time
+                members = np.concatenate([self.members[m] for m in lists])
+                for r in range(0, len(members), EXACT_MAX):
+                    refs = members[r : r + EXACT_MAX]
+                    sim = self._masked(self._sims(q, qd, everyone, refs), groups, everyone, refs)
+                    best[:, c] = torch.maximum(best[:, c], sim.max(1).values)
                 continue
             top = (qf @ self.centroids[lists].T).topk(nprobe, dim=1).indices.numpy()
             rows = np.repeat(everyone, nprobe)
@@ -210,38 +217,30 @@ class ReferenceIndex:
         return cand
 
     def _exact_best(self, q: sparse.csr_array, cand: torch.Tensor) -> torch.Tensor:
-        """Each query's highest exact cosine among its candidate references (-1: none)."""
+        """Each query's highest exact cosine among its candidate references (-1: none): sparse
+        row-by-row products, so memory grows with the k-mers present, never with 4^k."""
         out = torch.full((len(cand),), -1.0)
-        ptr, idx, val = self.refs.indptr, self.refs.indices, self.refs.data
-        step = max(1, min(EXACT_ROWS, EXACT_BYTES // (4 * q.shape[1])))
-        dense = np.zeros((step, q.shape[1]), dtype=np.float32)  # filled, used and cleared per rows
-        for a in range(0, len(cand), step):
-            c = cand[a : a + step].numpy()
-            owner, ref = np.nonzero(c >= 0)
+        for a in range(0, len(cand), EXACT_ROWS):
+            c = cand[a : a + EXACT_ROWS].numpy()
+            owner, slot = np.nonzero(c >= 0)
             if len(owner) == 0:
                 continue
-            part = q[a : a + step]
-            q_rows = np.repeat(np.arange(part.shape[0]), np.diff(part.indptr))
-            dense[q_rows, part.indices] = part.data
-            ref = c[owner, ref]
-            starts, lens = ptr[ref], ptr[ref + 1] - ptr[ref]
-            pos = np.repeat(starts - np.cumsum(lens) + lens, lens) + np.arange(lens.sum())
-            prod = val[pos] * dense[np.repeat(owner, lens), idx[pos]]
-            dense[q_rows, part.indices] = 0.0
-            if len(prod) == 0:  # only empty profiles (no countable k-mer)
-                prod = np.zeros(1, dtype=np.float32)
-            firsts = np.minimum(np.concatenate([[0], np.cumsum(lens)[:-1]]), len(prod) - 1)
-            dots = np.where(lens > 0, np.add.reduceat(prod, firsts), 0.0).astype(np.float32)
+            pairs = q[owner + a].multiply(self.refs[c[owner, slot]])
+            dots = np.asarray(pairs.sum(axis=1), dtype=np.float32).ravel()
             best = np.full(len(c), -1.0, dtype=np.float32)
             np.maximum.at(best, owner, dots)
             out[a : a + len(c)] = torch.from_numpy(best)
         return out
 
 
-def build_lists(refs: sparse.csr_array, ref_class: np.ndarray, n_classes: int, seed: int = 0):
+def build_lists(
+    refs: sparse.csr_array, ref_class: np.ndarray, n_classes: int, seed: int = 0, x: torch.Tensor | None = None
+):
     """(centroids (lists, width), list_class (lists,), ref_list (refs,)) for unit rows ``refs``:
-    each class's references clustered into :func:`n_lists` lists."""
-    x = folded(refs) if refs.shape[0] else torch.zeros(0, min(refs.shape[1], DENSE_WIDTH))
+    each class's references clustered into :func:`n_lists` lists. ``x``: :func:`folded` ``refs``,
+    if already computed."""
+    if x is None:
+        x = folded(refs) if refs.shape[0] else torch.zeros(0, min(refs.shape[1], DENSE_WIDTH))
     cents, list_class = [], []
     ref_list = np.zeros(refs.shape[0], dtype=np.int64)
     for c in range(n_classes):
