@@ -140,7 +140,11 @@ def test_no_default_literals_left_in_the_steps():
         ),
         (
             lambda t: t["fish_origin"]["encoder"].update(type="kmer", k=11, hidden=256),
-            "tasks.fish_origin.encoder: a kmer encoder at k = 11 reads 4^11 = 4,194,304 features",
+            "tasks.fish_origin.encoder: a k-mer MLP at k = 11 reads 4^11 = 4,194,304 features",
+        ),
+        (
+            lambda t: t["fish_origin"]["encoder"].update(type="nearest", k=12, hidden=64),
+            "tasks.fish_origin.encoder: a k-mer MLP at k = 12 reads 4^12 = 16,777,216 features",
         ),
     ],
 )

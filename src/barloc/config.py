@@ -119,10 +119,12 @@ KMER_ENCODER_MAX_BYTES = 8 * 2**30
 
 
 def kmer_encoder_bytes(enc: dict, batch_size: int) -> int:
-    """float32 bytes a ``type: kmer`` encoder needs that grow with 4^k (0 for other encoders):
-    its first layer (4^k x hidden, or the head's 4^k x classes with hidden 0, counted as 4^k x
-    16) four times over (weights, gradient, two AdamW moments) and a dense batch of profiles."""
-    if enc.get("type") != "kmer" or "k" not in enc:
+    """float32 bytes a k-mer MLP needs that grow with 4^k (``type: kmer``, or ``nearest`` with
+    ``hidden > 0``; 0 otherwise): its first layer (4^k x hidden, or the head's 4^k x classes
+    with hidden 0, counted as 4^k x 16) four times over (weights, gradient, two AdamW moments)
+    and a dense batch of profiles."""
+    kind = enc.get("type")
+    if "k" not in enc or not (kind == "kmer" or (kind == "nearest" and enc.get("hidden", 0) > 0)):
         return 0
     width = 4 ** int(enc["k"])
     return 4 * width * (4 * (int(enc.get("hidden", 256)) or 16) + int(batch_size))
@@ -144,10 +146,10 @@ def cross_checks(config: dict) -> list[str]:
         kmer_bytes = kmer_encoder_bytes(enc, task.get("train", {}).get("batch_size", 32))
         if kmer_bytes > KMER_ENCODER_MAX_BYTES:
             problems.append(
-                f"{where}.encoder: a kmer encoder at k = {enc['k']} reads 4^{enc['k']} = {4 ** enc['k']:,} features, "
+                f"{where}.encoder: a k-mer MLP at k = {enc['k']} reads 4^{enc['k']} = {4 ** enc['k']:,} features, "
                 f"about {kmer_bytes / 2**30:.0f} GiB for its first layer, optimiser state and a dense batch "
                 f"(limit {KMER_ENCODER_MAX_BYTES / 2**30:.0f} GiB): lower k, hidden or train.batch_size, or use "
-                "type: nearest, whose memory grows with the k-mers present, not with 4^k"
+                "type: nearest with hidden: 0, whose memory grows with the k-mers present, not with 4^k"
             )
         if task.get("membrane_head") and (kind not in (None, "multilabel") or fmt not in (None, "deeploc")):
             problems.append(
