@@ -222,40 +222,46 @@ def slope(points: dict, key: str, lo: int = 10_000, hi: int = 100_000) -> float 
 
 
 def nearest_recall(model_dir: Path, n: int, seed: int) -> dict:
-    """How often the index's distance equals a full comparison's, on ``n`` SYNTHETIC queries."""
+    """How often the index's distance equals a full comparison's: on ``n`` SYNTHETIC query
+    barcodes (no group), and on ``n`` of the model's own references scored as training scores
+    them (outside their own project, whose references often fill the nearest lists)."""
     import torch
 
-    from barloc.data import EncodedDataset
+    from barloc.data import EncodedDataset, group_ids
+    from barloc.io.fasta import iter_sequences
     from barloc.modelio import load_model
 
     model, meta = load_model(model_dir / "model.ckpt", model_dir / "model.json")
     enc = model.encoder
     fasta = model_dir.parent / "recall.fasta"
     write_fasta_barcodes(fasta, n, seed)
-    from barloc.io.fasta import iter_sequences
-
-    seqs = [s for _, s, _ in iter_sequences(fasta, "dna", "fasta")]
+    queries = EncodedDataset([s for _, s, _ in iter_sequences(fasta, "dna", "fasta")], meta.encoder, "dna")
     fasta.unlink()
-    ds = EncodedDataset(seqs, meta.encoder, "dna")
-    t0 = time.monotonic()
-    indexed = enc.distances(ds.features)[:, : enc.n_classes]
-    t_index = time.monotonic() - t0
-    nprobe, enc.nprobe = enc.nprobe, 1 << 30
-    t0 = time.monotonic()
-    exact = enc.distances(ds.features)[:, : enc.n_classes]
-    t_exact = time.monotonic() - t0
-    enc.nprobe = nprobe
-    same = torch.isclose(indexed, exact, atol=1e-5)
-    return {
-        "queries": n,
-        "nprobe": nprobe,
-        "lists": int(len(enc.list_class)),
-        "exact_fraction": round(float(same.float().mean()), 4),
-        "calls_same_nearest_class": round(float((indexed.argmin(1) == exact.argmin(1)).float().mean()), 4),
-        "mean_excess_distance": round(float((indexed - exact).mean()), 6),
-        "index_s": round(t_index, 2),
-        "exhaustive_s": round(t_exact, 2),
-    }
+    records = pd.read_parquet(model_dir / "records.parquet")
+    records = records[records["role"] == "reference"].sample(n, random_state=seed)
+    labelled = EncodedDataset(
+        records["sequence"].tolist(), meta.encoder, "dna", groups=group_ids(records, meta.reference_groups)
+    )
+    out = {"queries": n, "nprobe": enc.nprobe, "lists": int(len(enc.list_class))}
+    for name, ds in (("query", queries), ("reference_outside_own_project", labelled)):
+        nprobe = enc.nprobe
+        t0 = time.monotonic()
+        indexed = enc.distances(ds.features, ds.groups)[:, : enc.n_classes]
+        t_index = time.monotonic() - t0
+        enc.nprobe = 1 << 30
+        t0 = time.monotonic()
+        exact = enc.distances(ds.features, ds.groups)[:, : enc.n_classes]
+        t_exact = time.monotonic() - t0
+        enc.nprobe = nprobe
+        same = torch.isclose(indexed, exact, atol=1e-5)
+        out[name] = {
+            "exact_fraction": round(float(same.float().mean()), 4),
+            "calls_same_nearest_class": round(float((indexed.argmin(1) == exact.argmin(1)).float().mean()), 4),
+            "mean_excess_distance": round(float((indexed - exact).mean()), 6),
+            "index_s": round(t_index, 2),
+            "exhaustive_s": round(t_exact, 2),
+        }
+    return out
 
 
 def plot(result: dict, path: Path) -> None:
@@ -265,7 +271,7 @@ def plot(result: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    wf = {int(n): r for n, r in result["workflow"].items()}
+    wf = {int(n): r for n, r in result["workflow"].items() if "steps" in r}
     pr = {int(n): r for n, r in result["predict"].items() if n.isdigit()}
     series = {
         "workflow, ingest to report": (list(wf), [r["wall_s"] for r in wf.values()]),
@@ -293,6 +299,13 @@ def main() -> None:
     ap.add_argument("--predict-sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     ap.add_argument("--proteins", type=int, default=100_000)
     ap.add_argument("--k8", type=int, default=100_000, help="references for the k = 8 workflow run (0: skip)")
+    ap.add_argument(
+        "--try-sizes",
+        type=int,
+        nargs="*",
+        default=[300_000],
+        help="workflow sizes run last, after predict; one that fails (memory, time) is recorded as failed",
+    )
     ap.add_argument("--epochs", type=int, default=5, help="train.max_epochs of every workflow run")
     ap.add_argument("--work", type=Path, default=Path("/tmp/barloc_scale"))
     ap.add_argument("--localization-model", type=Path, default=REPO / "results" / "localization")
@@ -329,9 +342,16 @@ def main() -> None:
                 args.localization_model, args.proteins, args.work / "proteins", args.seed, True
             ),
         }
+    for n in args.try_sizes:
+        try:
+            result["workflow"][str(n)] = run_workflow(n, args.work / f"workflow_{n}", args.epochs, args.seed)
+        except SystemExit as failed:
+            result["workflow"][str(n)] = {"failed": str(failed)}
+        print(n, result["workflow"][str(n)], flush=True)
+        shutil.rmtree(args.work / f"workflow_{n}", ignore_errors=True)
     wf = result["workflow"]
-    ingest = {n: {"wall_s": r["steps"].get("ingest", {}).get("wall_s")} for n, r in wf.items()}
-    epoch = {n: {"s": r["train_epoch_s"]} for n, r in wf.items()}
+    ingest = {n: {"wall_s": r.get("steps", {}).get("ingest", {}).get("wall_s")} for n, r in wf.items()}
+    epoch = {n: {"s": r.get("train_epoch_s")} for n, r in wf.items()}
     result["growth_exponent"] = {
         "ingest": slope(ingest, "wall_s"),
         "train_epoch": slope(epoch, "s"),
