@@ -149,11 +149,13 @@ def timed(cmd: list[str], cwd: Path, log: Path) -> dict:
     return {"wall_s": round(wall, 2), "peak_rss_mb": round(int(stats.read_text().split()[-1]) / 1024, 1)}
 
 
-def workflow_config(ref: Path, query: Path, epochs: int, encoder: dict | None) -> dict:
+def workflow_config(ref: Path, query: Path, epochs: int, encoder: dict | None, batch_size: int | None = None) -> dict:
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     task = cfg["tasks"]["fish_origin"]
     task.update(reference=str(ref), query=str(query))
     task["train"]["max_epochs"] = epochs
+    if batch_size:
+        task["train"]["batch_size"] = batch_size
     if encoder:
         task["encoder"] = {**task["encoder"], **encoder}
     cfg["tasks"] = {"fish_origin": task}
@@ -161,13 +163,15 @@ def workflow_config(ref: Path, query: Path, epochs: int, encoder: dict | None) -
     return cfg
 
 
-def run_workflow(n: int, work: Path, epochs: int, seed: int, encoder: dict | None = None) -> dict:
+def run_workflow(
+    n: int, work: Path, epochs: int, seed: int, encoder: dict | None = None, batch_size: int | None = None
+) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     ref, query = work / "reference.tsv", work / "query.fasta"
     synthetic_references(n, seed).to_csv(ref, sep="\t", index=False)
     write_fasta_barcodes(query, 1000, seed + 1)
     (work / "config").mkdir(exist_ok=True)
-    cfg = workflow_config(ref, query, epochs, encoder)
+    cfg = workflow_config(ref, query, epochs, encoder, batch_size)
     (work / "config" / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     out = timed(
         ["snakemake", "-s", str(REPO / "Snakefile"), "--cores", "2", "--quiet", "all"], work, work / "snakemake.log"
@@ -307,6 +311,7 @@ def main() -> None:
         help="workflow sizes run last, after predict; one that fails (memory, time) is recorded as failed",
     )
     ap.add_argument("--epochs", type=int, default=5, help="train.max_epochs of every workflow run")
+    ap.add_argument("--batch-size", type=int, help="train.batch_size of every workflow run (default: the config's)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/barloc_scale"))
     ap.add_argument("--localization-model", type=Path, default=REPO / "results" / "localization")
     ap.add_argument("--seed", type=int, default=42)
@@ -322,11 +327,15 @@ def main() -> None:
     result = {"command": "python benchmarks/" + " ".join([Path(__file__).name, *sys.argv[1:]]), "cores": os.cpu_count()}
     result["workflow"] = {}
     for n in args.sizes:
-        result["workflow"][str(n)] = run_workflow(n, args.work / f"workflow_{n}", args.epochs, args.seed)
+        result["workflow"][str(n)] = run_workflow(
+            n, args.work / f"workflow_{n}", args.epochs, args.seed, None, args.batch_size
+        )
         print(n, result["workflow"][str(n)], flush=True)
     if args.k8:
         result["workflow_k8"] = {
-            str(args.k8): run_workflow(args.k8, args.work / f"workflow_k8_{args.k8}", args.epochs, args.seed, {"k": 8})
+            str(args.k8): run_workflow(
+                args.k8, args.work / f"workflow_k8_{args.k8}", args.epochs, args.seed, {"k": 8}, args.batch_size
+            )
         }
         print("k8", result["workflow_k8"], flush=True)
     biggest = args.work / f"workflow_{max(args.sizes)}" / "results" / "fish_origin"
@@ -344,7 +353,9 @@ def main() -> None:
         }
     for n in args.try_sizes:
         try:
-            result["workflow"][str(n)] = run_workflow(n, args.work / f"workflow_{n}", args.epochs, args.seed)
+            result["workflow"][str(n)] = run_workflow(
+                n, args.work / f"workflow_{n}", args.epochs, args.seed, None, args.batch_size
+            )
         except SystemExit as failed:
             result["workflow"][str(n)] = {"failed": str(failed)}
         print(n, result["workflow"][str(n)], flush=True)
