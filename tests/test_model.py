@@ -182,6 +182,7 @@ def test_training_logs_one_line_an_epoch_without_lightning_noise(caplog, capsys)
     assert "left" not in lines[-1]
     out = capsys.readouterr()
     assert not any("Tip:" in r.getMessage() for r in caplog.records)
+    assert not any(r.getMessage().startswith(("GPU available", "`Trainer.fit` stopped")) for r in caplog.records)
     assert "LeafSpec" not in out.err + out.out
 
 

@@ -76,10 +76,15 @@ def _duration(seconds: float) -> str:
 
 
 class _DropTips(logging.Filter):
-    """Lightning's advertising lines ("💡 Tip: ...") say nothing about the run."""
+    """Lightning's advertising lines ("💡 Tip: ...") say nothing about the run, and its device
+    and stop lines ("GPU available: ...", "`Trainer.fit` stopped: ...") repeat what barloc's
+    own line after training says (epochs, seconds, device, processes)."""
+
+    NOISE = ("Tip:", "GPU available: ", "TPU available: ", "HPU available: ", "`Trainer.fit` stopped: ")
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "Tip:" not in record.getMessage()
+        message = record.getMessage()
+        return not any(n in message for n in self.NOISE)
 
 
 def quiet_lightning() -> None:
