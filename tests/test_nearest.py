@@ -363,8 +363,6 @@ def test_an_encoder_loading_the_same_references_shares_them():
 def test_only_reference_groups_are_remembered():
     """Distances of records in a reference group are memoized (fold models score them again);
     queries and records of no reference group are not, so the memo never grows with them."""
-    from barloc.models.reference_index import unit_rows
-
     profiles = synthetic_clustered_profiles(200, 64, seed=4)
     enc = NearestReferenceEncoder(n_features=64, n_reference=150, n_classes=2)
     enc.set_reference(profiles[:150], torch.arange(150) % 2, torch.arange(150) // 10)
@@ -374,4 +372,3 @@ def test_only_reference_groups_are_remembered():
     assert len(memo) == 0
     first = enc.distances(profiles[:150], torch.arange(150) // 10)
     assert len(memo) == 150 and torch.equal(enc.distances(profiles[:150], torch.arange(150) // 10), first)
-    assert unit_rows(profiles[:1]).shape == (1, 64)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 
 import numpy as np
@@ -91,19 +90,29 @@ class KmerEncoder(nn.Module):
         return self.net((batch["features"] * self.scale - self.mean) * self.inv_std)
 
 
-#: the last references an encoder held, by a digest of them: {"buffers": the SIZED tensors,
-#: "index": their ReferenceIndex or None}; encoders with the same references (cross-fitting's
-#: fold models, the refit, their reloads) point at these instead of holding copies
-_SHARED: dict[str, dict] = {}
-#: the buffers that define the references (the lists are derived from them)
-_DIGESTED = ("ref_indptr", "ref_indices", "ref_data", "ref_class", "ref_group")
+#: the references the last encoder set or loaded: {"buffers": its SIZED tensors, "index": their
+#: ReferenceIndex}; an encoder given equal references (cross-fitting's fold models, the refit,
+#: their reloads) points at these instead of holding a copy. One at a time: an index holds its
+#: references' profiles.
+_HELD: dict = {}
 
 
-def _digest(arrays) -> str:
-    key = hashlib.blake2b(digest_size=16)
-    for t in arrays:
-        key.update(t.cpu().numpy().tobytes())
-    return key.hexdigest()
+def _held_equals(parts: dict[str, torch.Tensor]) -> bool:
+    """Whether ``parts`` (buffer name -> tensor) equal the held references' buffers."""
+    held = _HELD.get("buffers", {})
+    return bool(held) and all(
+        name in held and held[name].shape == t.shape and torch.equal(held[name].cpu(), t.cpu())
+        for name, t in parts.items()
+    )
+
+
+def _csr_parts(refs: sparse.csr_array) -> dict[str, torch.Tensor]:
+    """The CSR buffers of unit profiles ``refs``."""
+    return {
+        "ref_indptr": torch.from_numpy(refs.indptr.astype(np.int64)),
+        "ref_indices": torch.from_numpy(refs.indices.astype(np.int32, copy=False)),
+        "ref_data": torch.from_numpy(refs.data),
+    }
 
 
 class NearestReferenceEncoder(nn.Module):
@@ -159,7 +168,6 @@ class NearestReferenceEncoder(nn.Module):
         self.register_buffer("inv_std", torch.ones(2 * n_classes))
         self.kmer = KmerEncoder(n_features, hidden, dropout) if hidden > 0 else None
         self.out_dim = 2 * n_classes + (self.kmer.out_dim if self.kmer is not None else 0)
-        self._key: str | None = None
         self._index: ReferenceIndex | None = None
 
     def set_reference(
@@ -171,87 +179,75 @@ class NearestReferenceEncoder(nn.Module):
         and index rather than holding a copy."""
         refs = unit_rows(features)
         refs.sort_indices()
-        parts = {
-            "ref_indptr": torch.from_numpy(refs.indptr.astype(np.int64)),
-            "ref_indices": torch.from_numpy(refs.indices.astype(np.int32, copy=False)),
-            "ref_data": torch.from_numpy(refs.data),
-            "ref_class": classes.long().cpu(),
-            "ref_group": groups.long().cpu(),
+        parts = _csr_parts(refs) | {"ref_class": classes.long().cpu(), "ref_group": groups.long().cpu()}
+        if _held_equals(parts):
+            self._adopt()
+            return
+        _HELD.clear()  # before building: the old references' index is not kept alive beside the new
+        x = folded(refs) if refs.shape[0] else None
+        centroids, list_class, ref_list = build_lists(refs, parts["ref_class"].numpy(), self.n_classes, x=x)
+        parts |= {
+            "centroids": centroids,
+            "list_class": torch.from_numpy(list_class),
+            "ref_list": torch.from_numpy(ref_list),
         }
-        key = _digest(parts.values())
-        if key not in _SHARED:
-            _SHARED.clear()  # one at a time: an index holds its references' profiles
-            x = folded(refs) if refs.shape[0] else None
-            centroids, list_class, ref_list = build_lists(refs, parts["ref_class"].numpy(), self.n_classes, x=x)
-            parts |= {
-                "centroids": centroids,
-                "list_class": torch.from_numpy(list_class),
-                "ref_list": torch.from_numpy(ref_list),
-            }
-            buffers = {name: t.to(self.mean.device) for name, t in parts.items()}
-            index = ReferenceIndex(
-                refs, parts["ref_group"].numpy(), centroids, list_class, ref_list, self.n_classes, ref_folded=x
-            )
-            _SHARED[key] = {"buffers": buffers, "index": index}
-        self._adopt(key)
+        for name, t in parts.items():
+            setattr(self, name, t.to(self.mean.device))
+        self._index = None
+        self._build_index(ref_folded=x)
 
-    def _adopt(self, key: str) -> None:
-        """Point this encoder's reference buffers and index at ``_SHARED[key]``'s."""
-        entry = _SHARED[key]
-        for name, t in entry["buffers"].items():
+    def _adopt(self) -> None:
+        """Point this encoder's reference buffers and index at the held ones."""
+        for name, t in _HELD["buffers"].items():
             setattr(self, name, t)
-        self._key, self._index = key, entry["index"]
+        self._index = _HELD["index"]
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
         # Model files before the index held the references dense, as ``ref``.
         if prefix + "ref" in state_dict:
             refs = unit_rows(state_dict.pop(prefix + "ref"))
-            state_dict[prefix + "ref_indptr"] = torch.from_numpy(refs.indptr.astype(np.int64))
-            state_dict[prefix + "ref_indices"] = torch.from_numpy(refs.indices.astype(np.int32))
-            state_dict[prefix + "ref_data"] = torch.from_numpy(refs.data)
+            state_dict.update({prefix + name: t for name, t in _csr_parts(refs).items()})
             lists = build_lists(refs, state_dict[prefix + "ref_class"].numpy(), self.n_classes)
             state_dict[prefix + "centroids"] = lists[0]
             state_dict[prefix + "list_class"] = torch.from_numpy(lists[1])
             state_dict[prefix + "ref_list"] = torch.from_numpy(lists[2])
-        incoming = {name: state_dict.get(prefix + name) for name in self.SIZED}
-        held = next(iter(_SHARED.items()), None)
-        if held is not None and all(
-            incoming[n] is not None and t.shape == incoming[n].shape and torch.equal(t.cpu(), incoming[n].cpu())
-            for n, t in held[1]["buffers"].items()
-        ):
+        incoming = {name: state_dict[prefix + name] for name in self.SIZED if prefix + name in state_dict}
+        if len(incoming) == len(self.SIZED) and _held_equals(incoming):
             # The references already held (fit() reloading its best epoch, a fold model read
             # back): share them, and load the shared tensors onto themselves (no copy).
-            self._adopt(held[0])
-            for name, t in held[1]["buffers"].items():
-                state_dict[prefix + name] = t
+            self._adopt()
+            state_dict.update({prefix + name: t for name, t in _HELD["buffers"].items()})
         else:
             for name, t in incoming.items():  # fresh tensors: never written into shared ones
-                if t is not None:
-                    setattr(self, name, torch.empty_like(t, device=self.mean.device))
-            complete = all(t is not None for t in incoming.values())
-            self._key, self._index = _digest(incoming[n] for n in _DIGESTED) if complete else None, None
+                setattr(self, name, torch.empty_like(t, device=self.mean.device))
+            self._index = None
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def index(self) -> ReferenceIndex:
         """The search structure over the references (built once from the buffers, on the CPU,
-        and shared with encoders that load the same references)."""
-        if self._index is None:
-            n = len(self.ref_class)
-            refs = sparse.csr_array(
-                (self.ref_data.cpu().numpy(), self.ref_indices.cpu().numpy(), self.ref_indptr.cpu().numpy()),
-                shape=(n, self.n_features),
-            )
-            self._index = ReferenceIndex(
-                refs,
-                self.ref_group.cpu().numpy(),
-                self.centroids.cpu().float(),
-                self.list_class.cpu().numpy(),
-                self.ref_list.cpu().numpy(),
-                self.n_classes,
-            )
-            if self._key is not None:
-                _SHARED.clear()
-                _SHARED[self._key] = {"buffers": {n: getattr(self, n) for n in self.SIZED}, "index": self._index}
+        and shared with encoders given the same references)."""
+        return self._index if self._index is not None else self._build_index()
+
+    def _build_index(self, ref_folded: torch.Tensor | None = None) -> ReferenceIndex:
+        """Build the index from the buffers and hold it, with them, for encoders to share."""
+        indptr = self.ref_indptr.cpu().numpy()
+        if indptr[-1] < 2**31:  # int32 like the indices: scipy would otherwise copy both to int64
+            indptr = indptr.astype(np.int32)
+        refs = sparse.csr_array(
+            (self.ref_data.cpu().numpy(), self.ref_indices.cpu().numpy(), indptr),
+            shape=(len(self.ref_class), self.n_features),
+        )
+        self._index = ReferenceIndex(
+            refs,
+            self.ref_group.cpu().numpy(),
+            self.centroids.cpu().float(),
+            self.list_class.cpu().numpy(),
+            self.ref_list.cpu().numpy(),
+            self.n_classes,
+            ref_folded=ref_folded,
+        )
+        _HELD.clear()
+        _HELD.update(buffers={name: getattr(self, name) for name in self.SIZED}, index=self._index)
         return self._index
 
     def distances(

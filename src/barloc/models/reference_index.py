@@ -49,15 +49,12 @@ def unit_rows(profiles: sparse.sparray | sparse.spmatrix | torch.Tensor | np.nda
         profiles = profiles.detach().cpu().numpy()
     x = sparse.csr_array(profiles, dtype=np.float32)
     x.sum_duplicates()
-    norms = np.sqrt(row_sums(np.square(x.data, dtype=np.float64), np.diff(x.indptr)))
+    lengths = np.diff(x.indptr)  # a bincount over row ids: empty rows (anywhere) sum to 0
+    rows = np.repeat(np.arange(len(lengths)), lengths)
+    norms = np.sqrt(np.bincount(rows, weights=np.square(x.data, dtype=np.float64), minlength=len(lengths)))
     scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0).astype(np.float32)
-    data = x.data * np.repeat(scale, np.diff(x.indptr))
+    data = x.data * np.repeat(scale, lengths)
     return sparse.csr_array((data, x.indices, x.indptr), shape=x.shape)
-
-
-def row_sums(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Sums of consecutive runs of ``values`` of the given ``lengths`` (0 for an empty run)."""
-    return np.bincount(np.repeat(np.arange(len(lengths)), lengths), weights=values, minlength=len(lengths))
 
 
 def folded(x: sparse.csr_array) -> torch.Tensor:
