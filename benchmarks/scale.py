@@ -326,17 +326,15 @@ def main() -> None:
     t_start = time.monotonic()
     result = {"command": "python benchmarks/" + " ".join([Path(__file__).name, *sys.argv[1:]]), "cores": os.cpu_count()}
     result["workflow"] = {}
+
+    def workflow(n: int, name: str, encoder: dict | None = None) -> dict:
+        return run_workflow(n, args.work / name, args.epochs, args.seed, encoder, args.batch_size)
+
     for n in args.sizes:
-        result["workflow"][str(n)] = run_workflow(
-            n, args.work / f"workflow_{n}", args.epochs, args.seed, None, args.batch_size
-        )
+        result["workflow"][str(n)] = workflow(n, f"workflow_{n}")
         print(n, result["workflow"][str(n)], flush=True)
     if args.k8:
-        result["workflow_k8"] = {
-            str(args.k8): run_workflow(
-                args.k8, args.work / f"workflow_k8_{args.k8}", args.epochs, args.seed, {"k": 8}, args.batch_size
-            )
-        }
+        result["workflow_k8"] = {str(args.k8): workflow(args.k8, f"workflow_k8_{args.k8}", {"k": 8})}
         print("k8", result["workflow_k8"], flush=True)
     biggest = args.work / f"workflow_{max(args.sizes)}" / "results" / "fish_origin"
     result["nearest_index"] = nearest_recall(biggest, 2000, args.seed + 7)
@@ -353,9 +351,7 @@ def main() -> None:
         }
     for n in args.try_sizes:
         try:
-            result["workflow"][str(n)] = run_workflow(
-                n, args.work / f"workflow_{n}", args.epochs, args.seed, None, args.batch_size
-            )
+            result["workflow"][str(n)] = workflow(n, f"workflow_{n}")
         except SystemExit as failed:
             result["workflow"][str(n)] = {"failed": str(failed)}
         print(n, result["workflow"][str(n)], flush=True)

@@ -43,3 +43,14 @@ def test_growth_exponent_is_the_log_log_slope():
     assert scale.slope(points, "s") == pytest.approx(1.1, abs=1e-3)
     assert scale.slope({"10000": {"s": 1.0}}, "s") is None
     assert math.isclose(scale.slope({"10000": {"s": 3.0}, "100000": {"s": 3.0}}, "s"), 0.0)
+
+
+def test_the_plot_is_drawn_from_a_result_and_skips_a_failed_size(tmp_path):
+    """--plot-only draws the committed figures; a size recorded as failed has no point."""
+    import json
+
+    scale = _bench()
+    result = json.loads((REPO / "benchmarks" / "results" / "scale.json").read_text())
+    result["workflow"]["1000000"] = {"failed": "snakemake failed (rc 137)"}
+    scale.plot(result, tmp_path / "scale.png")
+    assert (tmp_path / "scale.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
