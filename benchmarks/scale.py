@@ -295,6 +295,7 @@ def plot(result: dict, path: Path) -> None:
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
+    plt.close(fig)
 
 
 def main() -> None:
