@@ -66,11 +66,72 @@ def test_auto_never_buys_nll_with_the_calls(monkeypatch):
 
     monkeypatch.setattr(posthoc, "crossfitted", fake_crossfitted)
     monkeypatch.setattr(posthoc, "nll_of", lambda *a: nll[current["m"]])
-    monkeypatch.setattr(posthoc, "calls_score", lambda *a: calls[current["m"]])
+    monkeypatch.setattr(posthoc, "calls_score", lambda *a: (calls[current["m"]], [calls[current["m"]]] * 3))
     _, choice, _ = posthoc.choose_calibration("multiclass", "auto", z, y, folds, np.zeros(3), TRAIN)
     assert choice["chosen"] == "vector"  # bcts has the lowest NLL but loses 0.02 of the calls
     _, given, _ = posthoc.choose_calibration("multiclass", "bcts", z, y, folds, np.zeros(3), TRAIN)
     assert given["chosen"] == "bcts" and set(given["candidates"]) == {"temperature", "bcts"}
+
+
+def _fake_candidates(monkeypatch, n, nll, ece, calls):
+    """crossfitted, nll_of, ECE and calls_score answering per method from the given tables."""
+    current = {}
+
+    def fake_crossfitted(kind, method, *a):
+        current["m"] = method
+        return np.full((n, 3), 1 / 3)
+
+    monkeypatch.setattr(posthoc, "crossfitted", fake_crossfitted)
+    monkeypatch.setattr(posthoc, "nll_of", lambda *a: nll[current["m"]])
+    monkeypatch.setattr(posthoc, "ece_from_bins", lambda *a: ece[current["m"]])
+    monkeypatch.setattr(posthoc, "calls_score", lambda *a: calls[current["m"]])
+
+
+def test_auto_never_buys_nll_with_the_probabilities_ece(monkeypatch):
+    """The lowest-NLL method whose ECE is above the uncalibrated probabilities' is passed over;
+    when every fitted method raises ECE, the uncalibrated probabilities stay."""
+    z, y, folds = folds_of([TRAIN] * 3, np.random.default_rng(4))
+    calls = {m: (0.6, [0.6, 0.6, 0.6]) for m in posthoc.METHODS["multiclass"]}
+    nll = {"none": 0.9, "temperature": 0.8, "bcts": 0.5, "vector": 0.7}
+    _fake_candidates(monkeypatch, len(y), nll, {"none": 0.08, "temperature": 0.07, "bcts": 0.12, "vector": 0.05}, calls)
+    _, choice, _ = posthoc.choose_calibration("multiclass", "auto", z, y, folds, np.zeros(3), TRAIN)
+    assert choice["chosen"] == "vector" and "ECE" in choice["reason"]
+    _fake_candidates(monkeypatch, len(y), nll, {"none": 0.08, "temperature": 0.19, "bcts": 0.12, "vector": 0.09}, calls)
+    _, choice, _ = posthoc.choose_calibration("multiclass", "auto", z, y, folds, np.zeros(3), TRAIN)
+    assert choice["chosen"] == "none" and choice["candidates"]["temperature"]["ece"] == 0.19
+
+
+def test_auto_never_takes_a_method_that_loses_one_fold(monkeypatch):
+    """Pooled calls within 0.01 of temperature scaling's are not enough: a method losing more
+    than 0.02 on one fold is passed over (a bias fitted on a few groups can win the pool)."""
+    z, y, folds = folds_of([TRAIN] * 3, np.random.default_rng(5))
+    calls = {
+        "none": (0.60, [0.60, 0.60, 0.60]),
+        "temperature": (0.60, [0.60, 0.60, 0.60]),
+        "bcts": (0.61, [0.66, 0.65, 0.57]),  # better pooled, 0.03 worse on the last fold
+        "vector": (0.60, [0.61, 0.60, 0.59]),
+    }
+    nll = {"none": 0.9, "temperature": 0.8, "bcts": 0.5, "vector": 0.7}
+    _fake_candidates(monkeypatch, len(y), nll, dict.fromkeys(nll, 0.05), calls)
+    _, choice, _ = posthoc.choose_calibration("multiclass", "auto", z, y, folds, np.zeros(3), TRAIN)
+    assert choice["chosen"] == "vector"
+
+
+def test_auto_keeps_calibrated_logits_when_a_few_groups_are_confidently_wrong():
+    """Exact posteriors, except two groups whose records all look like another class (a
+    haplotype shared across basins): NLL then wants a temperature that softens every other
+    call, which raises ECE; auto keeps the network's own probabilities."""
+    rng = np.random.default_rng(6)
+    z, y, folds = folds_of([TRAIN] * 4, rng, n=300)
+    for g in range(2):  # 40 records of group g: class 0 by their features, class 1 by their label
+        idx = np.flatnonzero((folds == g) & (y == 0))[:40]
+        y[idx] = 1
+        z[idx] = z[idx] * 2.5
+    _, choice, _ = posthoc.choose_calibration("multiclass", "auto", z, y, folds, np.zeros(3), TRAIN)
+    table = choice["candidates"]
+    assert table["temperature"]["nll"] < table["none"]["nll"]  # NLL alone would soften
+    assert table["temperature"]["ece"] > table["none"]["ece"]
+    assert choice["chosen"] == "none"
 
 
 PCFG = {"method": "em", "tol": 1e-6, "max_iter": 1000, "prior_strength": 0.0, "bootstrap": 0}
@@ -86,6 +147,26 @@ def test_em_passes_the_check_under_pure_label_shift():
     assert all(f["after"] >= f["before"] - 0.01 for f in check["folds"])
     assert posthoc.shift_helps(check)
     assert posthoc.decide("em", True, 10, check)[0]
+
+
+def test_known_equal_priors_are_scored_by_balanced_accuracy_on_held_out_folds():
+    """A known correction estimates nothing: its held-out effect is the calls' accuracy weighted
+    to the configured priors (balanced accuracy for equal ones), which exact posteriors moved to
+    equal priors raise; plain accuracy at the training mix would call it a loss."""
+    rng = np.random.default_rng(7)
+    z, y, folds = folds_of([TRAIN] * 3, rng, n=3000)
+    probs = np.exp(z - z.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    known = {**PCFG, "method": "known", "target_priors": "equal"}
+    equal = np.full(3, 1 / 3)
+    args = ("multiclass", probs, y, folds, TRAIN, known, list("abc"), 0)
+    check = posthoc.heldout_shift(*args, redraws=0, n_boot=200, target=equal)
+    assert check["metric"] == "balanced_accuracy" and check["redraws"]["n"] == 0
+    assert check["change"] > 0 and check["ci_low"] > 0
+    plain = posthoc.heldout_shift(*args, redraws=0, n_boot=200)
+    assert plain["metric"] == "accuracy" and plain["change"] < 0
+    skewed = posthoc.heldout_shift(*args, redraws=0, n_boot=0, target=np.array([0.2, 0.2, 0.6]))
+    assert skewed["metric"] == "accuracy_at_target_priors"
 
 
 def test_em_fails_the_check_when_a_fold_looks_like_another_class():

@@ -1,8 +1,8 @@
 """Post-hoc fits on the pooled out-of-fold logits of cross-fitting (:mod:`barloc.training.crossfit`).
 
 - :func:`choose_calibration`: the calibration method (``auto``: the lowest cross-validated NLL
-  among the methods whose calls stay within ``CALLS_TOLERANCE`` of temperature scaling's) and
-  its parameters.
+  among the methods whose calls stay within ``CALLS_TOLERANCE`` of temperature scaling's and
+  whose ECE is no higher than the uncalibrated probabilities') and its parameters.
 - :func:`crossfitted`: every out-of-fold row calibrated by a fit on the other folds, the
   probabilities held-out checks are run on.
 - :func:`heldout_shift`: what prior correction does to the calls on held-out data, each group
@@ -14,11 +14,10 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import balanced_accuracy_score
 
 from barloc.artifacts import FOLD, OOF, SPLIT
-from barloc.calibrate import apply, class_offset, fit_calibration, nll_of
-from barloc.calling import correct, split_arrays, target_vector
+from barloc.calibrate import apply, class_offset, ece_from_bins, fit_calibration, nll_of, reliability_of
+from barloc.calling import correct, reweight, split_arrays, target_vector
 from barloc.metrics import fit_calls, predict_multilabel
 from barloc.soft import hard_mask
 
@@ -27,8 +26,12 @@ from barloc.soft import hard_mask
 METHODS = {"multiclass": ("none", "temperature", "bcts", "vector"), "multilabel": ("none", "temperature", "bcts")}
 #: auto never takes a method whose cross-validated calls lose more than this against temperature scaling's
 CALLS_TOLERANCE = 0.01
+#: nor one whose calls lose more than this against temperature scaling's on any one fold
+FOLD_TOLERANCE = 0.02
 #: the calls' figure each kind is judged by
 CALLS_METRIC = {"multiclass": "balanced_accuracy", "multilabel": "micro_f1"}
+#: bins of the cross-validated ECE that auto compares with the uncalibrated probabilities'
+ECE_BINS = 15
 
 
 def crossfitted(
@@ -52,29 +55,44 @@ def call_hits(kind: str, probs: np.ndarray, y: np.ndarray, rule: tuple[np.ndarra
     return np.stack([(pred & truth).sum(1), (pred & ~truth).sum(1), (~pred & truth).sum(1)], axis=1).astype(float)
 
 
-def hits_score(kind: str, hits: np.ndarray) -> float:
-    """Accuracy (multiclass) or micro-F1 (multilabel) of :func:`call_hits` rows."""
+def hits_score(kind: str, hits: np.ndarray, y: np.ndarray | None = None, target: np.ndarray | None = None) -> float:
+    """Accuracy (multiclass) or micro-F1 (multilabel) of :func:`call_hits` rows; with ``y``
+    and ``target`` (multiclass), accuracy under the target priors: each class's recall
+    weighted by its target prior, over the classes present (balanced accuracy when equal)."""
     if kind == "multiclass":
-        return float(hits.mean()) if len(hits) else float("nan")
+        if not len(hits):
+            return float("nan")
+        if target is None:
+            return float(hits.mean())
+        present = np.unique(y)
+        recall = np.array([hits[y == c].mean() for c in present])
+        return float((target[present] * recall).sum() / target[present].sum())
     tp, fp, fn = hits.sum(axis=0)
     return float(2 * tp / (2 * tp + fp + fn)) if tp + fp + fn else float("nan")
 
 
+def _mean_recall(y: np.ndarray, top: np.ndarray) -> float:
+    """Balanced accuracy over the classes present (sklearn's, without its warning for calls of
+    a class a fold lacks)."""
+    return float(np.mean([np.mean(top[y == c] == c) for c in np.unique(y)])) if len(y) else float("nan")
+
+
 def calls_score(
     kind: str, probs: np.ndarray, y: np.ndarray, folds: np.ndarray, call_ratio, weights: np.ndarray | None = None
-) -> float:
-    """Balanced accuracy of the top-class calls (``weights``: per class, the known target
-    priors over the training priors the calls are made under), or micro-F1 of sigmoid heads'
-    calls by a rule (thresholds, call ratio) fitted on the other folds."""
+) -> tuple[float, list[float]]:
+    """(pooled, per fold) balanced accuracy of the top-class calls (``weights``: per class, the
+    known target priors over the training priors the calls are made under), or micro-F1 of
+    sigmoid heads' calls by a rule (thresholds, call ratio) fitted on the other folds."""
+    order = np.unique(folds)
     if kind == "multiclass":
         top = probs.argmax(axis=1) if weights is None else (probs * weights).argmax(axis=1)
-        return float(balanced_accuracy_score(y, top))
+        return _mean_recall(y, top), [_mean_recall(y[folds == f], top[folds == f]) for f in order]
     hits = np.zeros((len(y), 3))
-    for f in np.unique(folds):
+    for f in order:
         held = folds == f
         rule = fit_calls(probs[~held], y[~held], call_ratio)
         hits[held] = call_hits(kind, probs[held], y[held], (rule["thresholds"], rule["call_ratio"]))
-    return hits_score(kind, hits)
+    return hits_score(kind, hits), [hits_score(kind, hits[folds == f]) for f in order]
 
 
 def choose_calibration(
@@ -89,27 +107,58 @@ def choose_calibration(
     target: np.ndarray | None = None,
 ) -> tuple[dict, dict, np.ndarray]:
     """(calibration parameters fitted on all rows, the choice, the chosen method's
-    :func:`crossfitted` probabilities): ``method`` ``auto`` takes the
-    lowest cross-validated NLL among :data:`METHODS` whose cross-validated calls lose at most
-    :data:`CALLS_TOLERANCE` against temperature scaling's; any other method is taken as given.
-    The choice records every candidate's cross-validated NLL and calls either way. ``target``:
-    the known query priors the task calls under (``prior_shift.method: known``), so that the
-    calls compared are the ones the task makes."""
+    :func:`crossfitted` probabilities).
+
+    ``auto`` takes the lowest cross-validated NLL among :data:`METHODS` whose cross-validated
+    calls lose at most :data:`CALLS_TOLERANCE` against temperature scaling's (at most
+    :data:`FOLD_TOLERANCE` on any one fold: a bias fitted on a few groups can win the pool and
+    lose a fold) and whose
+    cross-validated ECE is no higher than ``none``'s (the network's own probabilities, its
+    class weighting undone): calibration must not make the calls worse, nor the probabilities
+    the report shows less reliable. NLL alone can fail the second: on grouped folds a few
+    confidently wrong groups set the temperature, and every other call is then under-confident.
+    When no method passes both, the calls decide and ECE breaks the tie. Any other method is
+    taken as given. The choice records every candidate's cross-validated NLL, ECE and calls.
+    ``target``: the known query priors a softmax task calls under (``prior_shift.method:
+    known``), so that calls and ECE are those of the probabilities the task reports."""
     weights = None if target is None or kind != "multiclass" else np.asarray(target) / np.clip(priors, 1e-12, None)
     candidates = METHODS[kind] if method == "auto" else tuple(dict.fromkeys(("temperature", method)))
+    metric = CALLS_METRIC[kind]
     table, probs = {}, {}
     for m in candidates:
         p = probs[m] = crossfitted(kind, m, z, y, folds, offset, priors)
-        table[m] = {"nll": nll_of(kind, p, y), CALLS_METRIC[kind]: calls_score(kind, p, y, folds, call_ratio, weights)}
-    metric = CALLS_METRIC[kind]
+        shown = p if weights is None else reweight(p, kind, priors, np.asarray(target))
+        pooled, per_fold = calls_score(kind, p, y, folds, call_ratio, weights)
+        table[m] = {
+            "nll": nll_of(kind, p, y),
+            "ece": ece_from_bins(reliability_of(kind, shown, y, ECE_BINS)),
+            metric: pooled,
+            "folds": per_fold,
+        }
     if method == "auto":
-        floor = table["temperature"][metric] - CALLS_TOLERANCE
-        eligible = [m for m in candidates if table[m][metric] >= floor] or ["temperature"]  # NaN calls: no guard
-        chosen = min(eligible, key=lambda m: table[m]["nll"])
-        reason = (
-            f"the lowest cross-validated NLL ({table[chosen]['nll']:.3f}) of the methods whose calls' "
-            f"{metric.replace('_', ' ')} stays within {CALLS_TOLERANCE} of temperature scaling's"
-        )
+        ref = table["temperature"]
+
+        def keeps_calls(m: str) -> bool:  # NaN calls (a fold without a class): no guard
+            gaps = np.subtract(table[m]["folds"], ref["folds"])
+            worst = np.nanmin(gaps) if np.isfinite(gaps).any() else 0.0
+            return not (table[m][metric] < ref[metric] - CALLS_TOLERANCE or worst < -FOLD_TOLERANCE)
+
+        calls_ok = [m for m in candidates if keeps_calls(m)] or ["temperature"]
+        eligible = [m for m in calls_ok if not table[m]["ece"] > table["none"]["ece"]]  # NaN ECE: no guard
+        if eligible:
+            chosen = min(eligible, key=lambda m: table[m]["nll"])
+            reason = (
+                f"the lowest cross-validated NLL ({table[chosen]['nll']:.3f}) of the methods whose calls' "
+                f"{metric.replace('_', ' ')} stays within {CALLS_TOLERANCE} of temperature scaling's (within "
+                f"{FOLD_TOLERANCE} on every fold) and whose ECE is no higher than the uncalibrated probabilities' ({table['none']['ece']:.3f})"
+            )
+        else:
+            chosen = min(calls_ok, key=lambda m: table[m]["ece"])
+            reason = (
+                f"the lowest cross-validated ECE ({table[chosen]['ece']:.3f}) of the methods whose calls' "
+                f"{metric.replace('_', ' ')} stays within {CALLS_TOLERANCE} of temperature scaling's (within "
+                f"{FOLD_TOLERANCE} on every fold); none of them kept the uncalibrated probabilities' ECE"
+            )
     else:
         chosen, reason = method, "calibration.method names it"
     choice = {
@@ -144,10 +193,12 @@ def heldout_shift(
     rule: tuple[np.ndarray, float] | None = None,
     redraws: int = 50,
     n_boot: int = 1000,
+    target: np.ndarray | None = None,
 ) -> dict:
     """What ``pcfg``'s prior correction does to the calls on cross-fitted calibrated
     out-of-fold ``probs``: accuracy (multiclass) or micro-F1 (multilabel, calls by ``rule``)
-    before and after.
+    before and after. ``target``: known softmax priors the calls are made for (``known``), which
+    the accuracy is weighted to (:func:`hits_score`).
 
     ``folds``: each group fold is a query whose class mix and records differ from the rest as a
     real query's would; the pooled change gets a 95% bootstrap interval (records resampled
@@ -157,6 +208,10 @@ def heldout_shift(
     rng = np.random.default_rng(seed)
     quiet = {**pcfg, "bootstrap": 0}
     y = np.asarray(y)
+
+    def score(hits: np.ndarray, idx: np.ndarray | slice = slice(None)) -> float:
+        return hits_score(kind, hits, y[idx], target)
+
     strata = y if kind == "multiclass" else np.where(y.any(axis=1), np.asarray(y, float).argmax(axis=1), len(classes))
 
     def run(idx: np.ndarray, val_idx: np.ndarray) -> np.ndarray:
@@ -175,28 +230,34 @@ def heldout_shift(
             {
                 "fold": int(f),
                 "n": int(len(held)),
-                "before": hits_score(kind, before[held]),
-                "after": hits_score(kind, after[held]),
+                "before": score(before[held], held),
+                "after": score(after[held], held),
             }
         )
-    delta = hits_score(kind, after) - hits_score(kind, before)
+    delta = score(after) - score(before)
     boot = []
     by_fold = [np.flatnonzero(folds == f) for f in np.unique(folds)]
     for _ in range(n_boot):
         idx = np.concatenate([rng.choice(i, len(i)) for i in by_fold])
-        boot.append(hits_score(kind, after[idx]) - hits_score(kind, before[idx]))
+        boot.append(score(after[idx], idx) - score(before[idx], idx))
     lo, hi = np.nanpercentile(boot, [2.5, 97.5]) if boot else (np.nan, np.nan)
     changes = []
     everything = np.arange(len(y))
     for _ in range(redraws):
         idx = _redraw(rng, strata, len(classes) + 1)
         sample_hits = call_hits(kind, run(idx, everything), y[idx], rule)
-        changes.append(hits_score(kind, sample_hits) - hits_score(kind, before[idx]))
+        changes.append(score(sample_hits, idx) - score(before[idx], idx))
+    if kind == "multilabel":
+        metric = "micro_f1"
+    elif target is None:
+        metric = "accuracy"
+    else:
+        metric = "balanced_accuracy" if np.allclose(target, target[0]) else "accuracy_at_target_priors"
     return {
-        "metric": "accuracy" if kind == "multiclass" else "micro_f1",
+        "metric": metric,
         "folds": per_fold,
-        "before": hits_score(kind, before),
-        "after": hits_score(kind, after),
+        "before": score(before),
+        "after": score(after),
         "change": delta,
         "ci_low": float(lo),
         "ci_high": float(hi),
@@ -248,17 +309,24 @@ def calibration_fit(
 
 
 def shift_check(meta, calibration, z, y, folds, pcfg: dict, seed: int, probs: np.ndarray | None = None) -> dict | None:
-    """:func:`heldout_shift` of ``pcfg``'s EM or BBSE on the out-of-fold rows, calibrated by the
-    chosen method cross-fitted (``probs``, when :func:`calibration_fit` has them already);
-    None for methods that estimate nothing (none, known)."""
-    if pcfg["method"] not in ("em", "bbse") or len(y) == 0:
+    """:func:`heldout_shift` of ``pcfg``'s correction on the out-of-fold rows, calibrated by the
+    chosen method cross-fitted (``probs``, when :func:`calibration_fit` has them already): for
+    EM and BBSE the check that decides, for known priors what the correction did (softmax
+    accuracy weighted to those priors; nothing is estimated, so no re-draws); None for none."""
+    method = pcfg["method"]
+    if method not in ("em", "bbse", "known") or len(y) == 0:
         return None
     if probs is None:
         offset = class_offset(meta) if calibration.offset is None else np.asarray(calibration.offset, dtype=np.float64)
         probs = crossfitted(meta.kind, calibration.method or "temperature", z, y, folds, offset, meta.priors)
     rule = calibration.call_rule(len(meta.classes)) if meta.kind == "multilabel" else None
+    known = method == "known"
+    target = (
+        target_vector(pcfg["target_priors"], meta.classes, meta.kind) if known and meta.kind == "multiclass" else None
+    )
+    redraws = 0 if known else int(pcfg["check_redraws"])
     return heldout_shift(
-        meta.kind, probs, y, folds, meta.priors, pcfg, meta.classes, seed, rule, int(pcfg["check_redraws"])
+        meta.kind, probs, y, folds, meta.priors, pcfg, meta.classes, seed, rule, redraws, target=target
     )
 
 

@@ -538,7 +538,9 @@ def _choice_sentence(choice: Mapping | None, kind: str) -> str:
     metric = str(choice.get("metric", "")).replace("_", " ")
     table = choice["candidates"]
     scores = "; ".join(
-        f"{calibration_words(m, kind)}: NLL {fmt_num(v.get('nll'))}, {metric} {fmt_num(v.get(choice.get('metric')))}"
+        f"{calibration_words(m, kind)}: NLL {fmt_num(v.get('nll'))}"
+        + (f", ECE {fmt_num(v['ece'])}" if _finite(v.get("ece")) else "")
+        + f", {metric} {fmt_num(v.get(choice.get('metric')))}"
         for m, v in table.items()
     )
     chosen = calibration_words(str(choice.get("chosen")), kind)
@@ -551,15 +553,27 @@ def _choice_sentence(choice: Mapping | None, kind: str) -> str:
     )
 
 
+#: priors.json heldout metrics in the page's words
+HELDOUT_METRICS = {
+    "accuracy": "accuracy",
+    "micro_f1": "micro-F1",
+    "balanced_accuracy": "balanced accuracy",
+    "accuracy_at_target_priors": "accuracy at the configured class mix (each class's recall weighted by its prior)",
+}
+
+
 def _heldout_sentence(check: Mapping | None, method: str) -> str:
     """What prior correction did to the calls on held-out folds, with its bootstrap interval."""
     if not isinstance(check, Mapping) or not _finite(check.get("change")):
         return ""
-    metric = "accuracy" if check.get("metric") == "accuracy" else "micro-F1"
+    metric = HELDOUT_METRICS.get(str(check.get("metric")), str(check.get("metric")).replace("_", " "))
     redraws = check.get("redraws") or {}
+    if method == "known":
+        lead = "On held-out data (the cross-fitting folds' out-of-fold records), correcting to the configured priors changed"
+    else:
+        lead = f"On held-out data (each cross-fitting fold taken as a query), {method.upper()} changed"
     text = (
-        f"On held-out data (each cross-fitting fold taken as a query), {method.upper()} changed the calls' "
-        f"{metric} from {float(check['before']):.3f} to {float(check['after']):.3f} "
+        f"{lead} the calls' {metric} from {float(check['before']):.3f} to {float(check['after']):.3f} "
         f"({float(check['change']):+.3f}; 95% bootstrap interval {float(check['ci_low']):+.3f} to "
         f"{float(check['ci_high']):+.3f})"
     )
@@ -589,7 +603,7 @@ def _not_applied_why(decision: Mapping, method: str, reason: Any) -> str:
 
 def _priors_section(pri: dict | None, kind: str, classes: list[str], words: dict, path: Path) -> dict:
     if pri is None:
-        return {"state": "missing", "file": str(path)}
+        return {"state": "missing", "file": str(path), "mix_word": "estimated"}
     method = str(pri.get("method") or "none")
     names = pri.get("classes") or classes
     train = pri.get("train_priors") or []
@@ -611,6 +625,7 @@ def _priors_section(pri: dict | None, kind: str, classes: list[str], words: dict
         "applied": None if code is None else code == "applied",
         "why": "" if code in (None, "applied") else _not_applied_why(decision, method, pri.get("reason")),
         "heldout_sentence": _heldout_sentence(pri.get("heldout"), method),
+        "mix_word": "configured" if method == "known" else "estimated",
     }
     if code in ("not_requested", "no_query") or not query or len(query) != len(names):
         out["state"] = "none"
@@ -644,7 +659,8 @@ def _priors_section(pri: dict | None, kind: str, classes: list[str], words: dict
         ci = f" (95% interval {fmt_pct(lo[i])}–{fmt_pct(hi[i])})" if have_ci else ""
         out["shift_sentence"] = (
             f"The biggest difference from the training data is {c}: {fmt_pct(t)} of training "
-            f"{words['nouns']} versus an estimated {fmt_pct(q)} of the query {words['nouns']}{ci}."
+            f"{words['nouns']} versus {'' if method == 'known' else 'an estimated '}{fmt_pct(q)} of the query "
+            f"{words['nouns']}{ci}."
         )
     test = pri.get("test") or {}
     tp, ep = test.get("true_priors") or [], test.get("estimated_priors") or []
