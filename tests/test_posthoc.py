@@ -101,6 +101,23 @@ def test_auto_never_buys_nll_with_the_probabilities_ece(monkeypatch):
     assert choice["chosen"] == "none" and choice["candidates"]["temperature"]["ece"] == 0.19
 
 
+def test_auto_never_takes_a_method_whose_ece_rises_on_one_fold(monkeypatch):
+    """A lower pooled ECE is not enough: a temperature that makes one fold's probabilities
+    0.14 less reliable (a fold of confidently wrong groups set it) is passed over."""
+    z, y, folds = folds_of([TRAIN] * 3, np.random.default_rng(8))
+    calls = {m: (0.6, [0.6, 0.6, 0.6]) for m in posthoc.METHODS["multiclass"]}
+    nll = {"none": 0.9, "temperature": 0.8, "bcts": 0.85, "vector": 0.95}
+    _fake_candidates(monkeypatch, len(y), nll, {}, calls)
+    pooled = {"none": 0.114, "temperature": 0.095, "bcts": 0.11, "vector": 0.2}
+    per_fold = {"none": 0.16, "temperature": 0.30, "bcts": 0.15, "vector": 0.2}
+    current = {}
+    real = posthoc.crossfitted
+    monkeypatch.setattr(posthoc, "crossfitted", lambda kind, m, *a: current.update(m=m) or real(kind, m, *a))
+    monkeypatch.setattr(posthoc, "_ece", lambda kind, p, yy: (pooled if len(yy) == len(y) else per_fold)[current["m"]])
+    _, choice, _ = posthoc.choose_calibration("multiclass", "auto", z, y, folds, np.zeros(3), TRAIN)
+    assert choice["chosen"] == "bcts"  # temperature has the lowest NLL and pooled ECE, but not on every fold
+
+
 def test_auto_never_takes_a_method_that_loses_one_fold(monkeypatch):
     """Pooled calls within 0.01 of temperature scaling's are not enough: a method losing more
     than 0.02 on one fold is passed over (a bias fitted on a few groups can win the pool)."""

@@ -34,6 +34,10 @@ CALLS_METRIC = {"multiclass": "balanced_accuracy", "multilabel": "micro_f1"}
 ECE_BINS = 15
 
 
+def _ece(kind: str, probs: np.ndarray, y: np.ndarray) -> float:
+    return ece_from_bins(reliability_of(kind, probs, y, ECE_BINS)) if len(y) else float("nan")
+
+
 def crossfitted(
     kind: str, method: str, z: np.ndarray, y: np.ndarray, folds: np.ndarray, offset: np.ndarray, priors: np.ndarray
 ) -> np.ndarray:
@@ -112,9 +116,9 @@ def choose_calibration(
     ``auto`` takes the lowest cross-validated NLL among :data:`METHODS` whose cross-validated
     calls lose at most :data:`CALLS_TOLERANCE` against temperature scaling's (at most
     :data:`FOLD_TOLERANCE` on any one fold: a bias fitted on a few groups can win the pool and
-    lose a fold) and whose
-    cross-validated ECE is no higher than ``none``'s (the network's own probabilities, its
-    class weighting undone): calibration must not make the calls worse, nor the probabilities
+    lose a fold) and whose cross-validated ECE is no higher than that of ``none`` (the
+    network's own probabilities, its class weighting undone), nor more than
+    :data:`FOLD_TOLERANCE` higher on any one fold: calibration must not make the calls worse, nor the probabilities
     the report shows less reliable. NLL alone can fail the second: on grouped folds a few
     confidently wrong groups set the temperature, and every other call is then under-confident.
     When no method passes both, the calls decide and ECE breaks the tie. Any other method is
@@ -131,26 +135,36 @@ def choose_calibration(
         pooled, per_fold = calls_score(kind, p, y, folds, call_ratio, weights)
         table[m] = {
             "nll": nll_of(kind, p, y),
-            "ece": ece_from_bins(reliability_of(kind, shown, y, ECE_BINS)),
+            "ece": _ece(kind, shown, y),
             metric: pooled,
             "folds": per_fold,
+            "ece_folds": [_ece(kind, shown[folds == f], y[folds == f]) for f in np.unique(folds)],
         }
     if method == "auto":
         ref = table["temperature"]
 
-        def keeps_calls(m: str) -> bool:  # NaN calls (a fold without a class): no guard
-            gaps = np.subtract(table[m]["folds"], ref["folds"])
-            worst = np.nanmin(gaps) if np.isfinite(gaps).any() else 0.0
-            return not (table[m][metric] < ref[metric] - CALLS_TOLERANCE or worst < -FOLD_TOLERANCE)
+        def worst(m: str, key: str, base: str, sign: float) -> float:  # NaN (a fold without a class): no guard
+            gaps = sign * np.subtract(table[m][key], table[base][key])
+            return float(np.nanmin(gaps)) if np.isfinite(gaps).any() else 0.0
+
+        def keeps_calls(m: str) -> bool:
+            return not (
+                table[m][metric] < ref[metric] - CALLS_TOLERANCE
+                or worst(m, "folds", "temperature", 1) < -FOLD_TOLERANCE
+            )
+
+        def keeps_ece(m: str) -> bool:  # NaN ECE: no guard
+            return not (table[m]["ece"] > table["none"]["ece"] or worst(m, "ece_folds", "none", -1) < -FOLD_TOLERANCE)
 
         calls_ok = [m for m in candidates if keeps_calls(m)] or ["temperature"]
-        eligible = [m for m in calls_ok if not table[m]["ece"] > table["none"]["ece"]]  # NaN ECE: no guard
+        eligible = [m for m in calls_ok if keeps_ece(m)]
         if eligible:
             chosen = min(eligible, key=lambda m: table[m]["nll"])
             reason = (
                 f"the lowest cross-validated NLL ({table[chosen]['nll']:.3f}) of the methods whose calls' "
                 f"{metric.replace('_', ' ')} stays within {CALLS_TOLERANCE} of temperature scaling's (within "
-                f"{FOLD_TOLERANCE} on every fold) and whose ECE is no higher than the uncalibrated probabilities' ({table['none']['ece']:.3f})"
+                f"{FOLD_TOLERANCE} on every fold) and whose ECE is no higher than the uncalibrated probabilities' "
+                f"({table['none']['ece']:.3f}; nor {FOLD_TOLERANCE} higher on any fold)"
             )
         else:
             chosen = min(calls_ok, key=lambda m: table[m]["ece"])
