@@ -113,7 +113,9 @@ def test_auto_never_takes_a_method_whose_ece_rises_on_one_fold(monkeypatch):
     current = {}
     real = posthoc.crossfitted
     monkeypatch.setattr(posthoc, "crossfitted", lambda kind, m, *a: current.update(m=m) or real(kind, m, *a))
-    monkeypatch.setattr(posthoc, "_ece", lambda kind, p, yy: (pooled if len(yy) == len(y) else per_fold)[current["m"]])
+    monkeypatch.setattr(
+        posthoc, "_ece", lambda kind, p, yy, bins: (pooled if len(yy) == len(y) else per_fold)[current["m"]]
+    )
     _, choice, _ = posthoc.choose_calibration("multiclass", "auto", z, y, folds, np.zeros(3), TRAIN)
     assert choice["chosen"] == "bcts"  # temperature has the lowest NLL and pooled ECE, but not on every fold
 

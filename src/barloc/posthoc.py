@@ -26,16 +26,15 @@ from barloc.soft import hard_mask
 METHODS = {"multiclass": ("none", "temperature", "bcts", "vector"), "multilabel": ("none", "temperature", "bcts")}
 #: auto never takes a method whose cross-validated calls lose more than this against temperature scaling's
 CALLS_TOLERANCE = 0.01
-#: nor one whose calls lose more than this against temperature scaling's on any one fold
+#: nor one whose calls lose more than this against temperature scaling's on any one fold, or
+#: whose ECE rises more than this above the uncalibrated probabilities' on any one fold
 FOLD_TOLERANCE = 0.02
 #: the calls' figure each kind is judged by
 CALLS_METRIC = {"multiclass": "balanced_accuracy", "multilabel": "micro_f1"}
-#: bins of the cross-validated ECE that auto compares with the uncalibrated probabilities'
-ECE_BINS = 15
 
 
-def _ece(kind: str, probs: np.ndarray, y: np.ndarray) -> float:
-    return ece_from_bins(reliability_of(kind, probs, y, ECE_BINS)) if len(y) else float("nan")
+def _ece(kind: str, probs: np.ndarray, y: np.ndarray, bins: int) -> float:
+    return ece_from_bins(reliability_of(kind, probs, y, bins)) if len(y) else float("nan")
 
 
 def crossfitted(
@@ -69,28 +68,24 @@ def hits_score(kind: str, hits: np.ndarray, y: np.ndarray | None = None, target:
         if target is None:
             return float(hits.mean())
         present = np.unique(y)
+        weight = np.asarray(target, dtype=np.float64)[present]
+        if weight.sum() <= 0:  # only classes the target gives no weight
+            return float("nan")
         recall = np.array([hits[y == c].mean() for c in present])
-        return float((target[present] * recall).sum() / target[present].sum())
+        return float((weight * recall).sum() / weight.sum())
     tp, fp, fn = hits.sum(axis=0)
     return float(2 * tp / (2 * tp + fp + fn)) if tp + fp + fn else float("nan")
 
 
-def _mean_recall(y: np.ndarray, top: np.ndarray) -> float:
-    """Balanced accuracy over the classes present (sklearn's, without its warning for calls of
-    a class a fold lacks)."""
-    return float(np.mean([np.mean(top[y == c] == c) for c in np.unique(y)])) if len(y) else float("nan")
-
-
 def calls_score(
-    kind: str, probs: np.ndarray, y: np.ndarray, folds: np.ndarray, call_ratio, weights: np.ndarray | None = None
+    kind: str, probs: np.ndarray, y: np.ndarray, folds: np.ndarray, call_ratio
 ) -> tuple[float, list[float]]:
-    """(pooled, per fold) balanced accuracy of the top-class calls (``weights``: per class, the
-    known target priors over the training priors the calls are made under), or micro-F1 of
-    sigmoid heads' calls by a rule (thresholds, call ratio) fitted on the other folds."""
+    """(pooled, per fold) balanced accuracy of the top-class calls, or micro-F1 of sigmoid
+    heads' calls by a rule (thresholds, call ratio) fitted on the other folds."""
     order = np.unique(folds)
     if kind == "multiclass":
-        top = probs.argmax(axis=1) if weights is None else (probs * weights).argmax(axis=1)
-        return _mean_recall(y, top), [_mean_recall(y[folds == f], top[folds == f]) for f in order]
+        hits, even = (probs.argmax(axis=1) == y).astype(np.float64), np.ones(probs.shape[1])
+        return hits_score(kind, hits, y, even), [hits_score(kind, hits[folds == f], y[folds == f], even) for f in order]
     hits = np.zeros((len(y), 3))
     for f in order:
         held = folds == f
@@ -109,6 +104,7 @@ def choose_calibration(
     priors: np.ndarray,
     call_ratio="auto",
     target: np.ndarray | None = None,
+    ece_bins: int = 15,
 ) -> tuple[dict, dict, np.ndarray]:
     """(calibration parameters fitted on all rows, the choice, the chosen method's
     :func:`crossfitted` probabilities).
@@ -125,25 +121,24 @@ def choose_calibration(
     taken as given. The choice records every candidate's cross-validated NLL, ECE and calls.
     ``target``: the known query priors a softmax task calls under (``prior_shift.method:
     known``), so that calls and ECE are those of the probabilities the task reports."""
-    weights = None if target is None or kind != "multiclass" else np.asarray(target) / np.clip(priors, 1e-12, None)
     candidates = METHODS[kind] if method == "auto" else tuple(dict.fromkeys(("temperature", method)))
     metric = CALLS_METRIC[kind]
     table, probs = {}, {}
     for m in candidates:
         p = probs[m] = crossfitted(kind, m, z, y, folds, offset, priors)
-        shown = p if weights is None else reweight(p, kind, priors, np.asarray(target))
-        pooled, per_fold = calls_score(kind, p, y, folds, call_ratio, weights)
+        shown = p if target is None or kind != "multiclass" else reweight(p, kind, priors, np.asarray(target))
+        pooled, per_fold = calls_score(kind, shown, y, folds, call_ratio)
         table[m] = {
             "nll": nll_of(kind, p, y),
-            "ece": _ece(kind, shown, y),
+            "ece": _ece(kind, shown, y, ece_bins),
             metric: pooled,
             "folds": per_fold,
-            "ece_folds": [_ece(kind, shown[folds == f], y[folds == f]) for f in np.unique(folds)],
+            "ece_folds": [_ece(kind, shown[folds == f], y[folds == f], ece_bins) for f in np.unique(folds)],
         }
     if method == "auto":
         ref = table["temperature"]
 
-        def worst(m: str, key: str, base: str, sign: float) -> float:  # NaN (a fold without a class): no guard
+        def worst(m: str, key: str, base: str, sign: float) -> float:  # NaN (an empty fold): no guard
             gaps = sign * np.subtract(table[m][key], table[base][key])
             return float(np.nanmin(gaps)) if np.isfinite(gaps).any() else 0.0
 
@@ -158,20 +153,22 @@ def choose_calibration(
 
         calls_ok = [m for m in candidates if keeps_calls(m)] or ["temperature"]
         eligible = [m for m in calls_ok if keeps_ece(m)]
+        keeps = (
+            f"whose calls' {metric.replace('_', ' ')} stays within {CALLS_TOLERANCE} of temperature scaling's "
+            f"(within {FOLD_TOLERANCE} on every fold)"
+        )
         if eligible:
             chosen = min(eligible, key=lambda m: table[m]["nll"])
             reason = (
-                f"the lowest cross-validated NLL ({table[chosen]['nll']:.3f}) of the methods whose calls' "
-                f"{metric.replace('_', ' ')} stays within {CALLS_TOLERANCE} of temperature scaling's (within "
-                f"{FOLD_TOLERANCE} on every fold) and whose ECE is no higher than the uncalibrated probabilities' "
-                f"({table['none']['ece']:.3f}; nor {FOLD_TOLERANCE} higher on any fold)"
+                f"the lowest cross-validated NLL ({table[chosen]['nll']:.3f}) of the methods {keeps} and whose ECE "
+                f"is no higher than the uncalibrated probabilities' ({table['none']['ece']:.3f}; nor "
+                f"{FOLD_TOLERANCE} higher on any fold)"
             )
         else:
             chosen = min(calls_ok, key=lambda m: table[m]["ece"])
             reason = (
-                f"the lowest cross-validated ECE ({table[chosen]['ece']:.3f}) of the methods whose calls' "
-                f"{metric.replace('_', ' ')} stays within {CALLS_TOLERANCE} of temperature scaling's (within "
-                f"{FOLD_TOLERANCE} on every fold); none of them kept the uncalibrated probabilities' ECE"
+                f"the lowest cross-validated ECE ({table[chosen]['ece']:.3f}) of the methods {keeps}; none of "
+                "them kept the uncalibrated probabilities' ECE"
             )
     else:
         chosen, reason = method, "calibration.method names it"
@@ -301,6 +298,13 @@ def oof_arrays(df, meta) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return z, y, folds
 
 
+def _known_target(meta, pcfg: dict | None) -> np.ndarray | None:
+    """The configured query priors of a softmax task that calls under known priors, else None."""
+    if pcfg and pcfg.get("method") == "known" and meta.kind == "multiclass":
+        return target_vector(pcfg["target_priors"], meta.classes, meta.kind)
+    return None
+
+
 def calibration_fit(
     meta, z: np.ndarray, y: np.ndarray, folds: np.ndarray, ccfg: dict, pcfg: dict | None = None
 ) -> tuple[dict, np.ndarray]:
@@ -309,11 +313,9 @@ def calibration_fit(
     heads, the calling rule: thresholds and call ratio), and the rows' cross-fitted probabilities
     under the chosen method (:func:`crossfitted`), which the held-out checks read."""
     offset = class_offset(meta)
-    target = None
-    if pcfg and pcfg.get("method") == "known" and meta.kind == "multiclass":
-        target = target_vector(pcfg["target_priors"], meta.classes, meta.kind)
+    target = _known_target(meta, pcfg)
     fitted, choice, probs = choose_calibration(
-        meta.kind, ccfg["method"], z, y, folds, offset, meta.priors, ccfg["call_ratio"], target
+        meta.kind, ccfg["method"], z, y, folds, offset, meta.priors, ccfg["call_ratio"], target, int(ccfg["ece_bins"])
     )
     out = {**fitted, "choice": choice}
     if meta.kind == "multilabel":
@@ -334,13 +336,19 @@ def shift_check(meta, calibration, z, y, folds, pcfg: dict, seed: int, probs: np
         offset = class_offset(meta) if calibration.offset is None else np.asarray(calibration.offset, dtype=np.float64)
         probs = crossfitted(meta.kind, calibration.method or "temperature", z, y, folds, offset, meta.priors)
     rule = calibration.call_rule(len(meta.classes)) if meta.kind == "multilabel" else None
-    known = method == "known"
-    target = (
-        target_vector(pcfg["target_priors"], meta.classes, meta.kind) if known and meta.kind == "multiclass" else None
-    )
-    redraws = 0 if known else int(pcfg["check_redraws"])
+    redraws = 0 if method == "known" else int(pcfg["check_redraws"])
     return heldout_shift(
-        meta.kind, probs, y, folds, meta.priors, pcfg, meta.classes, seed, rule, redraws, target=target
+        meta.kind,
+        probs,
+        y,
+        folds,
+        meta.priors,
+        pcfg,
+        meta.classes,
+        seed,
+        rule,
+        redraws,
+        target=_known_target(meta, pcfg),
     )
 
 
