@@ -89,7 +89,8 @@ def barloc_scores(labelled, task, trainer, seed, folds=None) -> tuple[dict, pd.D
     """The whole recipe in grouped CV (barloc.cv): calibrated calls under the training mix (with
     the equal-prior figure beside them), the final calls (after the prior correction the
     config applies), and the uncalibrated model's."""
-    oof, info = out_of_fold(labelled, task, trainer, N_FOLDS, seed, folds=folds)
+    n_folds = N_FOLDS if folds is None else int(np.max(folds)) + 1
+    oof, info = out_of_fold(labelled, task, trainer, n_folds, seed, folds=folds)
     classes = [c.split("::", 1)[1] for c in oof.columns if c.startswith(PROB)]
     y = oof["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
     probs = oof[[PROB + c for c in classes]].to_numpy()

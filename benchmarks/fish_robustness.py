@@ -29,12 +29,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from fish_origin import N_FOLDS, REPO, load_task
+from fish_origin import N_FOLDS, REPO, barloc_scores, load_task
 
 from barloc.artifacts import logit_columns
-from barloc.calibrate import softmax_probs
-from barloc.cv import FINAL, assign_folds, out_of_fold
-from barloc.metrics import multiclass_metrics
+from barloc.cv import FINAL, assign_folds
 from barloc.posthoc import calls_score
 from barloc.runtime import versions
 
@@ -58,30 +56,21 @@ def species_folds(labelled: pd.DataFrame) -> np.ndarray:
 
 
 def recipe(labelled: pd.DataFrame, task: dict, trainer: dict, folds: np.ndarray, seed: int) -> dict:
-    """Final calls against the uncalibrated network's."""
-    n_folds = int(folds.max()) + 1
-    oof, info = out_of_fold(labelled, task, trainer, n_folds, seed, folds=folds)
-    classes = info[0]["meta"].classes
+    """fish_origin.py's barloc row on these folds, with the per-fold change of the calls'
+    balanced accuracy, final against uncalibrated."""
+    scores, oof = barloc_scores(labelled, task, trainer, seed, folds)
+    classes = [c.split("::", 1)[1] for c in oof.columns if c.startswith(FINAL)]
     y = oof["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
-    final = oof[[FINAL + c for c in classes]].to_numpy()
-    # fish_origin.json's "uncalibrated": the class-weighted network's own softmax, whose weighting
-    # already calls as if every class were as likely
-    raw = softmax_probs(oof[logit_columns(classes)].to_numpy())
-    f, u = multiclass_metrics(final, y), multiclass_metrics(raw, y)
     fold = oof["fold"].to_numpy()
-    changes = [
-        round(float(c), 4)
-        for c in np.subtract(
-            calls_score("multiclass", final, y, fold, None)[1], calls_score("multiclass", raw, y, fold, None)[1]
-        )
-    ]
+    final = calls_score("multiclass", oof[[FINAL + c for c in classes]].to_numpy(), y, fold, None)[1]
+    raw = calls_score("multiclass", oof[logit_columns(classes)].to_numpy(), y, fold, None)[1]
+    changes = [round(float(c), 4) for c in np.subtract(final, raw)]
     return {
-        "n_folds": n_folds,
-        "final_calls": {"balanced_accuracy": round(f["balanced_accuracy"], 4), "ece": round(f["ece"], 4)},
-        "uncalibrated": {"balanced_accuracy": round(u["balanced_accuracy"], 4), "ece": round(u["ece"], 4)},
+        "n_folds": int(len(np.unique(fold))),
+        **{k: scores[k] for k in ("final_calls", "uncalibrated")},
         "per_fold_change": changes,
         "worst_fold_change": min(changes),
-        "calibration_chosen": [i["calibration"].method for i in info],
+        "calibration_chosen": scores["calibration_chosen"],
     }
 
 

@@ -51,40 +51,33 @@ def test_auto_takes_the_lowest_cross_validated_nll():
     assert fitted["method"] == choice["chosen"] and table["none"]["nll"] > table["temperature"]["nll"]
 
 
-def test_auto_never_buys_nll_with_the_calls(monkeypatch):
-    """A method with the lowest NLL whose calls lose more than 0.01 balanced accuracy against
-    temperature scaling's is passed over."""
-    rng = np.random.default_rng(2)
-    z, y, folds = folds_of([TRAIN] * 3, rng)
-    nll = {"none": 0.9, "temperature": 0.8, "bcts": 0.5, "vector": 0.7}
-    calls = {"none": 0.60, "temperature": 0.60, "bcts": 0.58, "vector": 0.595}
-    current = {}
-
-    def fake_crossfitted(kind, method, *a):
-        current["m"] = method
-        return np.full((len(y), 3), 1 / 3)
-
-    monkeypatch.setattr(posthoc, "crossfitted", fake_crossfitted)
-    monkeypatch.setattr(posthoc, "nll_of", lambda *a: nll[current["m"]])
-    monkeypatch.setattr(posthoc, "calls_score", lambda *a: (calls[current["m"]], [calls[current["m"]]] * 3))
-    _, choice, _ = posthoc.choose_calibration("multiclass", "auto", z, y, folds, np.zeros(3), TRAIN)
-    assert choice["chosen"] == "vector"  # bcts has the lowest NLL but loses 0.02 of the calls
-    _, given, _ = posthoc.choose_calibration("multiclass", "bcts", z, y, folds, np.zeros(3), TRAIN)
-    assert given["chosen"] == "bcts" and set(given["candidates"]) == {"temperature", "bcts"}
-
-
-def _fake_candidates(monkeypatch, n, nll, ece, calls):
-    """crossfitted, nll_of, ECE and calls_score answering per method from the given tables."""
+def _fake_candidates(monkeypatch, n, nll, ece, calls, ece_per_fold=None):
+    """crossfitted, nll_of, ECE and calls_score answering per method from the given tables
+    (``ece_per_fold``: every fold's ECE, when it differs from the pooled one)."""
     current = {}
 
     def fake_crossfitted(kind, method, *a):
         current["m"] = method
         return np.full((n, 3), 1 / 3)
 
+    folds_ece = ece if ece_per_fold is None else ece_per_fold
     monkeypatch.setattr(posthoc, "crossfitted", fake_crossfitted)
     monkeypatch.setattr(posthoc, "nll_of", lambda *a: nll[current["m"]])
-    monkeypatch.setattr(posthoc, "ece_from_bins", lambda *a: ece[current["m"]])
+    monkeypatch.setattr(posthoc, "_ece", lambda kind, p, y, bins: (ece if len(y) == n else folds_ece)[current["m"]])
     monkeypatch.setattr(posthoc, "calls_score", lambda *a: calls[current["m"]])
+
+
+def test_auto_never_buys_nll_with_the_calls(monkeypatch):
+    """A method with the lowest NLL whose calls lose more than 0.01 balanced accuracy against
+    temperature scaling's is passed over."""
+    z, y, folds = folds_of([TRAIN] * 3, np.random.default_rng(2))
+    nll = {"none": 0.9, "temperature": 0.8, "bcts": 0.5, "vector": 0.7}
+    calls = {m: (c, [c] * 3) for m, c in {"none": 0.60, "temperature": 0.60, "bcts": 0.58, "vector": 0.595}.items()}
+    _fake_candidates(monkeypatch, len(y), nll, dict.fromkeys(nll, 0.05), calls)
+    _, choice, _ = posthoc.choose_calibration("multiclass", "auto", z, y, folds, np.zeros(3), TRAIN)
+    assert choice["chosen"] == "vector"  # bcts has the lowest NLL but loses 0.02 of the calls
+    _, given, _ = posthoc.choose_calibration("multiclass", "bcts", z, y, folds, np.zeros(3), TRAIN)
+    assert given["chosen"] == "bcts" and set(given["candidates"]) == {"temperature", "bcts"}
 
 
 def test_auto_never_buys_nll_with_the_probabilities_ece(monkeypatch):
@@ -107,15 +100,9 @@ def test_auto_never_takes_a_method_whose_ece_rises_on_one_fold(monkeypatch):
     z, y, folds = folds_of([TRAIN] * 3, np.random.default_rng(8))
     calls = {m: (0.6, [0.6, 0.6, 0.6]) for m in posthoc.METHODS["multiclass"]}
     nll = {"none": 0.9, "temperature": 0.8, "bcts": 0.85, "vector": 0.95}
-    _fake_candidates(monkeypatch, len(y), nll, {}, calls)
     pooled = {"none": 0.114, "temperature": 0.095, "bcts": 0.11, "vector": 0.2}
     per_fold = {"none": 0.16, "temperature": 0.30, "bcts": 0.15, "vector": 0.2}
-    current = {}
-    real = posthoc.crossfitted
-    monkeypatch.setattr(posthoc, "crossfitted", lambda kind, m, *a: current.update(m=m) or real(kind, m, *a))
-    monkeypatch.setattr(
-        posthoc, "_ece", lambda kind, p, yy, bins: (pooled if len(yy) == len(y) else per_fold)[current["m"]]
-    )
+    _fake_candidates(monkeypatch, len(y), nll, pooled, calls, per_fold)
     _, choice, _ = posthoc.choose_calibration("multiclass", "auto", z, y, folds, np.zeros(3), TRAIN)
     assert choice["chosen"] == "bcts"  # temperature has the lowest NLL and pooled ECE, but not on every fold
 

@@ -33,6 +33,12 @@ FOLD_TOLERANCE = 0.02
 CALLS_METRIC = {"multiclass": "balanced_accuracy", "multilabel": "micro_f1"}
 
 
+def _largest_gap(a, b) -> float:
+    """The largest fold-wise a - b, ignoring NaN folds (0 when every fold is NaN)."""
+    gaps = np.subtract(a, b)
+    return float(np.nanmax(gaps)) if np.isfinite(gaps).any() else 0.0
+
+
 def _ece(kind: str, probs: np.ndarray, y: np.ndarray, bins: int) -> float:
     return ece_from_bins(reliability_of(kind, probs, y, bins)) if len(y) else float("nan")
 
@@ -136,20 +142,18 @@ def choose_calibration(
             "ece_folds": [_ece(kind, shown[folds == f], y[folds == f], ece_bins) for f in np.unique(folds)],
         }
     if method == "auto":
-        ref = table["temperature"]
+        ref, raw = table["temperature"], table["none"]
 
-        def worst(m: str, key: str, base: str, sign: float) -> float:  # NaN (an empty fold): no guard
-            gaps = sign * np.subtract(table[m][key], table[base][key])
-            return float(np.nanmin(gaps)) if np.isfinite(gaps).any() else 0.0
-
-        def keeps_calls(m: str) -> bool:
+        def keeps_calls(m: str) -> bool:  # NaN figures (an empty fold): no guard
             return not (
                 table[m][metric] < ref[metric] - CALLS_TOLERANCE
-                or worst(m, "folds", "temperature", 1) < -FOLD_TOLERANCE
+                or _largest_gap(ref["folds"], table[m]["folds"]) > FOLD_TOLERANCE
             )
 
-        def keeps_ece(m: str) -> bool:  # NaN ECE: no guard
-            return not (table[m]["ece"] > table["none"]["ece"] or worst(m, "ece_folds", "none", -1) < -FOLD_TOLERANCE)
+        def keeps_ece(m: str) -> bool:
+            return not (
+                table[m]["ece"] > raw["ece"] or _largest_gap(table[m]["ece_folds"], raw["ece_folds"]) > FOLD_TOLERANCE
+            )
 
         calls_ok = [m for m in candidates if keeps_calls(m)] or ["temperature"]
         eligible = [m for m in calls_ok if keeps_ece(m)]
@@ -221,7 +225,7 @@ def heldout_shift(
     y = np.asarray(y)
 
     def score(hits: np.ndarray, idx: np.ndarray | slice = slice(None)) -> float:
-        return hits_score(kind, hits, y[idx], target)
+        return hits_score(kind, hits) if target is None else hits_score(kind, hits, y[idx], target)
 
     strata = y if kind == "multiclass" else np.where(y.any(axis=1), np.asarray(y, float).argmax(axis=1), len(classes))
 
