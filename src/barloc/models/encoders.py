@@ -193,7 +193,6 @@ class NearestReferenceEncoder(nn.Module):
         }
         for name, t in parts.items():
             setattr(self, name, t.to(self.mean.device))
-        self._index = None
         self._build_index(ref_folded=x)
 
     def _adopt(self) -> None:
