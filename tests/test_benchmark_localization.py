@@ -170,3 +170,61 @@ def test_sparsemax_head_loss_leaves_rows_without_locations_out():
     assert bench._sparsemax_rows_loss(x, torch.zeros(3, 3)).item() == 0.0
     z = bench.sparsity(np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.0]]))
     assert z == {"mean_zero_probabilities": 1.5, "share_several_nonzero": 0.5}
+
+
+def test_saved_model_predicts_the_scored_calls(tiny, tmp_path):
+    """--save-model writes the scored sigmoid model as barloc predict loads it (a directory is
+    enough): its calls on the test partition give the micro-F1 the benchmark reported."""
+    from barloc.inference import predict_file
+
+    where, config = tiny
+    bench = _bench()
+    model_dir = tmp_path / "model"
+    out = tmp_path / "quick.json"
+    bench.main(
+        ["--quick", "--no-softmax", "--config", str(config), "--out", str(out), "--threads", "1"]
+        + ["--max-epochs", "2", "--save-model", str(model_dir)]
+    )
+    names = sorted(p.name for p in model_dir.iterdir())
+    assert names == ["MODEL_CARD.md", "calibration.json", "model.ckpt", "model.json"]
+    card = (model_dir / "MODEL_CARD.md").read_text()
+    result = json.loads(out.read_text())
+    assert f"--save-model {model_dir}" in card and f"| {result['barloc']['micro_f1']:.3f} |" in card
+    data = pd.read_csv(where / "deeploc_120.csv", dtype=str, keep_default_na=False)
+    test = data[data["Partition"] == "4"]
+    fasta = tmp_path / "test.fasta"
+    fasta.write_text("".join(f">{a}\n{s}\n" for a, s in zip(test["ACC"], test["Sequence"])))
+    calls = tmp_path / "calls.tsv"
+    predict_file(model_dir, fasta, calls, progress=False)
+    got = pd.read_csv(calls, sep="\t", dtype=str, keep_default_na=False).set_index("id")
+    truth = {
+        a: {LOCATIONS[j] for j, v in enumerate(row) if float(v) > 0}
+        for a, row in zip(test["ACC"], test[LOCATIONS].to_numpy())
+    }
+    tp = sum(len(set(got.loc[a, "call"].split(";")) & t) for a, t in truth.items())
+    called = sum(len(got.loc[a, "call"].split(";")) for a in truth)
+    true = sum(len(t) for t in truth.values())
+    micro = 2 * tp / (called + true)
+    assert micro == pytest.approx(result["barloc"]["micro_f1"], abs=1e-4)
+
+
+def test_save_model_needs_one_trained_partition(tiny, tmp_path):
+    where, config = tiny
+    bench = _bench()
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--floor-only", "--out", str(tmp_path / "x.json"), "--save-model", str(tmp_path / "m")])
+    with pytest.raises(SystemExit, match="one test partition"):
+        bench.main(
+            [
+                "--quick",
+                "--partitions",
+                "3",
+                "4",
+                "--config",
+                str(config),
+                "--out",
+                str(tmp_path / "x.json"),
+                "--save-model",
+                str(tmp_path / "m"),
+            ]
+        )

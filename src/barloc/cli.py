@@ -175,7 +175,8 @@ def _add_predict(parser: argparse.ArgumentParser) -> None:
         "--model",
         required=True,
         metavar="CKPT",
-        help="results/{task}/model.ckpt; model.json and calibration.json must sit beside it",
+        help="results/{task}/model.ckpt, or a model directory such as resources/models/localization; "
+        "model.json and calibration.json must sit beside the checkpoint",
     )
     parser.add_argument("--input", required=True, metavar="FILE", help="FASTA or FASTQ, plain or gzip, any size")
     parser.add_argument(

@@ -55,11 +55,13 @@ class Predictor:
 
 
 def load_predictor(model_path: str | Path, uncertain_below: float | None = None) -> Predictor:
-    """Load ``model.ckpt`` (weights only) and the ``model.json`` and ``calibration.json`` beside
-    it; ``uncertain_below`` defaults to the schema's."""
+    """Load ``model.ckpt`` (weights only; ``model_path`` may be its directory) and the
+    ``model.json`` and ``calibration.json`` beside it; ``uncertain_below`` defaults to the schema's."""
     from barloc.modelio import load_model
 
     ckpt = Path(model_path)
+    if ckpt.is_dir():  # a model directory, such as the shipped resources/models/localization
+        ckpt = ckpt / "model.ckpt"
     if not ckpt.is_file():
         raise InputError(ckpt, "model file not found")
     meta_path = ckpt.with_suffix(".json")
