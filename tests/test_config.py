@@ -183,3 +183,12 @@ def test_long_kmers_are_allowed_where_memory_does_not_grow_with_4_to_the_k():
     cfg["tasks"]["fish_origin"]["encoder"]["k"] = 16
     with pytest.raises(InputError, match="16 is greater than the maximum of 15"):
         check_config(cfg, SCHEMA, "config.yaml")
+
+
+def test_blosum62_start_is_for_proteins():
+    cfg = demo()
+    cfg["tasks"]["localization"].setdefault("encoder", {})["embed_init"] = "blosum62"
+    check_config(cfg, SCHEMA)
+    cfg["tasks"]["fish_origin"]["encoder"] = {"type": "cnn", "embed_init": "blosum62"}
+    with pytest.raises(InputError, match=r"tasks\.fish_origin\.encoder\.embed_init: BLOSUM62 .* alphabet: protein"):
+        check_config(cfg, SCHEMA, "config.yaml")

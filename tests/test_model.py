@@ -297,3 +297,27 @@ def test_kmer_standardizer_from_sparse_profiles_equals_the_dense_one(monkeypatch
     sp.fit_standardizer(kmer_profile_sparse(seqs, 5))
     assert torch.equal(dense.mean, sp.mean) and torch.equal(dense.inv_std, sp.inv_std)
     assert not torch.equal(dense.inv_std, torch.ones(4**5))  # it fitted something
+
+
+def test_blosum62_embedding_keeps_substitution_scores():
+    """Dot products of the BLOSUM62 start approximate the matrix (20 columns hold all its
+    positive spectrum); I sits nearer L than D; ambiguity codes average their residues."""
+    from Bio.Align import substitution_matrices
+
+    from barloc.encode import PROTEIN_TOKENS, blosum62_embedding
+    from barloc.models.encoders import build_encoder
+
+    m = substitution_matrices.load("BLOSUM62")
+    std = "ACDEFGHIKLMNPQRSTVWY"
+    emb = blosum62_embedding(32)
+    assert emb.shape == (len(PROTEIN_TOKENS) + 1, 32) and not emb[0].any() and not emb[:, 20:].any()
+    row = {ch: emb[i] for i, ch in enumerate(PROTEIN_TOKENS, start=1)}
+    gram = np.array([[row[a] @ row[b] for b in std] for a in std])
+    blosum = np.array([[m[a, b] for b in std] for a in std])
+    assert np.corrcoef(gram.ravel(), blosum.ravel())[0, 1] > 0.95
+    assert row["I"] @ row["L"] > row["I"] @ row["D"]
+    assert np.allclose(row["B"], (row["D"] + row["N"]) / 2) and np.allclose(row["U"], row["C"])
+    assert blosum62_embedding(4).shape == (len(PROTEIN_TOKENS) + 1, 4)
+    enc = build_encoder({"type": "cnn", "embed_dim": 32, "embed_init": "blosum62"}, "protein", None)
+    assert np.allclose(enc.embed.weight.detach().numpy(), emb)
+    assert not np.allclose(build_encoder({"type": "cnn"}, "protein", None).embed.weight.detach().numpy()[1:], emb[1:])

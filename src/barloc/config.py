@@ -159,6 +159,8 @@ def cross_checks(config: dict) -> list[str]:
             problems.append(f"{where}.alphabet: a DeepLoc CSV holds proteins: set alphabet: protein")
         if fmt == "bold" and alphabet != "dna":
             problems.append(f"{where}.alphabet: a BOLD export holds DNA barcodes: set alphabet: dna")
+        if enc.get("embed_init") == "blosum62" and alphabet != "protein":
+            problems.append(f"{where}.encoder.embed_init: BLOSUM62 scores amino acids; it is for alphabet: protein")
         if task.get("train", {}).get("augment", {}).get("copies") and alphabet not in (None, "dna"):
             problems.append(f"{where}.train.augment: augmentation alters DNA barcodes; it is for alphabet: dna")
         loss = task.get("loss", {})

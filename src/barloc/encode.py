@@ -50,6 +50,31 @@ def vocab_size(alphabet: str) -> int:
     return len(TOKENS[alphabet]) + 1
 
 
+#: Ambiguity and rare residues as the standard residues they stand for (X: all twenty).
+PROTEIN_AMBIGUITY = {"X": "ACDEFGHIKLMNPQRSTVWY", "B": "DN", "Z": "EQ", "J": "IL", "U": "C", "O": "K"}
+
+
+def blosum62_embedding(dim: int) -> np.ndarray:
+    """(vocab, dim) protein token vectors whose dot products approximate BLOSUM62 scores: the
+    matrix's top ``dim`` eigen-directions scaled by the square root of their eigenvalues (at
+    most 20 columns carry it; further columns are zero). Ambiguity codes are the mean of the
+    residues they stand for; padding is zero."""
+    from Bio.Align import substitution_matrices
+
+    m = substitution_matrices.load("BLOSUM62")
+    std = PROTEIN_AMBIGUITY["X"]
+    scores = np.array([[m[a, b] for b in std] for a in std], dtype=np.float64)
+    values, vectors = np.linalg.eigh(scores)
+    order = np.argsort(values)[::-1][: min(dim, len(std))]
+    rows = vectors[:, order] * np.sqrt(np.clip(values[order], 0.0, None))
+    rows /= rows.std() or 1.0
+    out = np.zeros((vocab_size("protein"), dim), dtype=np.float32)
+    for i, ch in enumerate(PROTEIN_TOKENS, start=1):
+        members = PROTEIN_AMBIGUITY.get(ch, ch)
+        out[i, : rows.shape[1]] = rows[[std.index(c) for c in members]].mean(axis=0)
+    return out
+
+
 def iupac_matrix() -> np.ndarray:
     """(vocab, 4) fractional one-hot rows for DNA tokens; the padding row is zero."""
     mat = np.zeros((vocab_size("dna"), 4), dtype=np.float32)

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from scipy import sparse
 from torch import nn
 
-from barloc.encode import iupac_matrix, vocab_size
+from barloc.encode import blosum62_embedding, iupac_matrix, vocab_size
 from barloc.models.reference_index import DENSE_WIDTH, ReferenceIndex, build_lists, folded, unit_rows
 
 #: encoder types whose input is a k-mer profile
@@ -384,6 +384,7 @@ class ConvEncoder(nn.Module):
         attention_layers: int = 0,
         attention_heads: int = 4,
         composition: bool = False,
+        embed_init: str = "random",
     ) -> None:
         super().__init__()
         if alphabet == "dna":
@@ -391,6 +392,9 @@ class ConvEncoder(nn.Module):
             in_dim = 4
         else:
             self.embed = nn.Embedding(vocab_size(alphabet), embed_dim, padding_idx=0)
+            if embed_init == "blosum62":  # a starting point that knows which residues substitute; still trained
+                with torch.no_grad():
+                    self.embed.weight.copy_(torch.from_numpy(blosum62_embedding(embed_dim)))
             in_dim = embed_dim
         self.convs = nn.ModuleList(nn.Conv1d(in_dim, channels, k, padding=k // 2) for k in kernel_sizes)
         width = channels * len(kernel_sizes)
@@ -445,6 +449,7 @@ def build_encoder(
             cfg["attention_layers"],
             cfg["attention_heads"],
             cfg["composition"],
+            cfg["embed_init"],
         )
     raise ValueError(f"unknown encoder type {kind!r}")
 
