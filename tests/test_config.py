@@ -192,3 +192,13 @@ def test_blosum62_start_is_for_proteins():
     cfg["tasks"]["fish_origin"]["encoder"] = {"type": "cnn", "embed_init": "blosum62"}
     with pytest.raises(InputError, match=r"tasks\.fish_origin\.encoder\.embed_init: BLOSUM62 .* alphabet: protein"):
         check_config(cfg, SCHEMA, "config.yaml")
+
+
+def test_mask_residues_is_for_the_cnn():
+    cfg = demo()
+    cfg["tasks"]["localization"]["train"]["mask_residues"] = 0.1
+    check_config(cfg, SCHEMA)
+    cfg["tasks"]["fish_origin"].setdefault("train", {})["mask_residues"] = 0.1
+    cfg["tasks"]["fish_origin"]["encoder"] = {"type": "kmer"}
+    with pytest.raises(InputError, match=r"tasks\.fish_origin\.train\.mask_residues: .*encoder\.type: cnn"):
+        check_config(cfg, SCHEMA, "config.yaml")

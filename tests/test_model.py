@@ -321,3 +321,23 @@ def test_blosum62_embedding_keeps_substitution_scores():
     enc = build_encoder({"type": "cnn", "embed_dim": 32, "embed_init": "blosum62"}, "protein", None)
     assert np.allclose(enc.embed.weight.detach().numpy(), emb)
     assert not np.allclose(build_encoder({"type": "cnn"}, "protein", None).embed.weight.detach().numpy()[1:], emb[1:])
+
+
+def test_mask_residues_masks_residues_never_padding():
+    """train.mask_residues replaces about that share of residues by X (N for DNA) and leaves
+    padding alone; the mask is drawn afresh each call."""
+    from barloc.encode import PROTEIN_TOKENS, unknown_token
+    from barloc.models.classifier import mask_tokens
+
+    x, n = unknown_token("protein"), unknown_token("dna")
+    assert PROTEIN_TOKENS[x - 1] == "X" and n == 15
+    torch.manual_seed(0)
+    tokens = torch.randint(1, 21, (64, 300))
+    tokens[:, 200:] = 0
+    a, b = mask_tokens(tokens, 0.2, x), mask_tokens(tokens, 0.2, x)
+    changed = a != tokens
+    assert (a[:, 200:] == 0).all() and (a[changed] == x).all()
+    assert changed[:, :200].float().mean().item() == pytest.approx(0.2, abs=0.01)
+    assert not torch.equal(a, b)
+    assert torch.equal(mask_tokens(tokens, 0.0, x), tokens)
+

@@ -38,6 +38,7 @@ RULE_KEYS: dict[str, tuple[str, ...]] = {
     "ablation": (
         *("kind", "alphabet", "classes", "encoder", "loss", "calibration.method"),
         *(f"train.{k}" for k in ("max_epochs", "batch_size", "lr", "weight_decay", "patience", "monitor")),
+        "train.mask_residues",
         *("train.early_stopping", "train.augment"),
     ),
     "predict": ("train.batch_size",),
@@ -161,6 +162,10 @@ def cross_checks(config: dict) -> list[str]:
             problems.append(f"{where}.alphabet: a BOLD export holds DNA barcodes: set alphabet: dna")
         if enc.get("embed_init") == "blosum62" and alphabet != "protein":
             problems.append(f"{where}.encoder.embed_init: BLOSUM62 scores amino acids; it is for alphabet: protein")
+        if task.get("train", {}).get("mask_residues") and enc.get("type", "cnn") != "cnn":
+            problems.append(
+                f"{where}.train.mask_residues: masks the residues a cnn encoder reads; set encoder.type: cnn"
+            )
         if task.get("train", {}).get("augment", {}).get("copies") and alphabet not in (None, "dna"):
             problems.append(f"{where}.train.augment: augmentation alters DNA barcodes; it is for alphabet: dna")
         loss = task.get("loss", {})

@@ -45,6 +45,11 @@ def _lookup(tokens: str) -> np.ndarray:
 _LOOKUPS = {name: _lookup(tokens) for name, tokens in TOKENS.items()}
 
 
+def unknown_token(alphabet: str) -> int:
+    """The token id of the letter that says nothing: X (any amino acid) or N (any base)."""
+    return TOKENS[alphabet].index("X" if alphabet == "protein" else "N") + 1
+
+
 def vocab_size(alphabet: str) -> int:
     """Number of token ids including padding (0)."""
     return len(TOKENS[alphabet]) + 1

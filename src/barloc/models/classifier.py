@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from barloc.config import block_defaults
+from barloc.encode import unknown_token
 from barloc.extra_heads import masked_bce
 from barloc.losses import make_loss
 from barloc.metrics import multiclass_metrics
@@ -75,6 +76,9 @@ class SequenceClassifier(L.LightningModule):
         self._train_sum = [torch.zeros((), device=self.device), 0]
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        rate = float(self.hparams.optim.get("mask_residues") or 0.0)
+        if rate > 0 and "tokens" in batch:
+            batch = {**batch, "tokens": mask_tokens(batch["tokens"], rate, unknown_token(self.hparams.alphabet))}
         loss = self._loss(batch)[0]
         n = len(batch["target"])
         self._train_sum[0] += loss.detach() * n
@@ -107,6 +111,12 @@ class SequenceClassifier(L.LightningModule):
     def configure_optimizers(self):
         opt = block_defaults("train", self.hparams.optim)  # lr, weight_decay
         return torch.optim.AdamW(self.parameters(), lr=opt["lr"], weight_decay=opt["weight_decay"])
+
+
+def mask_tokens(tokens: torch.Tensor, rate: float, unknown: int) -> torch.Tensor:
+    """``tokens`` with each residue (never padding) replaced by ``unknown`` with chance ``rate``."""
+    hit = (torch.rand(tokens.shape, device=tokens.device) < rate) & (tokens > 0)
+    return tokens.masked_fill(hit, unknown)
 
 
 def _val_metric(kind: str, logits: np.ndarray, target: np.ndarray) -> float:

@@ -169,7 +169,7 @@ def _model_meta(data: SequenceDataModule, cfg: dict, seed: int, task: str) -> Mo
         alphabet=data.alphabet,
         encoder=data.encoder_cfg,
         loss=cfg["loss"],
-        optim={k: tr[k] for k in ("lr", "weight_decay") if k in tr},
+        optim={k: tr[k] for k in ("lr", "weight_decay", "mask_residues") if k in tr},
         n_features=n_kmer_features(data.encoder_cfg),
         train_counts=counts.tolist(),
         n_train=n_train,
