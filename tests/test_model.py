@@ -340,4 +340,3 @@ def test_mask_residues_masks_residues_never_padding():
     assert changed[:, :200].float().mean().item() == pytest.approx(0.2, abs=0.01)
     assert not torch.equal(a, b)
     assert torch.equal(mask_tokens(tokens, 0.0, x), tokens)
-
