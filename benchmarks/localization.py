@@ -31,6 +31,10 @@ Runs over subsets of partitions write files that ``--merge`` combines:
 otherwise, tests partition 4 only (said so in the JSON's ``settings``): a few minutes on a 2-core
 CPU with the configured model.
 
+``--save-model DIR`` (one test partition) writes the scored sigmoid model where ``barloc predict
+--model DIR`` reads it, with a MODEL_CARD.md from the run's figures: the shipped model,
+``resources/models/localization``, is built this way.
+
 ``--cpu-full`` is the CPU headline: every protein of the data (no subsampling), test partition 4
 only, on the CPU with 2 threads unless ``--threads``, the floor in the same run; it writes
 ``benchmarks/results/localization_cpu_full.json`` unless ``--out`` says otherwise. The GPU
@@ -41,10 +45,13 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import logging
 import os
 import platform
+import shlex
+import shutil
 import sys
 import time
 import warnings
@@ -277,7 +284,7 @@ def run_partition(
     # the same probabilities called by the per-label thresholds alone (DeepLoc 2.0's rule)
     out["barloc_thresholds_only"] = scores(pt, Yt, {**rule, "call_ratio": 0.0}, classes)
     if save_model is not None:
-        export_model(save_model, model, meta, calib, rule, method)
+        export_model(save_model, model, meta, calib, rule)
     out["timing"] = {
         "train_seconds": meta.train_seconds,
         "epochs": meta.epochs,
@@ -313,7 +320,7 @@ def run_partition(
     return out
 
 
-def export_model(out: Path, model, meta, calib: dict, rule: dict, method: str) -> None:
+def export_model(out: Path, model, meta, calib: dict, rule: dict) -> None:
     """The scored sigmoid model as ``barloc predict`` loads it: model.ckpt (weights only),
     model.json and calibration.json (the calibration and calling rule fitted on the threshold
     partition), so the shipped model is the one whose test-partition scores this run reports."""
@@ -321,19 +328,15 @@ def export_model(out: Path, model, meta, calib: dict, rule: dict, method: str) -
     from barloc.modelio import save_model
 
     out.mkdir(parents=True, exist_ok=True)
-    save_model(model, meta, out / "model.ckpt", out / "model.json")
-    fitted = {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in calib.items()}
-    fitted.setdefault("method", "bcts" if method == "auto" else method)
-    write_json(
-        Calibration(
-            kind=meta.kind,
-            classes=meta.classes,
-            **fitted,
-            thresholds=[float(t) for t in rule["thresholds"]],
-            call_ratio=float(rule["call_ratio"]),
-        ),
-        out / "calibration.json",
+    save_model(model, dataclasses.replace(meta, task="localization"), out / "model.ckpt", out / "model.json")
+    calibration = Calibration(
+        kind=meta.kind,
+        classes=meta.classes,
+        **calib,
+        thresholds=[float(t) for t in rule["thresholds"]],
+        call_ratio=float(rule["call_ratio"]),
     )
+    write_json(calibration, out / "calibration.json")
 
 
 LICENCE = (
@@ -343,10 +346,18 @@ LICENCE = (
 )
 
 
+#: DeepLoc 2.0 as published (ProtT5, 5-fold partition CV): micro-F1, macro-F1, Jaccard, exact match.
+DEEPLOC2_PUBLISHED = (0.73, 0.66, 0.69, 0.55)
+
+
 def write_model_card(out: Path, result: dict, command: str) -> None:
     """MODEL_CARD.md beside the exported model: data and licence, the test-partition scores
     against the floor, speed, and the command that rebuilt it (all from this run's result)."""
+    from barloc.artifacts import Calibration
+
     st, (test,) = result["settings"], result["test_partitions"]
+    config = Path(st["config"])
+    config = config.relative_to(REPO) if config.is_relative_to(REPO) else config
     part, b, f = result["partitions"][test], result["barloc"], result["floor"]
     size = sum(p.stat().st_size for p in out.iterdir() if p.is_file() and p.name != "MODEL_CARD.md")
 
@@ -357,7 +368,7 @@ def write_model_card(out: Path, result: dict, command: str) -> None:
     text = f"""# barloc protein localization model
 
 Ten independent sigmoid heads (one per subcellular location) over a convolutional encoder of the
-amino-acid sequence, calibrated (`{json.loads((out / "calibration.json").read_text()).get("method")}`) and called by per-location
+amino-acid sequence, calibrated (`{Calibration.load(out / "calibration.json").method}`) and called by per-location
 MCC thresholds and a call ratio fitted on a held-out partition. Eukaryotic proteins; the model
 sees the sequence alone (no language model, no homology search).
 
@@ -370,9 +381,10 @@ Files: `model.ckpt` (a plain state_dict, loaded with `weights_only=True`), `mode
 ## Training data
 
 DeepLoc 2.0 SwissProt training/validation set: {st["n_proteins"]:,} proteins in five homology
-partitions (`{Path(st["data"]).name}`, sha256 `{st["data_sha256"][:16]}…`). Download it from
-DeepLoc 2.0's site (https://services.healthtech.dtu.dk/services/DeepLoc-2.0/, Data:
-`Swissprot_Train_Validation_dataset.csv`). The model trained on partitions
+partitions. DeepLoc 2.0's site has it (https://services.healthtech.dtu.dk/services/DeepLoc-2.0/,
+Data: `Swissprot_Train_Validation_dataset.csv`); this build read `{Path(st["data"]).name}`
+(sha256 `{st["data_sha256"][:16]}…`), the same set as rebuilt in resources/README.md, whose
+row order and file differ from the download. The model trained on partitions
 {", ".join(part["train_partitions"])} ({part["n_train"]:,} proteins), early-stopped and was calibrated on
 partition {part["threshold_partition"]} ({part["n_threshold"]:,}); partition {test} ({part["n_test"]:,}) was never
 seen and gives the scores below.
@@ -388,7 +400,7 @@ regression, trained on the same partitions and called by the same rule.
 |---|---|---|---|---|
 {row("barloc (this model)", b)}
 {row("composition floor", f)}
-| DeepLoc 2.0 as published (ProtT5, 5-fold CV) | 0.73 | 0.66 | 0.69 | 0.55 |
+| DeepLoc 2.0 as published (ProtT5, 5-fold CV) | {" | ".join(f"{x:.2f}" for x in DEEPLOC2_PUBLISHED)} |
 
 Per-location MCC:
 
@@ -400,12 +412,13 @@ Locations below the floor's MCC: {", ".join(result["locations_below_floor_mcc"])
 
 ## Cost
 
-Training: {result["train_seconds"] / 60:.1f} min ({part["timing"]["epochs"]} epochs, best {part["timing"]["best_epoch"]}) on {st["device"]}.
-Prediction: {result["predict_proteins_per_second"]:.0f} proteins/s through `barloc predict`'s path on the same CPU.
+Training: {result["train_seconds"] / 60:.1f} min ({part["timing"]["epochs"]} epochs, weights of epoch {part["timing"]["best_epoch"] + 1}) on {st["device"]}.
+Prediction: {result["predict_proteins_per_second"]:.0f} proteins/s through `barloc predict`'s path on the same device.
+One training, not the workflow's cross-fitting: model.json has no `crossfit` or `inputs`.
 
 ## Rebuild
 
-From the repository root, with the CSV where `config/localization_cpu.yaml` says (or `--data`):
+From the repository root, with the CSV where `{config}` says (or `--data`):
 
     {command}
 
@@ -534,6 +547,11 @@ def merge(files: list[Path]) -> dict:
     return summarise(out)
 
 
+def staging(model_dir: Path) -> Path:
+    """Where ``--save-model`` writes until the run has ended: a crash leaves the old model whole."""
+    return model_dir.with_name(model_dir.name + ".partial")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line, with ``--cpu-full``'s preset applied (device, partition, threads, out)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -605,8 +623,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "calibration.json); one test partition only",
     )
     args = ap.parse_args(argv)
-    if args.save_model is not None and (args.merge or args.floor_only):
-        ap.error("--save-model needs a trained model: not with --merge or --floor-only")
+    if args.save_model is not None:
+        if args.merge or args.floor_only or args.membrane_head:
+            ap.error("--save-model exports the location model: not with --merge, --floor-only or --membrane-head")
+        tests = ["4"] if args.cpu_full else args.partitions or (QUICK["partitions"] if args.quick else None)
+        if tests is None or len(tests) != 1:
+            ap.error("--save-model: name one test partition (--partitions), or use --cpu-full or --quick")
     if args.cpu_full:
         clash = [
             flag
@@ -653,9 +675,10 @@ def main(argv: list[str] | None = None) -> dict:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, default=float) + "\n")
     if args.save_model is not None:
-        write_model_card(
-            args.save_model, result, " ".join(["python benchmarks/localization.py", *(argv or sys.argv[1:])])
-        )
+        partial = staging(args.save_model)
+        write_model_card(partial, result, shlex.join(["python", "benchmarks/localization.py", *(argv or sys.argv[1:])]))
+        shutil.rmtree(args.save_model, ignore_errors=True)
+        partial.rename(args.save_model)
     brief = {
         k: result[k]
         for k in (
@@ -709,8 +732,6 @@ def run(args) -> dict:
     unknown = sorted(set(tests) - set(partitions))
     if unknown:
         raise SystemExit(f"--partitions: no partition {', '.join(unknown)} (have {', '.join(partitions)})")
-    if args.save_model is not None and len(tests) != 1:
-        raise SystemExit("--save-model: name one test partition (--partitions), or use --cpu-full")
     classes = task_classes(df["label"], task)
     task["classes"] = classes
     predict_batch = args.predict_batch or (512 if cuda else 128)
@@ -771,7 +792,7 @@ def run(args) -> dict:
             not args.no_softmax,
             speed,
             args.floor_only,
-            args.save_model,
+            None if args.save_model is None else staging(args.save_model),
         )
         p = result["partitions"][test]
         log.info(
