@@ -192,6 +192,10 @@ def test_blosum62_start_is_for_proteins():
     cfg["tasks"]["fish_origin"]["encoder"] = {"type": "cnn", "embed_init": "blosum62"}
     with pytest.raises(InputError, match=r"tasks\.fish_origin\.encoder\.embed_init: BLOSUM62 .* alphabet: protein"):
         check_config(cfg, SCHEMA, "config.yaml")
+    cfg = demo()
+    cfg["tasks"]["localization"]["encoder"] = {"type": "kmer", "embed_init": "blosum62"}
+    with pytest.raises(InputError, match=r"tasks\.localization\.encoder\.embed_init: .*encoder\.type: cnn"):
+        check_config(cfg, SCHEMA, "config.yaml")
 
 
 def test_mask_residues_is_for_the_cnn():

@@ -326,8 +326,8 @@ def test_blosum62_embedding_keeps_substitution_scores():
 def test_mask_residues_masks_residues_never_padding():
     """train.mask_residues replaces about that share of residues by X (N for DNA) and leaves
     padding alone; the mask is drawn afresh each call."""
+    from barloc.augment import mask_tokens
     from barloc.encode import PROTEIN_TOKENS, unknown_token
-    from barloc.models.classifier import mask_tokens
 
     x, n = unknown_token("protein"), unknown_token("dna")
     assert PROTEIN_TOKENS[x - 1] == "X" and n == 15
@@ -340,3 +340,42 @@ def test_mask_residues_masks_residues_never_padding():
     assert changed[:, :200].float().mean().item() == pytest.approx(0.2, abs=0.01)
     assert not torch.equal(a, b)
     assert torch.equal(mask_tokens(tokens, 0.0, x), tokens)
+
+
+def test_fit_masks_training_batches_only_when_asked(monkeypatch):
+    """train.mask_residues reaches every training batch (never a validation batch) and
+    model.json's optim records it."""
+    import pandas as pd
+
+    from barloc.models import classifier
+    from barloc.training import fit
+
+    seen: list[float] = []
+
+    def spy(tokens, rate, unknown):
+        seen.append(rate)
+        assert unknown == 21  # X
+        return tokens
+
+    monkeypatch.setattr(classifier, "mask_tokens", spy)
+    rng = np.random.default_rng(0)
+    seqs = ["".join(rng.choice(list("ACDEFGHIKLMNPQRSTVWY"), 40)) for _ in range(40)]
+    df = pd.DataFrame({"id": [f"p{i}" for i in range(40)], "sequence": seqs, "label": rng.choice(["a", "b"], 40)})
+    cfg = {
+        "kind": "multiclass",
+        "alphabet": "protein",
+        "encoder": {"type": "cnn", "embed_dim": 4, "channels": 4, "kernel_sizes": [3]},
+        "train": {"max_epochs": 2, "patience": 10, "batch_size": 10, "mask_residues": 0.2},
+    }
+    _, meta, _ = fit(df.iloc[:30], df.iloc[30:], cfg, {"accelerator": "cpu"}, 1, "t")
+    assert seen == [0.2] * 6 and meta.optim["mask_residues"] == 0.2  # 3 training batches, 2 epochs
+    seen.clear()
+    fit(
+        df.iloc[:30],
+        df.iloc[30:],
+        {**cfg, "train": {**cfg["train"], "mask_residues": 0.0}},
+        {"accelerator": "cpu"},
+        1,
+        "t",
+    )
+    assert seen == []

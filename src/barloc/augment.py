@@ -10,12 +10,16 @@ label (and soft target). Seeded, so a run repeats exactly.
 
 Configured per task as ``train.augment: {copies: 2, crop: 0.7, substitution: 0.01}``;
 ``benchmarks/fish_origin.py`` measures what it changes.
+
+``train.mask_residues`` (:func:`mask_tokens`, any alphabet, cnn encoder) is the other kind:
+no copies, but a fresh share of every training batch's residues hidden as X (N) each epoch.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import torch
 
 _BASES = np.frombuffer(b"ACGT", dtype=np.uint8)
 MIN_LENGTH = 20
@@ -48,3 +52,10 @@ def augment_records(train: pd.DataFrame, cfg: dict | None, seed: int, alphabet: 
             seqs.append(s)
         extra.append(train.assign(sequence=seqs))
     return pd.concat([train, *extra], ignore_index=True)
+
+
+def mask_tokens(tokens: torch.Tensor, rate: float, unknown: int) -> torch.Tensor:
+    """``train.mask_residues``: ``tokens`` (a training batch, 0 = padding) with each residue
+    replaced by ``unknown`` (X, or N for DNA) with chance ``rate``, drawn afresh every call."""
+    hit = (torch.rand(tokens.shape, device=tokens.device) < rate) & (tokens > 0)
+    return tokens.masked_fill(hit, unknown)

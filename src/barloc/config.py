@@ -37,8 +37,10 @@ RULE_KEYS: dict[str, tuple[str, ...]] = {
     # ablation trains one model per loss on one fold split and writes no model.json, so it reads no length limit
     "ablation": (
         *("kind", "alphabet", "classes", "encoder", "loss", "calibration.method"),
-        *(f"train.{k}" for k in ("max_epochs", "batch_size", "lr", "weight_decay", "patience", "monitor")),
-        "train.mask_residues",
+        *(
+            f"train.{k}"
+            for k in ("max_epochs", "batch_size", "lr", "weight_decay", "patience", "monitor", "mask_residues")
+        ),
         *("train.early_stopping", "train.augment"),
     ),
     "predict": ("train.batch_size",),
@@ -160,8 +162,11 @@ def cross_checks(config: dict) -> list[str]:
             problems.append(f"{where}.alphabet: a DeepLoc CSV holds proteins: set alphabet: protein")
         if fmt == "bold" and alphabet != "dna":
             problems.append(f"{where}.alphabet: a BOLD export holds DNA barcodes: set alphabet: dna")
-        if enc.get("embed_init") == "blosum62" and alphabet != "protein":
-            problems.append(f"{where}.encoder.embed_init: BLOSUM62 scores amino acids; it is for alphabet: protein")
+        if enc.get("embed_init") == "blosum62" and (alphabet != "protein" or enc.get("type", "cnn") != "cnn"):
+            problems.append(
+                f"{where}.encoder.embed_init: BLOSUM62 starts a cnn encoder's amino-acid embedding; "
+                "it needs encoder.type: cnn and alphabet: protein"
+            )
         if task.get("train", {}).get("mask_residues") and enc.get("type", "cnn") != "cnn":
             problems.append(
                 f"{where}.train.mask_residues: masks the residues a cnn encoder reads; set encoder.type: cnn"

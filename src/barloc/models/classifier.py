@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from barloc.augment import mask_tokens
 from barloc.config import block_defaults
 from barloc.encode import unknown_token
 from barloc.extra_heads import masked_bce
@@ -76,7 +77,7 @@ class SequenceClassifier(L.LightningModule):
         self._train_sum = [torch.zeros((), device=self.device), 0]
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        rate = float(self.hparams.optim.get("mask_residues") or 0.0)
+        rate = float(block_defaults("train", self.hparams.optim)["mask_residues"])
         if rate > 0 and "tokens" in batch:
             batch = {**batch, "tokens": mask_tokens(batch["tokens"], rate, unknown_token(self.hparams.alphabet))}
         loss = self._loss(batch)[0]
@@ -111,12 +112,6 @@ class SequenceClassifier(L.LightningModule):
     def configure_optimizers(self):
         opt = block_defaults("train", self.hparams.optim)  # lr, weight_decay
         return torch.optim.AdamW(self.parameters(), lr=opt["lr"], weight_decay=opt["weight_decay"])
-
-
-def mask_tokens(tokens: torch.Tensor, rate: float, unknown: int) -> torch.Tensor:
-    """``tokens`` with each residue (never padding) replaced by ``unknown`` with chance ``rate``."""
-    hit = (torch.rand(tokens.shape, device=tokens.device) < rate) & (tokens > 0)
-    return tokens.masked_fill(hit, unknown)
 
 
 def _val_metric(kind: str, logits: np.ndarray, target: np.ndarray) -> float:
