@@ -416,6 +416,13 @@ Training: {result["train_seconds"] / 60:.1f} min ({part["timing"]["epochs"]} epo
 Prediction: {result["predict_proteins_per_second"]:.0f} proteins/s through `barloc predict`'s path on the same device.
 One training, not the workflow's cross-fitting: model.json has no `crossfit` or `inputs`.
 
+## Limits
+
+Scored on one held-out homology partition of the set it was trained from, not on an
+independent set. Locations whose MCC here is below 0.1 ({", ".join(c for c in st["classes"] if b["mcc"][c] < 0.1) or "none"})
+are called little better than chance: read their calls with care. Proteins longer than
+{st["encoder"].get("max_len")} residues are read by their first and last {(st["encoder"].get("max_len") or 0) // 2}.
+
 ## Rebuild
 
 From the repository root, with the CSV where `{config}` says (or `--data`):
