@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import REPO
 
 from barloc import shift
 from barloc.artifacts import Calibration, ModelMeta
@@ -521,3 +522,26 @@ def test_chunks_clip_or_refuse_like_ingest(tmp_path):
     with pytest.raises(Err, match="over max_length"):
         list(iter_chunks(fa, "dna", None, 10, {"max_length": 12, "on_long": "refuse"}))
     assert list(iter_chunks(fa, "dna", None, 10, {"max_length": None}))[0][1][1] == "ACGT" * 10
+
+
+def test_shipped_localization_model_predicts_the_demo_queries(tmp_path):
+    """resources/models/localization loads the safe way from its directory, stays under 20 MB,
+    carries its card, and calls real proteins with the workflow's calls.tsv columns."""
+    model = REPO / "resources" / "models" / "localization"
+    assert model.is_dir(), (
+        "the shipped model is missing: python benchmarks/localization.py --cpu-full --save-model " + str(model)
+    )
+    files = {p.name: p.stat().st_size for p in model.iterdir()}
+    assert {"model.ckpt", "model.json", "calibration.json", "MODEL_CARD.md"} <= set(files)
+    assert sum(files.values()) <= 20e6
+    meta = json.loads((model / "model.json").read_text())
+    assert meta["kind"] == "multilabel" and len(meta["classes"]) == 10 and meta["n_train"] > 15000
+    out = tmp_path / "calls.tsv"
+    assert (
+        run_cli("--model", model, "--input", REPO / "resources" / "protein" / "query.fasta", "--out", out, "--quiet")
+        == 0
+    )
+    got = read_calls(out)
+    assert len(got) == 300 and got["call"].str.len().gt(0).all()
+    p = got[[f"p::{c}" for c in meta["classes"]]].to_numpy()
+    assert ((p >= 0) & (p <= 1)).all() and len(set(got["call"])) > 3
