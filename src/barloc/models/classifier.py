@@ -46,6 +46,9 @@ class SequenceClassifier(L.LightningModule):
         # their targets are the columns after the classes'. forward() gives the classes only.
         self.extra_head = nn.Linear(self.encoder.out_dim, len(extra_heads)) if extra_heads else None
         self.extra_weight = float(block_defaults("loss", loss)["membrane_weight"])
+        # train.mask_residues: a share of each training batch's residues hidden as X (N)
+        self.mask_rate = float(block_defaults("train", optim)["mask_residues"])
+        self.unknown = unknown_token(alphabet)
         self._val_logits: list[torch.Tensor] = []
         self._val_targets: list[torch.Tensor] = []
         self._val_loss: list[torch.Tensor] = []
@@ -77,9 +80,8 @@ class SequenceClassifier(L.LightningModule):
         self._train_sum = [torch.zeros((), device=self.device), 0]
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        rate = float(block_defaults("train", self.hparams.optim)["mask_residues"])
-        if rate > 0 and "tokens" in batch:
-            batch = {**batch, "tokens": mask_tokens(batch["tokens"], rate, unknown_token(self.hparams.alphabet))}
+        if self.mask_rate > 0 and "tokens" in batch:
+            batch = {**batch, "tokens": mask_tokens(batch["tokens"], self.mask_rate, self.unknown)}
         loss = self._loss(batch)[0]
         n = len(batch["target"])
         self._train_sum[0] += loss.detach() * n
