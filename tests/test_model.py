@@ -138,19 +138,23 @@ def test_kmer_standardizer_is_fitted_and_saved(tmp_path):
     assert torch.equal(m2.encoder.inv_std, m.encoder.inv_std)
 
 
+def _random_records(letters: str, n: int, length: int, labels: list[str]):
+    """SYNTHETIC records: ``n`` random sequences over ``letters`` with random ``labels``."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    seqs = ["".join(rng.choice(list(letters), length)) for _ in range(n)]
+    return pd.DataFrame({"id": [f"r{i}" for i in range(n)], "sequence": seqs, "label": rng.choice(labels, n)})
+
+
 def test_training_logs_one_line_an_epoch_without_lightning_noise(caplog, capsys):
     """A rule's log (stderr not a terminal) gets one line an epoch with losses, the metric, the
     epoch's seconds and the time left; no tip banners or deprecation warnings."""
     import logging
 
-    import numpy as np
-    import pandas as pd
-
     from barloc.training import fit
 
-    rng = np.random.default_rng(0)
-    seqs = ["".join(rng.choice(list("ACGT"), 90)) for _ in range(60)]
-    df = pd.DataFrame({"id": [f"r{i}" for i in range(60)], "sequence": seqs, "label": rng.choice(["A", "B"], 60)})
+    df = _random_records("ACGT", 60, 90, ["A", "B"])
     cfg = {
         "kind": "multiclass",
         "alphabet": "dna",
@@ -345,7 +349,6 @@ def test_mask_residues_masks_residues_never_padding():
 def test_fit_masks_training_batches_only_when_asked(monkeypatch):
     """train.mask_residues reaches every training batch (never a validation batch) and
     model.json's optim records it."""
-    import pandas as pd
 
     from barloc.models import classifier
     from barloc.training import fit
@@ -358,9 +361,7 @@ def test_fit_masks_training_batches_only_when_asked(monkeypatch):
         return tokens
 
     monkeypatch.setattr(classifier, "mask_tokens", spy)
-    rng = np.random.default_rng(0)
-    seqs = ["".join(rng.choice(list("ACDEFGHIKLMNPQRSTVWY"), 40)) for _ in range(40)]
-    df = pd.DataFrame({"id": [f"p{i}" for i in range(40)], "sequence": seqs, "label": rng.choice(["a", "b"], 40)})
+    df = _random_records("ACDEFGHIKLMNPQRSTVWY", 40, 40, ["a", "b"])
     cfg = {
         "kind": "multiclass",
         "alphabet": "protein",
