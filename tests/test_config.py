@@ -185,6 +185,17 @@ def test_long_kmers_are_allowed_where_memory_does_not_grow_with_4_to_the_k():
         check_config(cfg, SCHEMA, "config.yaml")
 
 
+def test_dilations_and_terminal_pool_are_for_the_cnn():
+    cfg = demo()
+    cfg["tasks"]["localization"].setdefault("encoder", {}).update(dilations=[2, 4], terminal_pool=50)
+    check_config(cfg, SCHEMA)
+    for key, value in (("dilations", [2]), ("terminal_pool", 30)):
+        cfg = demo()
+        cfg["tasks"]["fish_origin"]["encoder"] = {"type": "kmer", key: value}
+        with pytest.raises(InputError, match=rf"tasks\.fish_origin\.encoder\.{key}: .*encoder\.type: cnn"):
+            check_config(cfg, SCHEMA, "config.yaml")
+
+
 def test_blosum62_start_is_for_proteins():
     cfg = demo()
     cfg["tasks"]["localization"].setdefault("encoder", {})["embed_init"] = "blosum62"

@@ -167,6 +167,11 @@ def cross_checks(config: dict) -> list[str]:
                 f"{where}.encoder.embed_init: BLOSUM62 starts a cnn encoder's amino-acid embedding; "
                 "it needs encoder.type: cnn and alphabet: protein"
             )
+        cnn_only = [key for key in ("dilations", "terminal_pool") if enc.get(key)]
+        if cnn_only and enc.get("type", "cnn") != "cnn":
+            problems.append(
+                f"{where}.encoder.{cnn_only[0]}: shapes a cnn encoder's convolutions and pooling; set encoder.type: cnn"
+            )
         if task.get("train", {}).get("mask_residues") and enc.get("type", "cnn") != "cnn":
             problems.append(
                 f"{where}.train.mask_residues: masks the residues a cnn encoder reads; set encoder.type: cnn"

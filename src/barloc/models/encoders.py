@@ -371,7 +371,12 @@ class ConvEncoder(nn.Module):
     DNA tokens embed as fixed fractional one-hot IUPAC vectors (N = 0.25 each base); protein
     tokens get a learned embedding. With ``attention_layers`` > 0, that many self-attention
     blocks (:class:`SelfAttentionBlock`) mix the convolution features across the whole sequence
-    before pooling, so a signal at one terminus can be weighed against the rest.
+    before pooling, so a signal at one terminus can be weighed against the rest. ``dilations``
+    adds residual convolutions of width 3 at those dilations after the parallel ones, widening
+    what one position sees to a whole signal or transit peptide (each adds 2 x dilation
+    residues). ``terminal_pool`` > 0 also max-pools the features of the first and of the last
+    that many residues on their own: targeting signals count only at their terminus, which
+    whole-sequence pooling cannot tell.
     """
 
     def __init__(
@@ -385,6 +390,8 @@ class ConvEncoder(nn.Module):
         attention_heads: int = 4,
         composition: bool = False,
         embed_init: str = "random",
+        dilations: tuple[int, ...] = (),
+        terminal_pool: int = 0,
     ) -> None:
         super().__init__()
         if alphabet == "dna":
@@ -398,6 +405,8 @@ class ConvEncoder(nn.Module):
             in_dim = embed_dim
         self.convs = nn.ModuleList(nn.Conv1d(in_dim, channels, k, padding=k // 2) for k in kernel_sizes)
         width = channels * len(kernel_sizes)
+        self.dilated = nn.ModuleList(nn.Conv1d(width, width, 3, padding=d, dilation=d) for d in dilations)
+        self.terminal_pool = int(terminal_pool)
         self.blocks = nn.ModuleList(
             SelfAttentionBlock(width, attention_heads, dropout) for _ in range(attention_layers)
         )
@@ -405,13 +414,16 @@ class ConvEncoder(nn.Module):
         self.attn = nn.Conv1d(width, width, 1)
         self.drop = nn.Dropout(dropout)
         self.composition = Composition(4 if alphabet == "dna" else 20) if composition else None
-        self.out_dim = 2 * width + (self.composition.out_dim if composition else 0)
+        pooled = 4 if self.terminal_pool else 2
+        self.out_dim = pooled * width + (self.composition.out_dim if composition else 0)
 
     def forward(self, batch: dict) -> torch.Tensor:
         tokens = batch["tokens"]  # (B, L), 0 = padding
         mask = tokens > 0
         x = self.embed(tokens).transpose(1, 2)  # (B, C, L)
         x = torch.cat([F.gelu(conv(x)) for conv in self.convs], dim=1)
+        for conv in self.dilated:  # padding zeroed first, so it never leaks into real positions
+            x = x + F.gelu(conv(x * mask[:, None, :]))
         x = self.drop(x)
         if len(self.blocks):
             x = x.transpose(1, 2)  # (B, L, C)
@@ -422,7 +434,14 @@ class ConvEncoder(nn.Module):
         scores = self.attn(x).masked_fill(~mask[:, None, :], float("-inf"))
         attended = (torch.softmax(scores, dim=-1) * values).sum(-1)
         maxed = values.masked_fill(~mask[:, None, :], float("-inf")).amax(-1)
-        parts = [attended, maxed] + ([self.composition(tokens)] if self.composition is not None else [])
+        parts = [attended, maxed]
+        if self.terminal_pool:
+            pos = torch.arange(tokens.shape[1], device=tokens.device)[None, :]
+            length = mask.sum(1, keepdim=True)  # padding sits at the end
+            for window in (pos < self.terminal_pool, pos >= length - self.terminal_pool):
+                parts.append(values.masked_fill(~(mask & window)[:, None, :], float("-inf")).amax(-1))
+        if self.composition is not None:
+            parts.append(self.composition(tokens))
         return torch.cat(parts, dim=1)
 
 
@@ -450,6 +469,8 @@ def build_encoder(
             cfg["attention_heads"],
             cfg["composition"],
             cfg["embed_init"],
+            tuple(cfg["dilations"]),
+            cfg["terminal_pool"],
         )
     raise ValueError(f"unknown encoder type {kind!r}")
 
