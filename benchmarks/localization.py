@@ -84,6 +84,8 @@ TERMINAL = 50
 QUICK = {"per_partition": 400, "max_epochs": 4, "patience": 2, "partitions": ["4"]}
 #: The CPU headline: full data, one test partition, the floor in the same run.
 CPU_FULL = {"partitions": ["4"], "threads": 2, "out": REPO / "benchmarks/results/localization_cpu_full.json"}
+#: Where the models shipped inside the package live (resources/models links here).
+SHIPPED = REPO / "src/barloc/trained"
 #: Proteins of the test partition (never subsampled) that time prediction, after a warm-up pass.
 SPEED_PROTEINS = 2000
 log = logging.getLogger("localization")
@@ -350,6 +352,13 @@ LICENCE = (
 DEEPLOC2_PUBLISHED = (0.73, 0.66, 0.69, 0.55)
 
 
+def model_ref(out: Path) -> str:
+    """What ``barloc predict --model`` takes for a model written to ``out`` (or its staging
+    folder): the bare name of a model shipped in the package, else the path."""
+    final = out.with_name(out.name.removesuffix(".partial"))
+    return final.name if final.parent == SHIPPED else str(final)
+
+
 def write_model_card(out: Path, result: dict, command: str) -> None:
     """MODEL_CARD.md beside the exported model: data and licence, the test-partition scores
     against the floor, speed, and the command that rebuilt it (all from this run's result)."""
@@ -372,7 +381,7 @@ amino-acid sequence, calibrated (`{Calibration.load(out / "calibration.json").me
 MCC thresholds and a call ratio fitted on a held-out partition. Eukaryotic proteins; the model
 sees the sequence alone (no language model, no homology search).
 
-    barloc predict --model resources/models/localization --input my_proteins.fasta --out calls.tsv
+    barloc predict --model {model_ref(out)} --input my_proteins.fasta --out calls.tsv
 
 Files: `model.ckpt` (a plain state_dict, loaded with `weights_only=True`), `model.json`
 (architecture, classes, training facts), `calibration.json` (calibration and calling rule);
@@ -631,6 +640,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     args = ap.parse_args(argv)
     if args.save_model is not None:
+        # resources/models/localization links to the package's copy: write there, not over the link
+        args.save_model = args.save_model.resolve()
         if args.merge or args.floor_only or args.membrane_head:
             ap.error("--save-model exports the location model: not with --merge, --floor-only or --membrane-head")
         tests = ["4"] if args.cpu_full else args.partitions or (QUICK["partitions"] if args.quick else None)

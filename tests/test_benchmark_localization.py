@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -221,6 +222,14 @@ def test_saved_model_predicts_the_scored_calls(tiny, tmp_path):
     true = sum(len(t) for t in truth.values())
     micro = 2 * tp / (called + true)
     assert micro == pytest.approx(result["barloc"]["micro_f1"], abs=1e-4)
+
+
+def test_the_card_names_a_shipped_model_by_name():
+    bench = _bench()
+    assert bench.model_ref(bench.SHIPPED / "localization.partial") == "localization"
+    assert bench.model_ref(Path("/elsewhere/mymodel.partial")) == "/elsewhere/mymodel"
+    args = bench.parse_args(["--cpu-full", "--save-model", "resources/models/localization"])
+    assert args.save_model == bench.SHIPPED / "localization"  # through the link, not over it
 
 
 @pytest.mark.parametrize(

@@ -525,9 +525,13 @@ def test_chunks_clip_or_refuse_like_ingest(tmp_path):
 
 
 def test_shipped_localization_model_predicts_the_demo_queries(tmp_path):
-    """resources/models/localization loads the safe way from its directory, stays under 20 MB,
-    carries its card, and calls real proteins with the workflow's calls.tsv columns."""
+    """The shipped model (package data, linked from resources/models/localization) loads by its
+    name the safe way, stays under 20 MB, carries its card, and calls real proteins with the
+    workflow's calls.tsv columns."""
+    from barloc.inference import shipped_model, shipped_models
+
     model = REPO / "resources" / "models" / "localization"
+    assert "localization" in shipped_models() and shipped_model("localization").resolve() == model.resolve()
     assert model.is_dir(), (
         "the shipped model is missing: python benchmarks/localization.py --cpu-full --save-model " + str(model)
     )
@@ -538,10 +542,37 @@ def test_shipped_localization_model_predicts_the_demo_queries(tmp_path):
     assert meta["kind"] == "multilabel" and len(meta["classes"]) == 10 and meta["n_train"] > 15000
     out = tmp_path / "calls.tsv"
     assert (
-        run_cli("--model", model, "--input", REPO / "resources" / "protein" / "query.fasta", "--out", out, "--quiet")
+        run_cli(
+            "--model",
+            "localization",
+            "--input",
+            REPO / "resources" / "protein" / "query.fasta",
+            "--out",
+            out,
+            "--quiet",
+        )
         == 0
     )
     got = read_calls(out)
     assert len(got) == 300 and got["call"].str.len().gt(0).all()
     p = got[[f"p::{c}" for c in meta["classes"]]].to_numpy()
     assert ((p >= 0) & (p <= 1)).all() and len(set(got["call"])) > 3
+
+
+def test_shipped_models_are_package_data():
+    """Every file of every shipped model matches pyproject's package-data, so a wheel carries
+    it and ``--model localization`` works after a plain ``pip install``."""
+    import fnmatch
+    import tomllib
+
+    globs = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["barloc"]
+    package = REPO / "src" / "barloc"
+    shipped = [p.relative_to(package).as_posix() for p in (package / "trained").rglob("*") if p.is_file()]
+    assert any(name.endswith("localization/model.ckpt") for name in shipped)
+    assert [name for name in shipped if not any(fnmatch.fnmatch(name, g) for g in globs)] == []
+
+
+def test_a_name_that_is_neither_a_path_nor_a_shipped_model_is_refused(tmp_path, capsys):
+    assert run_cli("--model", "no_such_model", "--input", tmp_path / "q.fa", "--out", tmp_path / "o.tsv") != 0
+    err = capsys.readouterr().err
+    assert "no_such_model" in err and "shipped with barloc: localization" in err and "Traceback" not in err

@@ -175,7 +175,8 @@ def _add_predict(parser: argparse.ArgumentParser) -> None:
         "--model",
         required=True,
         metavar="CKPT",
-        help="results/{task}/model.ckpt, or a model directory such as resources/models/localization; "
+        help="results/{task}/model.ckpt, a model directory, or the name of a model shipped with barloc "
+        "(localization: DeepLoc 2.0 locations, see its MODEL_CARD.md); "
         "model.json and calibration.json must sit beside the checkpoint",
     )
     parser.add_argument("--input", required=True, metavar="FILE", help="FASTA or FASTQ, plain or gzip, any size")

@@ -23,6 +23,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import TextIO
 
@@ -54,16 +55,32 @@ class Predictor:
         return self.caller.meta
 
 
+def shipped_models() -> list[str]:
+    """Names of the models that ship inside the package (``barloc/trained/<name>/``)."""
+    root = resources.files("barloc") / "trained"
+    return sorted(p.name for p in root.iterdir() if (p / "model.ckpt").is_file()) if root.is_dir() else []
+
+
+def shipped_model(name: str | Path) -> Path | None:
+    """The directory of a shipped model named ``name`` (a bare name such as ``localization``
+    that is not a path here), else None: so ``--model localization`` works after ``pip install``."""
+    text = str(name)
+    if Path(text).exists() or text not in shipped_models():
+        return None
+    return Path(str(resources.files("barloc") / "trained" / text))
+
+
 def load_predictor(model_path: str | Path, uncertain_below: float | None = None) -> Predictor:
     """Load ``model.ckpt`` (weights only; ``model_path`` may be its directory) and the
     ``model.json`` and ``calibration.json`` beside it; ``uncertain_below`` defaults to the schema's."""
     from barloc.modelio import load_model
 
-    ckpt = Path(model_path)
-    if ckpt.is_dir():  # a model directory, such as the shipped resources/models/localization
+    ckpt = shipped_model(model_path) or Path(model_path)
+    if ckpt.is_dir():  # a model directory, such as resources/models/localization
         ckpt = ckpt / "model.ckpt"
     if not ckpt.is_file():
-        raise InputError(ckpt, "model file not found")
+        names = ", ".join(shipped_models()) or "none"
+        raise InputError(ckpt, f"model file not found (nor a model shipped with barloc: {names})")
     meta_path = ckpt.with_suffix(".json")
     cal_path = ckpt.parent / "calibration.json"
     meta = ModelMeta.load(meta_path)
