@@ -228,7 +228,7 @@ def test_the_card_names_a_shipped_model_by_name():
     bench = _bench()
     assert bench.model_ref(bench.SHIPPED / "localization.partial") == "localization"
     assert bench.model_ref(Path("/elsewhere/mymodel.partial")) == "/elsewhere/mymodel"
-    args = bench.parse_args(["--cpu-full", "--save-model", "resources/models/localization"])
+    args = bench.parse_args(["--cpu-full", "--save-model", str(bench.REPO / "resources/models/localization")])
     assert args.save_model == bench.SHIPPED / "localization"  # through the link, not over it
 
 

@@ -562,14 +562,25 @@ def test_shipped_localization_model_predicts_the_demo_queries(tmp_path):
 def test_shipped_models_are_package_data():
     """Every file of every shipped model matches pyproject's package-data, so a wheel carries
     it and ``--model localization`` works after a plain ``pip install``."""
-    import fnmatch
     import tomllib
 
     globs = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["barloc"]
     package = REPO / "src" / "barloc"
-    shipped = [p.relative_to(package).as_posix() for p in (package / "trained").rglob("*") if p.is_file()]
-    assert any(name.endswith("localization/model.ckpt") for name in shipped)
-    assert [name for name in shipped if not any(fnmatch.fnmatch(name, g) for g in globs)] == []
+    shipped = {p.relative_to(package).as_posix() for p in (package / "trained").rglob("*") if p.is_file()}
+    packaged = {p.relative_to(package).as_posix() for g in globs for p in package.glob(g) if p.is_file()}
+    assert "trained/localization/model.ckpt" in shipped
+    assert shipped - {s for s in shipped if ".partial/" in s} <= packaged
+
+
+def test_a_local_folder_that_is_not_a_model_does_not_hide_the_shipped_one(tmp_path, monkeypatch):
+    from barloc.inference import shipped_model
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "localization").mkdir()
+    assert shipped_model("localization").resolve() == (REPO / "resources/models/localization").resolve()
+    assert shipped_model("localization/") is not None
+    (tmp_path / "localization" / "model.ckpt").write_bytes(b"")  # a model of the user's own: it wins
+    assert shipped_model("localization") is None
 
 
 def test_a_name_that_is_neither_a_path_nor_a_shipped_model_is_refused(tmp_path, capsys):

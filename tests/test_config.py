@@ -189,6 +189,9 @@ def test_dilations_and_terminal_pool_are_for_the_cnn():
     cfg = demo()
     cfg["tasks"]["localization"].setdefault("encoder", {}).update(dilations=[2, 4], terminal_pool=50)
     check_config(cfg, SCHEMA)
+    cfg["tasks"]["localization"]["encoder"].update(max_len=80, terminal_pool=41)
+    with pytest.raises(InputError, match=r"encoder\.terminal_pool: 41 is more than half of max_len \(80\)"):
+        check_config(cfg, SCHEMA, "config.yaml")
     for key, value in (("dilations", [2]), ("terminal_pool", 30)):
         cfg = demo()
         cfg["tasks"]["fish_origin"]["encoder"] = {"type": "kmer", key: value}

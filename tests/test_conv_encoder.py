@@ -1,5 +1,6 @@
 """The CNN encoder's dilated residual convolutions and terminal pooling (synthetic tokens)."""
 
+import pytest
 import torch
 
 from barloc.models import ConvEncoder
@@ -27,11 +28,13 @@ def test_dilations_widen_what_a_position_sees():
         assert torch.equal(moved[reach + 1 :], torch.zeros(30 - reach - 1))
 
 
-def test_padding_does_not_change_a_sequence_with_dilations_and_terminal_pool():
+@pytest.mark.parametrize("window", [3, 20])  # 20: the sequence is shorter than its windows
+def test_padding_does_not_change_a_sequence_with_dilations_and_terminal_pool(window):
     torch.manual_seed(1)
-    enc = ConvEncoder("protein", 8, 4, (3, 5), 0.0, dilations=(2, 4), terminal_pool=3, composition=True).eval()
+    enc = ConvEncoder("protein", 8, 4, (3, 5), 0.0, dilations=(2, 4), terminal_pool=window, composition=True).eval()
     short = torch.randint(1, 21, (9,))
     alone = enc({"tokens": short[None]})[0]
+    assert torch.isfinite(alone).all()
     for extra in (1, 6, 40):
         other = torch.randint(1, 21, (len(short) + extra,))
         batch = torch.nn.utils.rnn.pad_sequence([short, other], batch_first=True)

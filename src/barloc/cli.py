@@ -174,7 +174,7 @@ def _add_predict(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         required=True,
-        metavar="CKPT",
+        metavar="MODEL",
         help="results/{task}/model.ckpt, a model directory, or the name of a model shipped with barloc "
         "(localization: DeepLoc 2.0 locations, see its MODEL_CARD.md); "
         "model.json and calibration.json must sit beside the checkpoint",

@@ -172,6 +172,11 @@ def cross_checks(config: dict) -> list[str]:
             problems.append(
                 f"{where}.encoder.{cnn_only[0]}: shapes a cnn encoder's convolutions and pooling; set encoder.type: cnn"
             )
+        if enc.get("terminal_pool") and enc.get("max_len") and enc["terminal_pool"] > enc["max_len"] // 2:
+            problems.append(
+                f"{where}.encoder.terminal_pool: {enc['terminal_pool']} is more than half of max_len "
+                f"({enc['max_len']}), so a clipped sequence's C-terminal window would cross into its N-terminal half"
+            )
         if task.get("train", {}).get("mask_residues") and enc.get("type", "cnn") != "cnn":
             problems.append(
                 f"{where}.train.mask_residues: masks the residues a cnn encoder reads; set encoder.type: cnn"

@@ -56,16 +56,24 @@ class Predictor:
 
 
 def shipped_models() -> list[str]:
-    """Names of the models that ship inside the package (``barloc/trained/<name>/``)."""
+    """Names of the models that ship inside the package (``barloc/trained/<name>/``; a
+    ``<name>.partial`` folder is a rebuild in progress, not a model)."""
     root = resources.files("barloc") / "trained"
-    return sorted(p.name for p in root.iterdir() if (p / "model.ckpt").is_file()) if root.is_dir() else []
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if "." not in p.name and (p / "model.ckpt").is_file())
+
+
+def _is_model(path: Path) -> bool:
+    return path.is_file() or (path / "model.ckpt").is_file()
 
 
 def shipped_model(name: str | Path) -> Path | None:
-    """The directory of a shipped model named ``name`` (a bare name such as ``localization``
-    that is not a path here), else None: so ``--model localization`` works after ``pip install``."""
-    text = str(name)
-    if Path(text).exists() or text not in shipped_models():
+    """The directory of the shipped model ``name`` (such as ``localization``) unless ``name``
+    is a model here (a checkpoint, or a folder holding model.ckpt), else None: so ``--model
+    localization`` works after ``pip install``, from any directory."""
+    text = str(name).rstrip("/")
+    if _is_model(Path(name)) or text not in shipped_models():
         return None
     return Path(str(resources.files("barloc") / "trained" / text))
 

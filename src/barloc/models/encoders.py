@@ -313,6 +313,14 @@ class SelfAttentionBlock(nn.Module):
         return x + self.drop(self.ff(self.norm2(x)))
 
 
+def terminal_windows(tokens: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, L) masks of the first and of the last ``n`` residues of each row of ``tokens``
+    (0 = padding, which sits at the end); a row shorter than ``n`` lies wholly in both."""
+    real = tokens > 0
+    pos = torch.arange(tokens.shape[1], device=tokens.device)[None, :]
+    return real & (pos < n), real & (pos >= real.sum(1, keepdim=True) - n)
+
+
 class Composition(nn.Module):
     """Residue composition of the whole sequence, of its first and last ``terminal`` residues,
     and its dipeptide frequencies, batch-normalised: the composition floor's features, computed
@@ -333,8 +341,6 @@ class Composition(nn.Module):
         valid = (tokens >= 1) & (tokens <= n)
         idx = torch.where(valid, tokens - 1, torch.zeros_like(tokens))
         onehot = F.one_hot(idx, n).float() * valid[..., None]  # (B, L, n)
-        length = (tokens > 0).sum(1, keepdim=True)  # padding sits at the end
-        pos = torch.arange(tokens.shape[1], device=tokens.device)[None, :]
 
         def share(rows: torch.Tensor) -> torch.Tensor:
             counts = (onehot * rows[..., None]).sum(1)
@@ -344,7 +350,8 @@ class Composition(nn.Module):
         di = torch.zeros(tokens.shape[0], n * n, device=tokens.device)
         di.scatter_add_(1, idx[:, :-1] * n + idx[:, 1:], pairs.float())
         di = di / di.sum(1, keepdim=True).clamp_min(1.0)
-        return torch.cat([share(valid), share(pos < self.terminal), share(pos >= length - self.terminal), di], 1)
+        first, last = terminal_windows(tokens, self.terminal)
+        return torch.cat([share(valid), share(first), share(last), di], 1)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         x = self.features(tokens)
@@ -436,10 +443,8 @@ class ConvEncoder(nn.Module):
         maxed = values.masked_fill(~mask[:, None, :], float("-inf")).amax(-1)
         parts = [attended, maxed]
         if self.terminal_pool:
-            pos = torch.arange(tokens.shape[1], device=tokens.device)[None, :]
-            length = mask.sum(1, keepdim=True)  # padding sits at the end
-            for window in (pos < self.terminal_pool, pos >= length - self.terminal_pool):
-                parts.append(values.masked_fill(~(mask & window)[:, None, :], float("-inf")).amax(-1))
+            for window in terminal_windows(tokens, self.terminal_pool):
+                parts.append(values.masked_fill(~window[:, None, :], float("-inf")).amax(-1))
         if self.composition is not None:
             parts.append(self.composition(tokens))
         return torch.cat(parts, dim=1)
