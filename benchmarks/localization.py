@@ -71,6 +71,7 @@ from barloc import extra_heads
 from barloc.calibrate import apply, fit_for_model, softmax_probs
 from barloc.config import check_config
 from barloc.data import EncodedDataset, predict_logits, targets_for
+from barloc.inference import shipped_root
 from barloc.losses import softmax_cross_entropy, sparsemax_loss, sparsemax_probs
 from barloc.metrics import fit_calls, multilabel_metrics, per_label_mcc, predict_multilabel
 from barloc.records import limit_length, load_reference
@@ -84,8 +85,6 @@ TERMINAL = 50
 QUICK = {"per_partition": 400, "max_epochs": 4, "patience": 2, "partitions": ["4"]}
 #: The CPU headline: full data, one test partition, the floor in the same run.
 CPU_FULL = {"partitions": ["4"], "threads": 2, "out": REPO / "benchmarks/results/localization_cpu_full.json"}
-#: Where the models shipped inside the package live (resources/models links here).
-SHIPPED = REPO / "src/barloc/trained"
 #: Proteins of the test partition (never subsampled) that time prediction, after a warm-up pass.
 SPEED_PROTEINS = 2000
 log = logging.getLogger("localization")
@@ -356,7 +355,7 @@ def model_ref(out: Path) -> str:
     """What ``barloc predict --model`` takes for a model written to ``out`` (or its staging
     folder): the bare name of a model shipped in the package, else the path."""
     final = out.with_name(out.name.removesuffix(".partial"))
-    return final.name if final.parent == SHIPPED else str(final)
+    return final.name if final.parent == shipped_root() else str(final)
 
 
 def write_model_card(out: Path, result: dict, command: str) -> None:

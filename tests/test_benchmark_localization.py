@@ -225,11 +225,13 @@ def test_saved_model_predicts_the_scored_calls(tiny, tmp_path):
 
 
 def test_the_card_names_a_shipped_model_by_name():
+    from barloc.inference import shipped_root
+
     bench = _bench()
-    assert bench.model_ref(bench.SHIPPED / "localization.partial") == "localization"
+    assert bench.model_ref(shipped_root() / "localization.partial") == "localization"
     assert bench.model_ref(Path("/elsewhere/mymodel.partial")) == "/elsewhere/mymodel"
     args = bench.parse_args(["--cpu-full", "--save-model", str(bench.REPO / "resources/models/localization")])
-    assert args.save_model == bench.SHIPPED / "localization"  # through the link, not over it
+    assert args.save_model == shipped_root() / "localization"  # through the link, not over it
 
 
 @pytest.mark.parametrize(

@@ -55,27 +55,35 @@ class Predictor:
         return self.caller.meta
 
 
+def shipped_root() -> Path:
+    """Where the models shipped inside the package live (``barloc/trained/<name>/``)."""
+    return Path(str(resources.files("barloc") / "trained"))
+
+
 def shipped_models() -> list[str]:
-    """Names of the models that ship inside the package (``barloc/trained/<name>/``; a
-    ``<name>.partial`` folder is a rebuild in progress, not a model)."""
-    root = resources.files("barloc") / "trained"
+    """Names of the shipped models (a ``<name>.partial`` folder is a rebuild in progress)."""
+    root = shipped_root()
     if not root.is_dir():
         return []
     return sorted(p.name for p in root.iterdir() if "." not in p.name and (p / "model.ckpt").is_file())
 
 
-def _is_model(path: Path) -> bool:
-    return path.is_file() or (path / "model.ckpt").is_file()
+def model_checkpoint(model: str | Path) -> Path:
+    """``model.ckpt`` of ``model``: a checkpoint, a folder holding one, or else the name of a
+    shipped model (so ``--model localization`` works after ``pip install``, from any
+    directory); a path that is none of these comes back as given, for the error."""
+    path = Path(model)
+    ckpt = path / "model.ckpt" if path.is_dir() else path
+    name = str(model).rstrip("/")
+    if not ckpt.is_file() and name in shipped_models():
+        return shipped_root() / name / "model.ckpt"
+    return ckpt
 
 
 def shipped_model(name: str | Path) -> Path | None:
-    """The directory of the shipped model ``name`` (such as ``localization``) unless ``name``
-    is a model here (a checkpoint, or a folder holding model.ckpt), else None: so ``--model
-    localization`` works after ``pip install``, from any directory."""
-    text = str(name).rstrip("/")
-    if _is_model(Path(name)) or text not in shipped_models():
-        return None
-    return Path(str(resources.files("barloc") / "trained" / text))
+    """The directory of the shipped model that ``name`` resolves to, else None."""
+    ckpt = model_checkpoint(name)
+    return ckpt.parent if ckpt.parent.parent == shipped_root() else None
 
 
 def load_predictor(model_path: str | Path, uncertain_below: float | None = None) -> Predictor:
@@ -83,9 +91,7 @@ def load_predictor(model_path: str | Path, uncertain_below: float | None = None)
     ``model.json`` and ``calibration.json`` beside it; ``uncertain_below`` defaults to the schema's."""
     from barloc.modelio import load_model
 
-    ckpt = shipped_model(model_path) or Path(model_path)
-    if ckpt.is_dir():  # a model directory, such as resources/models/localization
-        ckpt = ckpt / "model.ckpt"
+    ckpt = model_checkpoint(model_path)
     if not ckpt.is_file():
         names = ", ".join(shipped_models()) or "none"
         raise InputError(ckpt, f"model file not found (nor a model shipped with barloc: {names})")
