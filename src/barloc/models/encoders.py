@@ -440,11 +440,8 @@ class ConvEncoder(nn.Module):
         values = self.mix(x)
         scores = self.attn(x).masked_fill(~mask[:, None, :], float("-inf"))
         attended = (torch.softmax(scores, dim=-1) * values).sum(-1)
-        maxed = values.masked_fill(~mask[:, None, :], float("-inf")).amax(-1)
-        parts = [attended, maxed]
-        if self.terminal_pool:
-            for window in terminal_windows(tokens, self.terminal_pool):
-                parts.append(values.masked_fill(~window[:, None, :], float("-inf")).amax(-1))
+        windows = [mask, *(terminal_windows(tokens, self.terminal_pool) if self.terminal_pool else ())]
+        parts = [attended] + [values.masked_fill(~w[:, None, :], float("-inf")).amax(-1) for w in windows]
         if self.composition is not None:
             parts.append(self.composition(tokens))
         return torch.cat(parts, dim=1)
