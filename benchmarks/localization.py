@@ -72,7 +72,7 @@ from barloc.calibrate import apply, fit_for_model, softmax_probs
 from barloc.config import check_config
 from barloc.data import EncodedDataset, predict_logits, targets_for
 from barloc.inference import shipped_root
-from barloc.losses import softmax_cross_entropy, sparsemax_loss, sparsemax_probs
+from barloc.losses import label_softmax_loss, sparsemax_loss, sparsemax_probs
 from barloc.metrics import fit_calls, multilabel_metrics, per_label_mcc, predict_multilabel
 from barloc.records import limit_length, load_reference
 from barloc.runtime import sha256, versions
@@ -159,7 +159,7 @@ class SoftmaxTargets(Callback):
     to 1 (two locations: 0.5 each), barloc's soft-target cross-entropy as the loss."""
 
     def setup(self, trainer, pl_module, stage: str) -> None:
-        pl_module.loss_fn = lambda x, y: softmax_cross_entropy(x, y / y.sum(-1, keepdim=True).clamp_min(1.0))
+        pl_module.loss_fn = label_softmax_loss
 
 
 class SparsemaxTargets(Callback):

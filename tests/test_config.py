@@ -135,6 +135,10 @@ def test_no_default_literals_left_in_the_steps():
             "tasks.fish_origin.loss.type: bce is for sigmoid heads",
         ),
         (
+            lambda t: t["fish_origin"]["loss"].update(softmax_weight=1.0),
+            "tasks.fish_origin.loss.softmax_weight: adds a softmax term to sigmoid heads",
+        ),
+        (
             lambda t: t["localization"].update(alphabet="dna"),
             "tasks.localization.alphabet: a DeepLoc CSV holds proteins",
         ),

@@ -5,6 +5,7 @@ import torch.nn.functional as F
 
 from barloc.losses import (
     class_weights,
+    label_softmax_loss,
     make_loss,
     sigmoid_bce,
     sigmoid_focal_loss,
@@ -70,6 +71,29 @@ def test_make_loss_dispatch():
     assert f(torch.randn(4, 2), torch.tensor([0, 1, 1, 0])).ndim == 0
     g = make_loss("multilabel", {"type": "bce"}, counts, 40)
     assert g(torch.randn(4, 2), torch.ones(4, 2)).ndim == 0
+
+
+def test_label_softmax_gradient_is_softmax_minus_labels_over_their_count():
+    torch.manual_seed(1)
+    x = torch.randn(4, 3, requires_grad=True)
+    y = torch.tensor([[1.0, 0, 0], [1, 1, 0], [0, 0, 0], [1, 1, 1]])
+    label_softmax_loss(x, y).backward()
+    n = y.sum(1, keepdim=True)
+    expected = (torch.softmax(x, 1) - y / n.clamp_min(1)) / 4
+    expected[2] = 0  # a row without labels adds nothing
+    assert torch.allclose(x.grad, expected.detach(), atol=1e-6)
+
+
+def test_softmax_weight_adds_the_label_softmax_term_to_the_sigmoid_loss():
+    torch.manual_seed(2)
+    counts = np.array([30.0, 10.0, 3.0])
+    x, y = torch.randn(6, 3), (torch.rand(6, 3) > 0.5).float()
+    bce = make_loss("multilabel", {"type": "bce"}, counts, 40)(x, y)
+    both = make_loss("multilabel", {"type": "bce", "softmax_weight": 0.5}, counts, 40)(x, y)
+    assert torch.allclose(both, bce + 0.5 * label_softmax_loss(x, y))
+    focal = make_loss("multilabel", {"type": "focal", "softmax_weight": 2.0}, counts, 40)(x, y)
+    alone = make_loss("multilabel", {"type": "focal"}, counts, 40)(x, y)
+    assert torch.allclose(focal, alone + 2.0 * label_softmax_loss(x, y))
 
 
 def test_sparsemax_small_examples_by_hand():

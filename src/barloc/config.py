@@ -188,6 +188,11 @@ def cross_checks(config: dict) -> list[str]:
             problems.append(
                 f"{where}.loss.type: bce is for sigmoid heads (kind: multilabel); use cross_entropy or focal"
             )
+        if kind == "multiclass" and loss.get("softmax_weight"):
+            problems.append(
+                f"{where}.loss.softmax_weight: adds a softmax term to sigmoid heads (kind: multilabel); "
+                "a multiclass head is a softmax already"
+            )
         pcfg = task.get("prior_shift", {})
         if pcfg.get("method") == "known" and "target_priors" not in pcfg:
             problems.append(f"{where}.prior_shift: method known needs target_priors")

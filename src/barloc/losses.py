@@ -180,6 +180,19 @@ def sigmoid_bce(
     return sigmoid_focal_loss(logits, target, 0.0, pos_weight, label_smoothing)
 
 
+def label_softmax_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Softmax cross-entropy of sigmoid heads' logits against each row's labels as a
+    distribution (1/n on each of its n labels); a row without labels adds nothing.
+
+    Its gradient, softmax(z) - y/n, makes a sample's labels compete, which per-label BCE does
+    not: a rare label gains by beating the sample's other labels, not by clearing its own
+    base rate. Beside BCE it shapes the logits' ranking; the probabilities stay per-label
+    sigmoids, calibrated and thresholded as before.
+    """
+    y = target.float()
+    return softmax_cross_entropy(logits, y / y.sum(-1, keepdim=True).clamp_min(1.0))
+
+
 def pos_weights(positives: np.ndarray, n: int, cap: float = 50.0) -> np.ndarray:
     """negatives/positives per label, capped so a near-empty label cannot dominate."""
     pos = np.maximum(np.asarray(positives, dtype=np.float64), 1.0)
@@ -208,9 +221,13 @@ def make_loss(kind: str, cfg: dict, target_counts: np.ndarray, n_train: int) -> 
         if cfg["pos_weight"]:
             pw = torch.tensor(pos_weights(target_counts, n_train, cfg["pos_weight_cap"]), dtype=torch.float32)
         if name in ("bce", "cross_entropy"):
-            return lambda x, y: sigmoid_bce(x, y, _on(pw, x), smoothing)
-        if name == "focal":
-            return lambda x, y: sigmoid_focal_loss(x, y, gamma, _on(pw, x), smoothing)
+            per_label = lambda x, y: sigmoid_bce(x, y, _on(pw, x), smoothing)  # noqa: E731
+        elif name == "focal":
+            per_label = lambda x, y: sigmoid_focal_loss(x, y, gamma, _on(pw, x), smoothing)  # noqa: E731
+        else:
+            raise ValueError(f"loss {name!r} is not available for {kind} tasks")
+        lam = float(cfg["softmax_weight"])
+        return per_label if lam == 0 else lambda x, y: per_label(x, y) + lam * label_softmax_loss(x, y)
     raise ValueError(f"loss {name!r} is not available for {kind} tasks")
 
 
