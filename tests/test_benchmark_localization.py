@@ -176,7 +176,7 @@ def test_sparsemax_head_loss_leaves_rows_without_locations_out():
 def test_saved_model_predicts_the_scored_calls(tiny, tmp_path):
     """--save-model writes the scored sigmoid model as barloc predict loads it (a directory is
     enough), with the shipped recipe's options (composition, BLOSUM62 start, residue masking,
-    auto calibration): its calls on the test partition give the micro-F1 the benchmark reported."""
+    the softmax term, auto calibration): its calls on the test partition give the micro-F1 the benchmark reported."""
     from barloc.inference import predict_file
 
     where, config = tiny
@@ -186,6 +186,7 @@ def test_saved_model_predicts_the_scored_calls(tiny, tmp_path):
         .replace("attention_heads: 2}", "attention_heads: 2, composition: true, embed_init: blosum62}")
         .replace("monitor: val_loss}", "monitor: val_loss, mask_residues: 0.1}")
         .replace("method: bcts", "method: auto")
+        .replace("pos_weight: true}", "pos_weight: true, softmax_weight: 1.0}")
     )
     bench = _bench()
     model_dir = tmp_path / "model"
@@ -205,7 +206,8 @@ def test_saved_model_predicts_the_scored_calls(tiny, tmp_path):
     card = (model_dir / "MODEL_CARD.md").read_text()
     result = json.loads(out.read_text())
     assert f"--save-model {model_dir}" in card and f"| {result['barloc']['micro_f1']:.3f} |" in card
-    assert "`bcts`" in card and str(recipe) in card
+    assert "`bcts`" in card and str(recipe) in card and "plus 1 × one softmax cross-entropy" in card
+    assert meta["loss"]["softmax_weight"] == 1.0
     data = pd.read_csv(where / "deeploc_120.csv", dtype=str, keep_default_na=False)
     test = data[data["Partition"] == "4"]
     fasta = tmp_path / "test.fasta"
