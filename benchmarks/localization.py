@@ -373,12 +373,15 @@ def write_model_card(out: Path, result: dict, command: str) -> None:
         return f"| {name} | " + " | ".join(f"{r[k]:.3f}" for k in SUMMARY_KEYS) + " |"
 
     mcc = "\n".join(f"| {c} | {b['mcc'][c]:.3f} | {f['mcc'][c]:.3f} |" for c in st["classes"])
-    lam = st["loss"].get("softmax_weight", 0.0)
-    term = f" plus {lam:g} × one softmax cross-entropy over the same logits (`loss.softmax_weight`)" if lam else ""
+    loss = st["loss"]
+    per_label = f"focal loss (γ = {loss['gamma']:g})" if loss["type"] == "focal" else "binary cross-entropy"
+    weighted = ", positives weighted by negatives / positives" if loss["pos_weight"] else ""
+    lam = loss.get("softmax_weight", 0.0)
+    term = f", plus {lam:g} × a softmax cross-entropy over the same logits (`loss.softmax_weight`)" if lam else ""
     text = f"""# barloc protein localization model
 
 Ten independent sigmoid heads (one per subcellular location) over a convolutional encoder of the
-amino-acid sequence, trained with per-location binary cross-entropy{term},
+amino-acid sequence, trained with per-location {per_label}{weighted}{term};
 calibrated (`{Calibration.load(out / "calibration.json").method}`) and called by per-location
 MCC thresholds and a call ratio fitted on a held-out partition. Eukaryotic proteins; the model
 sees the sequence alone (no language model, no homology search).

@@ -206,7 +206,7 @@ def test_saved_model_predicts_the_scored_calls(tiny, tmp_path):
     card = (model_dir / "MODEL_CARD.md").read_text()
     result = json.loads(out.read_text())
     assert f"--save-model {model_dir}" in card and f"| {result['barloc']['micro_f1']:.3f} |" in card
-    assert "`bcts`" in card and str(recipe) in card and "plus 1 × one softmax cross-entropy" in card
+    assert "`bcts`" in card and str(recipe) in card and "plus 1 × a softmax cross-entropy" in card
     assert meta["loss"]["softmax_weight"] == 1.0
     data = pd.read_csv(where / "deeploc_120.csv", dtype=str, keep_default_na=False)
     test = data[data["Partition"] == "4"]

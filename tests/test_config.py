@@ -139,6 +139,13 @@ def test_no_default_literals_left_in_the_steps():
             "tasks.fish_origin.loss.softmax_weight: adds a softmax term to sigmoid heads",
         ),
         (
+            lambda t: (
+                t["localization"]["loss"].update(softmax_weight=1.0),
+                t["localization"]["calibration"].update(method="temperature"),
+            ),
+            "tasks.localization.calibration.method: temperature keeps the weighting offset as the only bias",
+        ),
+        (
             lambda t: t["localization"].update(alphabet="dna"),
             "tasks.localization.alphabet: a DeepLoc CSV holds proteins",
         ),

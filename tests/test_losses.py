@@ -84,6 +84,16 @@ def test_label_softmax_gradient_is_softmax_minus_labels_over_their_count():
     assert torch.allclose(x.grad, expected.detach(), atol=1e-6)
 
 
+def test_label_softmax_smoothing_moves_labelled_rows_only():
+    x = torch.randn(3, 4, requires_grad=True)
+    y = torch.tensor([[1.0, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 1]])
+    label_softmax_loss(x, y, label_smoothing=0.2).backward()
+    q = torch.tensor([[0.45, 0.45, 0.05, 0.05], [0.0, 0, 0, 0], [0.05, 0.05, 0.05, 0.85]])
+    expected = (torch.softmax(x, 1) - q) / 3
+    expected[1] = 0
+    assert torch.allclose(x.grad, expected.detach(), atol=1e-6)
+
+
 def test_softmax_weight_adds_the_label_softmax_term_to_the_sigmoid_loss():
     torch.manual_seed(2)
     counts = np.array([30.0, 10.0, 3.0])
@@ -91,6 +101,9 @@ def test_softmax_weight_adds_the_label_softmax_term_to_the_sigmoid_loss():
     bce = make_loss("multilabel", {"type": "bce"}, counts, 40)(x, y)
     both = make_loss("multilabel", {"type": "bce", "softmax_weight": 0.5}, counts, 40)(x, y)
     assert torch.allclose(both, bce + 0.5 * label_softmax_loss(x, y))
+    smooth = make_loss("multilabel", {"type": "bce", "softmax_weight": 0.5, "label_smoothing": 0.1}, counts, 40)(x, y)
+    alone = make_loss("multilabel", {"type": "bce", "label_smoothing": 0.1}, counts, 40)(x, y)
+    assert torch.allclose(smooth, alone + 0.5 * label_softmax_loss(x, y, 0.1))
     focal = make_loss("multilabel", {"type": "focal", "softmax_weight": 2.0}, counts, 40)(x, y)
     alone = make_loss("multilabel", {"type": "focal"}, counts, 40)(x, y)
     assert torch.allclose(focal, alone + 2.0 * label_softmax_loss(x, y))

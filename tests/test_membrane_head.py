@@ -358,3 +358,22 @@ def test_report_has_a_membrane_section_only_with_the_head(tmp_path):
     assert f"{n_mem} of {len(calls)} query proteins called membrane" in text
     first = calls.iloc[0]
     assert f"{first['membrane_prob'] * 100:.1f}%" in text and first["id"] in text
+
+
+def test_the_softmax_term_reaches_the_model_and_reads_the_location_columns_only():
+    """loss.softmax_weight in model.json trains the model with the term; the membrane flag,
+    appended after the locations, never enters it."""
+    from barloc.losses import label_softmax_loss, make_loss
+
+    meta = _meta()
+    meta.loss = {**meta.loss, "softmax_weight": 1.0}
+    torch.manual_seed(0)
+    model = build_model(meta).eval()
+    batch = {"tokens": torch.randint(1, 20, (3, 12))}
+    target = torch.tensor([[1, 0, 0, 1.0], [0, 1, 1, 0.0], [0, 0, 0, float("nan")]])
+    loss, logits, main = model._loss(batch | {"target": target})
+    _, extra = model.forward_all(batch)
+    plain = make_loss("multilabel", {"type": "bce"}, np.array([3.0, 3, 3]), 9)(logits, main)
+    term = label_softmax_loss(logits, main)
+    assert term > 0
+    assert torch.allclose(loss, plain + term + extra_heads.masked_bce(extra, target[:, 3:]))

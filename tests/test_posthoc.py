@@ -213,3 +213,23 @@ def test_hits_score_matches_the_calls_figures(kind):
 
         pred = predict_multilabel(probs, *rule)
         assert posthoc.hits_score(kind, hits) == pytest.approx(f1_score(y, pred, average="micro"))
+
+
+def test_auto_fits_a_bias_when_the_loss_shifts_logits_the_offset_does_not_undo():
+    """Sigmoid heads trained with the softmax term: auto takes only a method with a per-label
+    bias (bcts), even where the uncalibrated probabilities would win on NLL (synthetic logits
+    that are exact posteriors); the other methods are still scored."""
+    from barloc.calibrate import offset_undoes_loss
+
+    rng = np.random.default_rng(3)
+    z = rng.normal(size=(1600, 3)) * 2
+    y = (rng.random(z.shape) < 1 / (1 + np.exp(-z))).astype(float)
+    folds = np.repeat(np.arange(4), 400)
+    args = ("multilabel", "auto", z, y, folds, np.zeros(3), y.mean(0), 0.0)
+    _, plain, _ = posthoc.choose_calibration(*args)
+    _, shifted, _ = posthoc.choose_calibration(*args, bias_refit=True)
+    assert plain["chosen"] != "bcts" and shifted["chosen"] == "bcts"
+    assert set(shifted["candidates"]) == {"none", "temperature", "bcts"}
+    assert offset_undoes_loss("multilabel", {"softmax_weight": 0.0})
+    assert not offset_undoes_loss("multilabel", {"softmax_weight": 1.0})
+    assert offset_undoes_loss("multiclass", {})

@@ -302,6 +302,16 @@ def weighting_offset(kind: str, loss: dict, train_counts: np.ndarray, n_train: i
     return -np.log(np.maximum(pos_weights(counts, n_train, loss["pos_weight_cap"]), 1e-12))
 
 
+def offset_undoes_loss(kind: str, loss: dict) -> bool:
+    """Whether :func:`weighting_offset` alone brings the logits back to posteriors under the
+    training priors. Not with the softmax term of sigmoid heads (``loss.softmax_weight``): it
+    moves each label's logit by an amount no closed form gives, so only a fitted per-label
+    bias (Platt scaling) takes it off."""
+    from barloc.config import block_defaults
+
+    return not (kind == "multilabel" and float(block_defaults("loss", loss)["softmax_weight"]) > 0)
+
+
 # ---------------------------------------------------------------- a trained model's calibration
 def nll_of(kind: str, probs: np.ndarray, y: np.ndarray) -> float:
     """Mean NLL of probability rows (multiclass) or of every label's Bernoulli (multilabel)."""

@@ -193,6 +193,11 @@ def cross_checks(config: dict) -> list[str]:
                 f"{where}.loss.softmax_weight: adds a softmax term to sigmoid heads (kind: multilabel); "
                 "a multiclass head is a softmax already"
             )
+        if loss.get("softmax_weight") and task.get("calibration", {}).get("method") in ("none", "temperature"):
+            problems.append(
+                f"{where}.calibration.method: {task['calibration']['method']} keeps the weighting offset as the only bias, "
+                "but loss.softmax_weight shifts each label's logit by its own amount: use bcts (Platt scaling) or auto"
+            )
         pcfg = task.get("prior_shift", {})
         if pcfg.get("method") == "known" and "target_priors" not in pcfg:
             problems.append(f"{where}.prior_shift: method known needs target_priors")

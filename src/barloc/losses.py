@@ -3,7 +3,9 @@
 Through a softmax, d(CE)/d(logits) = p - y. Each option here reshapes that signal:
 class weights scale it per true class, label smoothing moves y off the corners so p - y
 stops pushing logits to infinity, and the focal term (1 - p_t)**gamma shrinks it for
-examples that are already right. The sigmoid versions act the same way per label.
+examples that are already right. The sigmoid versions act the same way per label, and sigmoid
+heads can add a softmax term over the same logits (:func:`label_softmax_loss`), whose gradient
+softmax(z) - y/n makes a sample's labels compete.
 
 Sparsemax (Martins & Astudillo 2016) is the third probability map: the Euclidean projection of
 the logits onto the simplex. Its rows sum to 1 like softmax's but can hold exact zeros and
@@ -180,17 +182,22 @@ def sigmoid_bce(
     return sigmoid_focal_loss(logits, target, 0.0, pos_weight, label_smoothing)
 
 
-def label_softmax_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def label_softmax_loss(logits: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
     """Softmax cross-entropy of sigmoid heads' logits against each row's labels as a
-    distribution (1/n on each of its n labels); a row without labels adds nothing.
+    distribution (1/n on each of its n labels, smoothed like the per-label loss), summed over
+    the labels and averaged over the rows; a row without labels has no distribution, so it
+    adds zero loss and gradient (it still counts in the mean).
 
     Its gradient, softmax(z) - y/n, makes a sample's labels compete, which per-label BCE does
     not: a rare label gains by beating the sample's other labels, not by clearing its own
     base rate. Beside BCE it shapes the logits' ranking; the probabilities stay per-label
-    sigmoids, calibrated and thresholded as before.
+    sigmoids, calibrated and thresholded as before. Plain cross-entropy: the focal factor and
+    positive weights act on the per-label loss only.
     """
     y = target.float()
-    return softmax_cross_entropy(logits, y / y.sum(-1, keepdim=True).clamp_min(1.0))
+    n = y.sum(-1, keepdim=True)
+    q = _smoothed(y / n.clamp_min(1.0), label_smoothing, y.shape[-1]) * (n > 0)
+    return softmax_cross_entropy(logits, q)
 
 
 def pos_weights(positives: np.ndarray, n: int, cap: float = 50.0) -> np.ndarray:
@@ -227,7 +234,7 @@ def make_loss(kind: str, cfg: dict, target_counts: np.ndarray, n_train: int) -> 
         else:
             raise ValueError(f"loss {name!r} is not available for {kind} tasks")
         lam = float(cfg["softmax_weight"])
-        return per_label if lam == 0 else lambda x, y: per_label(x, y) + lam * label_softmax_loss(x, y)
+        return per_label if lam == 0 else lambda x, y: per_label(x, y) + lam * label_softmax_loss(x, y, smoothing)
     raise ValueError(f"loss {name!r} is not available for {kind} tasks")
 
 

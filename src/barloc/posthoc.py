@@ -16,7 +16,15 @@ from __future__ import annotations
 import numpy as np
 
 from barloc.artifacts import FOLD, OOF, SPLIT
-from barloc.calibrate import apply, class_offset, ece_from_bins, fit_calibration, nll_of, reliability_of
+from barloc.calibrate import (
+    apply,
+    class_offset,
+    ece_from_bins,
+    fit_calibration,
+    nll_of,
+    offset_undoes_loss,
+    reliability_of,
+)
 from barloc.calling import correct, reweight, split_arrays, target_vector
 from barloc.metrics import fit_calls, predict_multilabel
 from barloc.soft import hard_mask
@@ -24,6 +32,9 @@ from barloc.soft import hard_mask
 #: the methods ``calibration.method: auto`` chooses among; sigmoid heads' bcts is Platt scaling
 #: (and so is their vector scaling, left out as the same fit)
 METHODS = {"multiclass": ("none", "temperature", "bcts", "vector"), "multilabel": ("none", "temperature", "bcts")}
+#: the methods that fit a bias per class or label, the only ones ``auto`` takes when the logits
+#: carry a shift the weighting offset does not undo (:func:`barloc.calibrate.offset_undoes_loss`)
+BIAS_METHODS = ("bcts", "vector")
 #: auto never takes a method whose cross-validated calls lose more than this against temperature scaling's
 CALLS_TOLERANCE = 0.01
 #: nor one whose calls lose more than this against temperature scaling's on any one fold, or
@@ -111,6 +122,7 @@ def choose_calibration(
     call_ratio="auto",
     target: np.ndarray | None = None,
     ece_bins: int = 15,
+    bias_refit: bool = False,
 ) -> tuple[dict, dict, np.ndarray]:
     """(calibration parameters fitted on all rows, the choice, the chosen method's
     :func:`crossfitted` probabilities).
@@ -125,6 +137,9 @@ def choose_calibration(
     confidently wrong groups set the temperature, and every other call is then under-confident.
     When no method passes both, the calls decide and ECE breaks the tie. Any other method is
     taken as given. The choice records every candidate's cross-validated NLL, ECE and calls.
+    ``bias_refit``: the weighting offset does not make the logits posteriors (the softmax term
+    of sigmoid heads), so ``auto`` takes only a method of :data:`BIAS_METHODS`; the others are
+    still scored, as the guards' references.
     ``target``: the known query priors a softmax task calls under (``prior_shift.method:
     known``), so that calls and ECE are those of the probabilities the task reports."""
     candidates = METHODS[kind] if method == "auto" else tuple(dict.fromkeys(("temperature", method)))
@@ -155,7 +170,8 @@ def choose_calibration(
                 table[m]["ece"] > raw["ece"] or _largest_gap(table[m]["ece_folds"], raw["ece_folds"]) > FOLD_TOLERANCE
             )
 
-        calls_ok = [m for m in candidates if keeps_calls(m)] or ["temperature"]
+        allowed = [m for m in candidates if not bias_refit or m in BIAS_METHODS]
+        calls_ok = [m for m in allowed if keeps_calls(m)] or (allowed if bias_refit else ["temperature"])
         eligible = [m for m in calls_ok if keeps_ece(m)]
         keeps = (
             f"whose calls' {metric.replace('_', ' ')} stays within {CALLS_TOLERANCE} of temperature scaling's "
@@ -174,6 +190,8 @@ def choose_calibration(
                 f"the lowest cross-validated ECE ({table[chosen]['ece']:.3f}) of the methods {keeps}; none of "
                 "them kept the uncalibrated probabilities' ECE"
             )
+        if bias_refit:
+            reason += "; only a method that fits each label's bias, as the training loss's softmax term shifts it"
     else:
         chosen, reason = method, "calibration.method names it"
     choice = {
@@ -318,8 +336,19 @@ def calibration_fit(
     under the chosen method (:func:`crossfitted`), which the held-out checks read."""
     offset = class_offset(meta)
     target = _known_target(meta, pcfg)
+    refit = not offset_undoes_loss(meta.kind, meta.loss)
     fitted, choice, probs = choose_calibration(
-        meta.kind, ccfg["method"], z, y, folds, offset, meta.priors, ccfg["call_ratio"], target, int(ccfg["ece_bins"])
+        meta.kind,
+        ccfg["method"],
+        z,
+        y,
+        folds,
+        offset,
+        meta.priors,
+        ccfg["call_ratio"],
+        target,
+        int(ccfg["ece_bins"]),
+        refit,
     )
     out = {**fitted, "choice": choice}
     if meta.kind == "multilabel":

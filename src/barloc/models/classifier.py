@@ -2,7 +2,8 @@
 
 One class serves both tasks; ``kind`` picks the head's link. A softmax head makes classes
 compete (one origin per fish); sigmoid heads score each location on its own, because a
-protein can sit in the nucleus and the cytoplasm at once.
+protein can sit in the nucleus and the cytoplasm at once (their loss can add a softmax term,
+``loss.softmax_weight``, so that locations compete in training; the outputs stay per label).
 """
 
 from __future__ import annotations

@@ -44,7 +44,12 @@ class CrossFit:
 
 def to_calling_model(meta: ModelMeta, calling: ModelMeta) -> np.ndarray:
     """What moves ``meta``'s model's class logits to ``calling``'s training mix and class
-    weighting: log(pi_calling / pi_model) (per label in logits) plus the weighting offsets' difference."""
+    weighting: log(pi_calling / pi_model) (per label in logits) plus the weighting offsets' difference.
+
+    Exact for a loss whose optimum the offset undoes; with sigmoid heads' softmax term
+    (``loss.softmax_weight``) part of each label's bias follows that term instead, so the move is
+    approximate, and the pooled Platt fit that such a task's calibration must use takes up the
+    common part of what is left."""
     shift = prior_logits(calling) - prior_logits(meta) + class_offset(meta) - class_offset(calling)
     # A class the fold model never trained on has no prior to move (its log prior is clipped,
     # its class weight counted as 1): its logit stays as the model gave it.
