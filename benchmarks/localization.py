@@ -242,6 +242,7 @@ def run_partition(
     speed_seqs: list[str],
     floor_only: bool = False,
     save_model: Path | None = None,
+    heads_from: dict | None = None,
 ) -> dict:
     partitions = sorted(df["group"].unique())
     val_p, train_ps = rotation(partitions, test)
@@ -296,8 +297,18 @@ def run_partition(
         **prediction_speed(model, speed_seqs, enc, predict_batch, device),
     }
 
+    # the softmax and sparsemax heads of an earlier run with the same encoder, data and training
+    # (--heads-from): their loss replaces the config's, so the loss settings do not reach them
+    if heads_from is not None:
+        multi = Yt.sum(axis=1) > 1
+        svs = {k: v for k, v in heads_from.items() if k.endswith("_train_seconds")}
+        for subset, m in (("all", np.ones(len(Yt), bool)), ("multi_location", multi), ("single_location", ~multi)):
+            svs[subset] = {"sigmoid": scores(pt[m], Yt[m], rule, classes)} | {
+                name: heads_from[subset][name] for name in ("softmax", "sparsemax")
+            }
+        out["softmax_vs_sigmoid"] = svs
     # the same encoder with one softmax, and with one sparsemax, over the locations
-    if softmax:
+    elif softmax:
         stask = copy.deepcopy(task)
         stask.setdefault("train", {})["monitor"] = "val_loss"
         heads = {}
@@ -573,6 +584,34 @@ def staging(model_dir: Path) -> Path:
     return model_dir.with_name(model_dir.name + ".partial")
 
 
+#: the settings an earlier run must share for its softmax and sparsemax heads to be this run's
+HEADS_SETTINGS = (
+    "data_sha256",
+    "n_proteins",
+    "per_partition",
+    "max_epochs",
+    "encoder",
+    "train",
+    "calibration",
+    "seed",
+    "partitions",
+    "classes",
+)
+
+
+def reusable_heads(path: Path, settings: dict) -> dict:
+    """Per test partition, the ``softmax_vs_sigmoid`` results of the run in ``path``, refused
+    unless it trained its heads with every setting of :data:`HEADS_SETTINGS` the same."""
+    earlier = json.loads(path.read_text())
+    differ = [k for k in HEADS_SETTINGS if earlier["settings"].get(k) != settings.get(k)]
+    if differ:
+        raise SystemExit(f"--heads-from {path}: its {', '.join(differ)} differ from this run's")
+    parts = earlier["partitions"]
+    if any(not parts.get(t, {}).get("softmax_vs_sigmoid") for t in settings["partitions"]):
+        raise SystemExit(f"--heads-from {path}: it has no softmax and sparsemax heads for every test partition")
+    return {t: parts[t]["softmax_vs_sigmoid"] for t in settings["partitions"]}
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line, with ``--cpu-full``'s preset applied (device, partition, threads, out)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -627,6 +666,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--no-softmax", action="store_true", help="skip the softmax and sparsemax heads (softmax_vs_sigmoid)"
     )
     ap.add_argument(
+        "--heads-from",
+        type=Path,
+        metavar="JSON",
+        help="take the softmax and sparsemax heads' results from this earlier result file instead of training "
+        "them: it must have the same data, seed, test partitions, encoder, training and calibration settings. "
+        "Their loss replaces the config's, so a run that changes only loss settings trains the same heads; the "
+        "sigmoid rows are this run's",
+    )
+    ap.add_argument(
         "--floor-only", action="store_true", help="only the composition floor (minutes on a CPU for the full set)"
     )
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -644,6 +692,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "calibration.json); one test partition only",
     )
     args = ap.parse_args(argv)
+    if args.heads_from is not None and (args.no_softmax or args.floor_only or args.merge):
+        ap.error("--heads-from fills in the heads' results: not with --no-softmax, --floor-only or --merge")
     if args.save_model is not None:
         # resources/models/localization links to the package's copy: write there, not over the link
         args.save_model = args.save_model.resolve()
@@ -784,6 +834,10 @@ def run(args) -> dict:
         "versions": versions(),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
     }
+    heads = None
+    if args.heads_from is not None:
+        heads = reusable_heads(args.heads_from, settings)
+        settings["heads_from"] = str(args.heads_from)
     if args.quick:
         settings["note"] = (
             f"QUICK RUN: {per_partition} proteins per partition, at most {tr['max_epochs']} epochs "
@@ -816,6 +870,7 @@ def run(args) -> dict:
             speed,
             args.floor_only,
             None if args.save_model is None else staging(args.save_model),
+            None if heads is None else heads[test],
         )
         p = result["partitions"][test]
         log.info(

@@ -130,7 +130,9 @@ def test_cpu_full_preset_arguments():
 
 def test_cpu_full_runs_every_protein_on_partition_4_with_the_sparsemax_head(tiny, tmp_path):
     """The preset on the tiny set: no subsampling, test partition 4, the floor and the three heads,
-    the top-level keys the other result files carry; the default --out moved into tmp_path."""
+    the top-level keys the other result files carry; the default --out moved into tmp_path. Then
+    --heads-from: a rerun with other loss settings reuses those heads, and one with another seed
+    is refused."""
     where, config = tiny
     bench = _bench()
     bench.CPU_FULL = {**bench.CPU_FULL, "out": tmp_path / "results" / "localization_cpu_full.json"}
@@ -154,6 +156,26 @@ def test_cpu_full_runs_every_protein_on_partition_4_with_the_sparsemax_head(tiny
     sm = p["softmax_vs_sigmoid"]["all"]["sparsemax"]
     assert sm["n"] == 24 and 0 <= sm["mean_zero_probabilities"] < len(LOCATIONS)
     assert saved["softmax_vs_sigmoid"]["all"]["sparsemax"]["micro_f1"] == pytest.approx(sm["micro_f1"], abs=1e-4)
+
+    # --heads-from: a run that changes only loss settings takes those heads and scores its own sigmoid
+    earlier = tmp_path / "results" / "localization_cpu_full.json"
+    term = tmp_path / "term.yaml"
+    term.write_text(config.read_text().replace("pos_weight: true}", "pos_weight: true, softmax_weight: 1.0}"))
+    again = bench.main(
+        ["--cpu-full", "--config", str(term), "--threads", "1", "--max-epochs", "2", "--out", str(tmp_path / "b.json")]
+        + ["--heads-from", str(earlier)]
+    )
+    for subset in ("all", "multi_location", "single_location"):
+        for head in ("softmax", "sparsemax"):
+            assert again["partitions"]["4"]["softmax_vs_sigmoid"][subset][head] == p["softmax_vs_sigmoid"][subset][head]
+    sig = again["partitions"]["4"]["softmax_vs_sigmoid"]["all"]["sigmoid"]
+    assert sig["micro_f1"] == pytest.approx(again["barloc"]["micro_f1"], abs=1e-4)
+    assert again["settings"]["heads_from"] == str(earlier) and again["settings"]["loss"]["softmax_weight"] == 1.0
+    with pytest.raises(SystemExit, match="seed differ"):
+        bench.main(
+            ["--cpu-full", "--config", str(term), "--seed", "7", "--out", str(tmp_path / "c.json")]
+            + ["--heads-from", str(earlier)]
+        )
 
 
 def test_sparsemax_head_loss_leaves_rows_without_locations_out():
