@@ -211,6 +211,12 @@ def scores(probs: np.ndarray, Y: np.ndarray, rule: dict, classes: list[str]) -> 
     }
 
 
+def subsets(Y: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """The proteins the heads are compared on: all, those with more than one location, those with one."""
+    multi = Y.sum(axis=1) > 1
+    return [("all", np.ones(len(Y), bool)), ("multi_location", multi), ("single_location", ~multi)]
+
+
 def prediction_speed(model, seqs: list[str], enc: dict, batch_size: int, device: str) -> dict:
     """Proteins per second through barloc's predict path (``EncodedDataset`` + ``predict_logits``,
     as ``barloc predict`` runs it), tokenising included, timed after one warm-up batch."""
@@ -300,9 +306,8 @@ def run_partition(
     # the softmax and sparsemax heads of an earlier run with the same encoder, data and training
     # (--heads-from): their loss replaces the config's, so the loss settings do not reach them
     if heads_from is not None:
-        multi = Yt.sum(axis=1) > 1
         svs = {k: v for k, v in heads_from.items() if k.endswith("_train_seconds")}
-        for subset, m in (("all", np.ones(len(Yt), bool)), ("multi_location", multi), ("single_location", ~multi)):
+        for subset, m in subsets(Yt):
             svs[subset] = {"sigmoid": scores(pt[m], Yt[m], rule, classes)} | {
                 name: heads_from[subset][name] for name in ("softmax", "sparsemax")
             }
@@ -319,9 +324,8 @@ def run_partition(
             hmodel, hmeta, _ = fit(tr, va, stask, trainer, pseed, f"partition{test}-{name}", callbacks=(callback,))
             hv, ht = (to_probs(predict_logits(hmodel, ds, predict_batch, device)) for ds in (ds_v, ds_t))
             heads[name] = (ht, fit_calls(hv, Yv, call_ratio), hmeta.train_seconds)
-        multi = Yt.sum(axis=1) > 1
         svs: dict = {}
-        for subset, m in (("all", np.ones(len(Yt), bool)), ("multi_location", multi), ("single_location", ~multi)):
+        for subset, m in subsets(Yt):
             svs[subset] = {"sigmoid": scores(pt[m], Yt[m], rule, classes)}
             for name, (ht, hrule, _) in heads.items():
                 svs[subset][name] = scores(ht[m], Yt[m], hrule, classes)

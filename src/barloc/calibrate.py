@@ -302,6 +302,11 @@ def weighting_offset(kind: str, loss: dict, train_counts: np.ndarray, n_train: i
     return -np.log(np.maximum(pos_weights(counts, n_train, loss["pos_weight_cap"]), 1e-12))
 
 
+#: the calibration methods that fit a bias per class or label: the only ones that calibrate
+#: logits whose shift the weighting offset does not undo (:func:`offset_undoes_loss`)
+BIAS_METHODS = ("bcts", "vector")
+
+
 def offset_undoes_loss(kind: str, loss: dict) -> bool:
     """Whether :func:`weighting_offset` alone brings the logits back to posteriors under the
     training priors. Not with the softmax term of sigmoid heads (``loss.softmax_weight``): it

@@ -136,6 +136,8 @@ def kmer_encoder_bytes(enc: dict, batch_size: int) -> int:
 def cross_checks(config: dict) -> list[str]:
     """Rules that span several keys, which a JSON schema says poorly: one line a problem. A rule
     whose keys a (partial) task block lacks is not checked, so a rule's share of a block passes."""
+    from barloc.calibrate import BIAS_METHODS, offset_undoes_loss  # calibrate reads defaults from here
+
     problems = []
     for name, task in config.get("tasks", {}).items():
         kind, alphabet, fmt = task.get("kind"), task.get("alphabet"), task.get("format")
@@ -193,9 +195,14 @@ def cross_checks(config: dict) -> list[str]:
                 f"{where}.loss.softmax_weight: adds a softmax term to sigmoid heads (kind: multilabel); "
                 "a multiclass head is a softmax already"
             )
-        if loss.get("softmax_weight") and task.get("calibration", {}).get("method") in ("none", "temperature"):
+        method = task.get("calibration", {}).get("method")
+        if (
+            kind != "multiclass"
+            and not offset_undoes_loss("multilabel", loss)
+            and method not in (None, "auto", *BIAS_METHODS)
+        ):
             problems.append(
-                f"{where}.calibration.method: {task['calibration']['method']} keeps the weighting offset as the only bias, "
+                f"{where}.calibration.method: {method} keeps the weighting offset as the only bias, "
                 "but loss.softmax_weight shifts each label's logit by its own amount: use bcts (Platt scaling) or auto"
             )
         pcfg = task.get("prior_shift", {})

@@ -227,14 +227,15 @@ def make_loss(kind: str, cfg: dict, target_counts: np.ndarray, n_train: int) -> 
         pw = None
         if cfg["pos_weight"]:
             pw = torch.tensor(pos_weights(target_counts, n_train, cfg["pos_weight_cap"]), dtype=torch.float32)
-        if name in ("bce", "cross_entropy"):
-            per_label = lambda x, y: sigmoid_bce(x, y, _on(pw, x), smoothing)  # noqa: E731
-        elif name == "focal":
-            per_label = lambda x, y: sigmoid_focal_loss(x, y, gamma, _on(pw, x), smoothing)  # noqa: E731
-        else:
-            raise ValueError(f"loss {name!r} is not available for {kind} tasks")
-        lam = float(cfg["softmax_weight"])
-        return per_label if lam == 0 else lambda x, y: per_label(x, y) + lam * label_softmax_loss(x, y, smoothing)
+        if name in ("bce", "cross_entropy", "focal"):
+            g = gamma if name == "focal" else 0.0  # BCE is the focal loss at gamma 0
+            lam = float(cfg["softmax_weight"])
+
+            def sigmoid_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+                loss = sigmoid_focal_loss(x, y, g, _on(pw, x), smoothing)
+                return loss + lam * label_softmax_loss(x, y, smoothing) if lam else loss
+
+            return sigmoid_loss
     raise ValueError(f"loss {name!r} is not available for {kind} tasks")
 
 

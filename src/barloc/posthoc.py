@@ -17,6 +17,7 @@ import numpy as np
 
 from barloc.artifacts import FOLD, OOF, SPLIT
 from barloc.calibrate import (
+    BIAS_METHODS,
     apply,
     class_offset,
     ece_from_bins,
@@ -32,9 +33,6 @@ from barloc.soft import hard_mask
 #: the methods ``calibration.method: auto`` chooses among; sigmoid heads' bcts is Platt scaling
 #: (and so is their vector scaling, left out as the same fit)
 METHODS = {"multiclass": ("none", "temperature", "bcts", "vector"), "multilabel": ("none", "temperature", "bcts")}
-#: the methods that fit a bias per class or label, the only ones ``auto`` takes when the logits
-#: carry a shift the weighting offset does not undo (:func:`barloc.calibrate.offset_undoes_loss`)
-BIAS_METHODS = ("bcts", "vector")
 #: auto never takes a method whose cross-validated calls lose more than this against temperature scaling's
 CALLS_TOLERANCE = 0.01
 #: nor one whose calls lose more than this against temperature scaling's on any one fold, or
