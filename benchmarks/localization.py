@@ -68,7 +68,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from barloc import extra_heads
-from barloc.calibrate import apply, fit_for_model, softmax_probs
+from barloc.calibrate import apply, call_ratio_on, fit_for_model, softmax_probs
 from barloc.config import check_config
 from barloc.data import EncodedDataset, predict_logits, targets_for
 from barloc.inference import shipped_root
@@ -189,12 +189,13 @@ def sparsity(probs: np.ndarray) -> dict:
     }
 
 
-def scores(probs: np.ndarray, Y: np.ndarray, rule: dict, classes: list[str]) -> dict:
+def scores(probs: np.ndarray, Y: np.ndarray, rule: dict, classes: list[str], logits: np.ndarray | None = None) -> dict:
     """DeepLoc 2.0's summary scores and per-location MCC under a calling rule fitted on the val
-    partition (:func:`barloc.metrics.fit_calls`: thresholds and call ratio)."""
+    partition (:func:`barloc.metrics.fit_calls`: thresholds and call ratio; ``logits``: the
+    ratio compares their softmax, as the model's calibration.json says)."""
     thresholds, ratio = rule["thresholds"], rule["call_ratio"]
-    m = multilabel_metrics(probs, Y, thresholds, ratio=ratio)
-    mcc = per_label_mcc(probs, Y, thresholds, classes, ratio)
+    m = multilabel_metrics(probs, Y, thresholds, ratio=ratio, logits=logits)
+    mcc = per_label_mcc(probs, Y, thresholds, classes, ratio, logits)
     return {
         "n": int(len(Y)),
         "micro_f1": m["micro_f1"],
@@ -204,8 +205,9 @@ def scores(probs: np.ndarray, Y: np.ndarray, rule: dict, classes: list[str]) -> 
         "mcc": {c: v["mcc"] for c, v in mcc.items()},
         "thresholds": {c: v["threshold"] for c, v in mcc.items()},
         "call_ratio": ratio,
+        "call_ratio_on": "probabilities" if logits is None else "logits",
         "mean_true_locations": float(Y.sum(axis=1).mean()) if len(Y) else float("nan"),
-        "mean_predicted_locations": float(predict_multilabel(probs, thresholds, ratio).sum(axis=1).mean())
+        "mean_predicted_locations": float(predict_multilabel(probs, thresholds, ratio, logits).sum(axis=1).mean())
         if len(Y)
         else float("nan"),
     }
@@ -287,12 +289,14 @@ def run_partition(
     method = task["calibration"]["method"]
     calib = fit_for_model(meta, "bcts" if method == "auto" else method, zv, Yv)
     pv, pt = apply(zv, "multilabel", calib), apply(zt, "multilabel", calib)
-    rule = fit_calls(pv, Yv, call_ratio)
-    out["barloc"] = scores(pt, Yt, rule, classes)
+    on = call_ratio_on(meta.kind, meta.loss)  # the ratio compares the logits' softmax, or the probabilities
+    rv, rt = (zv, zt) if on else (None, None)
+    rule = fit_calls(pv, Yv, call_ratio, rv)
+    out["barloc"] = scores(pt, Yt, rule, classes, rt)
     # the same probabilities called by the per-label thresholds alone (DeepLoc 2.0's rule)
-    out["barloc_thresholds_only"] = scores(pt, Yt, {**rule, "call_ratio": 0.0}, classes)
+    out["barloc_thresholds_only"] = scores(pt, Yt, {**rule, "call_ratio": 0.0}, classes, rt)
     if save_model is not None:
-        export_model(save_model, model, meta, calib, rule)
+        export_model(save_model, model, meta, calib, {**rule, "call_ratio_on": on})
     out["timing"] = {
         "train_seconds": meta.train_seconds,
         "epochs": meta.epochs,
@@ -308,7 +312,7 @@ def run_partition(
     if heads_from is not None:
         svs = {k: v for k, v in heads_from.items() if k.endswith("_train_seconds")}
         for subset, m in subsets(Yt):
-            svs[subset] = {"sigmoid": scores(pt[m], Yt[m], rule, classes)} | {
+            svs[subset] = {"sigmoid": scores(pt[m], Yt[m], rule, classes, None if rt is None else rt[m])} | {
                 name: heads_from[subset][name] for name in ("softmax", "sparsemax")
             }
         out["softmax_vs_sigmoid"] = svs
@@ -326,7 +330,7 @@ def run_partition(
             heads[name] = (ht, fit_calls(hv, Yv, call_ratio), hmeta.train_seconds)
         svs: dict = {}
         for subset, m in subsets(Yt):
-            svs[subset] = {"sigmoid": scores(pt[m], Yt[m], rule, classes)}
+            svs[subset] = {"sigmoid": scores(pt[m], Yt[m], rule, classes, None if rt is None else rt[m])}
             for name, (ht, hrule, _) in heads.items():
                 svs[subset][name] = scores(ht[m], Yt[m], hrule, classes)
             svs[subset]["sparsemax"] |= sparsity(heads["sparsemax"][0][m])
@@ -351,6 +355,7 @@ def export_model(out: Path, model, meta, calib: dict, rule: dict) -> None:
         **calib,
         thresholds=[float(t) for t in rule["thresholds"]],
         call_ratio=float(rule["call_ratio"]),
+        call_ratio_on=rule.get("call_ratio_on"),
     )
     write_json(calibration, out / "calibration.json")
 
@@ -387,17 +392,19 @@ def write_model_card(out: Path, result: dict, command: str) -> None:
     def row(name: str, r: dict) -> str:
         return f"| {name} | " + " | ".join(f"{r[k]:.3f}" for k in SUMMARY_KEYS) + " |"
 
-    mcc = "\n".join(f"| {c} | {b['mcc'][c]:.3f} | {f['mcc'][c]:.3f} |" for c in st["classes"])
+    # per-location MCC from the partition block, unrounded, as benchmarks/README.md prints it
+    pb, pf = part["barloc"]["mcc"], part["floor"]["mcc"]
+    mcc = "\n".join(f"| {c} | {pb[c]:.3f} | {pf[c]:.3f} |" for c in st["classes"])
     loss = st["loss"]
     per_label = f"focal loss (γ = {loss['gamma']:g})" if loss["type"] == "focal" else "binary cross-entropy"
-    weighted = ", positives weighted by negatives / positives" if loss["pos_weight"] else ""
+    weighted = ",\npositives weighted by negatives / positives" if loss["pos_weight"] else ""
     lam = loss.get("softmax_weight", 0.0)
-    term = f", plus {lam:g} × a softmax cross-entropy over the same logits (`loss.softmax_weight`)" if lam else ""
+    term = f",\nplus {lam:g} × a softmax cross-entropy over the same logits (`loss.softmax_weight`)" if lam else ""
     text = f"""# barloc protein localization model
 
 Ten independent sigmoid heads (one per subcellular location) over a convolutional encoder of the
-amino-acid sequence, trained with per-location {per_label}{weighted}{term};
-calibrated (`{Calibration.load(out / "calibration.json").method}`) and called by per-location
+amino-acid sequence, trained with per-location {per_label}{weighted}{term}.
+It is calibrated (`{Calibration.load(out / "calibration.json").method}`) and called by per-location
 MCC thresholds and a call ratio fitted on a held-out partition. Eukaryotic proteins; the model
 sees the sequence alone (no language model, no homology search).
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -56,6 +58,32 @@ def test_multilabel_rule_and_extra_heads():
     # the call ratio drops a label far below the top one
     caller.calibration.call_ratio = 0.99
     assert caller.call(["a", "b"], z, extra=np.array([[2.0], [-2.0]]))["call"][0] == "Atlantic"
+
+
+def test_a_call_ratio_on_logits_reads_them_and_follows_prior_correction():
+    """calibration.json call_ratio_on: logits (synthetic numbers): the call ratio and the top label
+    are the logits' softmax, not the calibrated probabilities', whose per-label bias (-3 on
+    Indian) reorders them; prior correction moves each logit as it moved the label's."""
+    z = np.array([[2.0, 2.5, -4.0]])
+    calib = Calibration(
+        method="bcts", temperature=[1.0, 1.0, 1.0], bias=[0.0, -3.0, 0.0], thresholds=[0.3] * 3, call_ratio=0.9
+    )
+    by_probs = Caller(meta("multilabel"), calib, 0.5)
+    assert by_probs.call(["a"], z)["call"].tolist() == ["Atlantic"]  # probabilities 0.88, 0.38, 0.02
+    by_logits = Caller(meta("multilabel"), dataclasses.replace(calib, call_ratio_on="logits"), 0.5)
+    assert by_logits.needs_logits and not by_probs.needs_logits
+    assert by_logits.call(["a"], z)["call"].tolist() == ["Indian"]  # shares 0.61, 1, 0
+    with pytest.raises(ValueError, match="logits"):
+        by_logits.calls(["a"], by_logits.calibrate(z))
+    # correcting Atlantic's prior up moves its logit by the same amount as its calibrated one
+    rng = np.random.default_rng(0)
+    zz = rng.normal(size=(20, 3)) * 2
+    cal = by_logits.calibrate(zz)
+    target = np.array([0.9, 0.2, 0.3])
+    moved = by_logits.rank_logits(zz, by_logits.probabilities(zz, target)) - zz
+    assert moved[:, 0].min() > 1 and np.allclose(moved, moved[0]) and np.allclose(moved[:, 1:], 0, atol=1e-9)
+    np.testing.assert_allclose(by_logits.rank_logits(zz, cal), zz)
+    assert by_probs.rank_logits(zz, cal) is None
 
 
 def test_split_arrays_leave_soft_targets_and_other_splits_out():

@@ -26,6 +26,7 @@ from barloc.cli import main
 from barloc.config import task_default
 from barloc.data import EncodedDataset, predict_logits, targets_for
 from barloc.inference import Progress, predict_file
+from barloc.metrics import moved_logits
 from barloc.modelio import build_model, save_model
 
 BASINS = ["Atlantic", "Indian", "Pacific"]
@@ -198,11 +199,13 @@ def workflow_calls(task: dict, threshold: float = 0.6, batch_size: int = 64, pro
     """What the workflow writes for these sequences: predict -> calibrate.apply -> calls_table."""
     meta, calib = task["meta"], task["calibration"]
     ds = EncodedDataset(task["seqs"], meta["encoder"], meta["alphabet"])
-    probs = apply(predict_logits(task["model"], ds, batch_size), meta["kind"], calib)
+    z = predict_logits(task["model"], ds, batch_size)
+    probs = calibrated = apply(z, meta["kind"], calib)
     if probs_hook is not None:
         probs = probs_hook(probs)
     thresholds, ratio = Calibration(**calib).call_rule(len(meta["classes"]))
-    return calls_table(task["ids"], probs, meta["classes"], meta["kind"], threshold, thresholds, ratio)
+    rank = moved_logits(z, calibrated, probs) if calib.get("call_ratio_on") == "logits" else None
+    return calls_table(task["ids"], probs, meta["classes"], meta["kind"], threshold, thresholds, ratio, rank)
 
 
 def read_calls(path: Path) -> pd.DataFrame:
@@ -351,6 +354,38 @@ def test_known_priors_multilabel_keep_unnamed_labels_at_training_rates(loc, tmp_
     target[PLACES.index("Nucleus")] = 0.9
     want = workflow_calls(loc, probs_hook=lambda p: shift.reweight_multilabel(p, train, target))
     assert_same_calls(read_calls(out), want)
+
+
+@pytest.mark.parametrize("priors", ["estimated", "known"])
+def test_a_call_ratio_on_the_logits_follows_the_prior_correction(loc, tmp_path, priors):
+    """A sigmoid model whose call ratio compares its logits' softmax (trained with the softmax
+    term): both prediction paths, EM's two passes and known priors, call as the workflow does,
+    the logits moved as the correction moved each label's probability; and the rule changes
+    calls against the same model reading its probabilities."""
+    task = {**loc, "calibration": {**loc["calibration"], "call_ratio_on": "logits"}}
+    ckpt = _write_task(tmp_path / "model", loc["model"], loc["meta"], task["calibration"])
+    train = np.asarray(loc["meta"]["train_priors"])
+    if priors == "estimated":
+        flags = ["--estimate-priors", "--chunk-size", "8"]
+
+        def hook(p):
+            pcfg = {**task_default("prior_shift"), "method": "em", "bootstrap": 0}
+            return correct("multilabel", p.astype(np.float32).astype(np.float64), train, pcfg, PLACES, 0)[0]
+    else:
+        known = tmp_path / "known.tsv"
+        known.write_text("class\tprior\nNucleus\t0.9\n")
+        flags = ["--priors", known]
+        target = train.copy()
+        target[PLACES.index("Nucleus")] = 0.9
+
+        def hook(p):
+            return shift.reweight_multilabel(p, train, target)
+
+    out = tmp_path / "calls.tsv"
+    assert run_cli("--model", ckpt, "--input", loc["fasta"], "--out", out, "--quiet", *flags) == 0
+    got = read_calls(out)
+    assert_same_calls(got, workflow_calls(task, probs_hook=hook), atol=1e-5)
+    assert got["call"].tolist() != workflow_calls(loc, probs_hook=hook)["call"].tolist()
 
 
 def test_estimated_priors_equal_em_on_all_samples(fish, tmp_path, capsys):

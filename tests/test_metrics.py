@@ -44,6 +44,55 @@ def test_call_ratio_drops_calls_far_below_the_top_label():
     np.testing.assert_array_equal(metrics.predict_multilabel(probs, thr, 1.0), np.eye(3)[[0, 0, 0]])
 
 
+def test_a_call_ratio_on_logits_ranks_by_their_softmax():
+    """With logits the top label and the ratio are those of exp(z - z_max); the calibrated
+    probabilities still face the thresholds (synthetic numbers)."""
+    probs = np.array([[0.60, 0.20, 0.05]])  # label 2 is rare: calibration puts it far down
+    z = np.array([[1.0, 0.0, 1.2]])  # but its logit leads: shares 0.82, 0.30, 1
+    thr = np.array([0.5, 0.5, 0.04])
+    np.testing.assert_array_equal(metrics.predict_multilabel(probs, thr, 0.5), [[1, 0, 0]])
+    np.testing.assert_array_equal(metrics.predict_multilabel(probs, thr, 0.5, z), [[1, 0, 1]])
+    np.testing.assert_array_equal(metrics.predict_multilabel(probs, thr, 0.9, z), [[0, 0, 1]])
+    # a label below its threshold is not called for its share, unless it is the top label
+    np.testing.assert_array_equal(metrics.predict_multilabel(probs, thr, 0.0, np.array([[1.0, 0.9, 0.0]])), [[1, 0, 1]])
+    np.testing.assert_array_equal(metrics.predict_multilabel(probs, thr, 0.0, np.array([[0.0, 0.9, 0.0]])), [[1, 1, 1]])
+
+
+def test_moved_logits_follow_a_per_label_logit_shift():
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(5, 3))
+    before = rng.uniform(0.05, 0.95, (5, 3))
+    shift = np.array([0.5, -1.0, 2.0])
+    after = 1 / (1 + np.exp(-(np.log(before / (1 - before)) + shift)))
+    np.testing.assert_allclose(metrics.moved_logits(z, before, after), z + shift)
+    np.testing.assert_allclose(metrics.moved_logits(z, before, before), z)
+
+
+def _squashed_rare_label(seed: int, n: int = 800):
+    """Synthetic: 4 labels, one true a sample, label 3 rare (8%); the true label's logit leads
+    by about 1.5. Calibration gives label 3 a bias of -3: each label's probabilities keep their
+    order, but a rare label that leads its sample's logits sits far below the others' probabilities."""
+    rng = np.random.default_rng(seed)
+    Y = np.eye(4, dtype=bool)[rng.choice(4, n, p=[0.4, 0.3, 0.22, 0.08])]
+    z = rng.normal(0, 0.7, (n, 4)) + 1.5 * Y
+    return 1 / (1 + np.exp(-(z + np.array([0.0, 0.0, 0.0, -3.0])))), z, Y
+
+
+def test_a_call_ratio_fitted_on_logits_beats_one_on_squashed_probabilities():
+    pv, zv, Yv = _squashed_rare_label(0)
+    pt, zt, Yt = _squashed_rare_label(1)
+    on_z, on_p = metrics.fit_calls(pv, Yv, "auto", zv), metrics.fit_calls(pv, Yv)
+    np.testing.assert_array_equal(on_z["thresholds"], on_p["thresholds"])  # the thresholds read the probabilities
+    got = metrics.multilabel_metrics(pt, Yt, on_z["thresholds"], ratio=on_z["call_ratio"], logits=zt)
+    old = metrics.multilabel_metrics(pt, Yt, on_p["thresholds"], ratio=on_p["call_ratio"])
+    assert got["micro_f1"] > old["micro_f1"] + 0.02 and got["macro_f1"] > old["macro_f1"] + 0.03
+    rare = [
+        metrics.per_label_mcc(pt, Yt, r["thresholds"], list("abcd"), r["call_ratio"], z)["d"]["mcc"]
+        for r, z in ((on_z, zt), (on_p, None))
+    ]
+    assert rare[0] > rare[1]
+
+
 def _overcalling_model(seed: int, n: int = 600):
     """Synthetic: 6 labels, mostly one true label a sample. Each sample has its own confidence
     scale shared by all its labels, and its true labels score about three times its others: no

@@ -233,3 +233,48 @@ def test_auto_fits_a_bias_when_the_loss_shifts_logits_the_offset_does_not_undo()
     assert offset_undoes_loss("multilabel", {"softmax_weight": 0.0})
     assert not offset_undoes_loss("multilabel", {"softmax_weight": 1.0})
     assert offset_undoes_loss("multiclass", {})
+
+
+def test_the_softmax_term_fits_and_checks_the_call_ratio_on_the_logits():
+    """Sigmoid heads trained with the softmax term: calibration.json says the call ratio compares
+    the logits (call_ratio_on), its ratio is fitted on them, and the held-out prior-shift check
+    scores the calls the model makes, by that rule (synthetic logits)."""
+    from sklearn.metrics import f1_score
+
+    from barloc.artifacts import Calibration, ModelMeta
+    from barloc.config import task_default
+    from barloc.metrics import fit_calls, predict_multilabel
+
+    rng = np.random.default_rng(5)
+    n = 1200
+    Y = np.eye(3, dtype=bool)[rng.choice(3, n, p=[0.6, 0.3, 0.1])]
+    z = rng.normal(0, 0.8, (n, 3)) + 1.5 * Y - np.array([0.0, 0.0, 2.0])
+    folds = np.repeat(np.arange(4), n // 4)
+    ccfg = task_default("calibration")
+
+    def fields(weight: float) -> dict:
+        meta = ModelMeta(
+            kind="multilabel",
+            classes=["a", "b", "c"],
+            alphabet="protein",
+            encoder={"type": "cnn"},
+            loss={"type": "bce", "pos_weight": False, "softmax_weight": weight},
+            train_counts=Y.sum(0).tolist(),
+            n_train=n,
+            train_priors=Y.mean(0).tolist(),
+        )
+        return meta, posthoc.calibration_fit(meta, z, Y, folds, ccfg)[0]
+
+    plain, term = fields(0.0)[1], fields(1.0)
+    meta, got = term
+    assert "call_ratio_on" not in plain and got["call_ratio_on"] == "logits" and got["method"] == "bcts"
+    calib = Calibration(kind="multilabel", classes=meta.classes, **got)
+    probs = posthoc.apply(z, "multilabel", calib.params())
+    want = fit_calls(probs, Y, ccfg["call_ratio"], z)
+    assert got["call_ratio"] == want["call_ratio"]
+    pcfg = {**task_default("prior_shift"), "method": "em", "check_redraws": 2}
+    check = posthoc.shift_check(meta, calib, z, Y, folds, pcfg, 0, probs)
+    calls = predict_multilabel(probs, *calib.call_rule(3), z)
+    assert check["before"] == pytest.approx(f1_score(Y, calls, average="micro"))
+    by_probs = predict_multilabel(probs, *calib.call_rule(3))  # not the same calls
+    assert check["before"] != pytest.approx(f1_score(Y, by_probs, average="micro"))

@@ -561,6 +561,21 @@ def test_call_ratio_is_stated_where_fitted(built):
     assert "most likely one is always called" not in fish
 
 
+def test_a_call_ratio_on_the_logits_is_stated_as_such(tmp_path):
+    task = tmp_path / "localization"
+    make_synthetic_task(task, "localization", "multilabel", seed=2, n_query=33)
+    cal = json.loads((task / "calibration.json").read_text())
+    (task / "calibration.json").write_text(json.dumps({**cal, "call_ratio_on": "logits"}))
+    out = tmp_path / "report" / "index.html"
+    build_report({"localization": task}, out, run_info(tmp_path), SETTINGS)
+    loc = Page(out.read_text(encoding="utf-8")).text("task-localization")
+    assert (
+        "A location is called when its probability reaches its threshold and its share of the model's "
+        "softmax over the locations is at least 45% of the top location's; the top one is always called."
+    ) in loc
+    assert "most likely one is always called" not in loc
+
+
 def test_plain_language_sentence(built):
     page = built["page"]
     fish = page.text("task-fish_origin-metrics")

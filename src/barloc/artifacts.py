@@ -257,6 +257,9 @@ class Calibration(_Artifact):
     bias: Any = None
     thresholds: list[float] | None = None
     call_ratio: float | None = None
+    #: "logits": the call ratio compares the logits' softmax (sigmoid heads trained with the
+    #: softmax term); absent: the calibrated probabilities (barloc.metrics.predict_multilabel)
+    call_ratio_on: str | None = None
     extra_heads: dict | None = None
     #: how the method was chosen: every candidate's cross-validated NLL and calls (barloc.posthoc)
     choice: dict | None = None

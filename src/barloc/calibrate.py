@@ -317,6 +317,14 @@ def offset_undoes_loss(kind: str, loss: dict) -> bool:
     return not (kind == "multilabel" and float(block_defaults("loss", loss)["softmax_weight"]) > 0)
 
 
+def call_ratio_on(kind: str, loss: dict) -> str | None:
+    """calibration.json's ``call_ratio_on``: ``"logits"`` for sigmoid heads trained with the
+    softmax term, which trained the logits' softmax to rank a protein's labels and which
+    per-label calibration does not keep (:func:`barloc.metrics.predict_multilabel`); else None,
+    the calibrated probabilities."""
+    return None if offset_undoes_loss(kind, loss) else "logits"
+
+
 # ---------------------------------------------------------------- a trained model's calibration
 def nll_of(kind: str, probs: np.ndarray, y: np.ndarray) -> float:
     """Mean NLL of probability rows (multiclass) or of every label's Bernoulli (multilabel)."""

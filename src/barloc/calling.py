@@ -18,7 +18,7 @@ from barloc.artifacts import CALLS_COLUMNS, ID, LABEL, PROB, SPLIT, Calibration,
 from barloc.calibrate import apply
 from barloc.data import targets_for
 from barloc.errors import InputError
-from barloc.metrics import predict_multilabel
+from barloc.metrics import moved_logits, predict_multilabel
 
 log = logging.getLogger(__name__)
 
@@ -154,13 +154,17 @@ def calls_table(
     threshold: float,
     label_thresholds=None,
     call_ratio: float = 0.0,
+    logits: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """One row a sample: the call, its probability, the runners-up and the uncertain flag.
 
     Multiclass: the top class, uncertain below ``threshold``. Multilabel: every label at or
-    above its threshold and at least ``call_ratio`` of the top label's probability (the top
-    label always), uncertain when no label reaches its threshold."""
+    above its threshold and at least ``call_ratio`` of the top label's probability (with
+    ``logits``, of their softmax: :func:`barloc.metrics.predict_multilabel`; the top label
+    always), uncertain when no label reaches its threshold."""
     order = np.argsort(-probs, axis=1)
+    if kind != "multiclass":
+        called_all = predict_multilabel(probs, label_thresholds, call_ratio, logits)
     rows = []
     for i, sid in enumerate(ids):
         p = probs[i]
@@ -170,7 +174,7 @@ def calls_table(
             uncertain = bool(p[top] < threshold)
             rest = order[i, 1:3]
         else:
-            pred = predict_multilabel(p[None, :], label_thresholds, call_ratio)[0]
+            pred = called_all[i]
             called = [j for j in order[i] if pred[j]]
             uncertain = not bool((p >= label_thresholds).any())
             rest = [j for j in order[i] if not pred[j]][:2]
@@ -223,9 +227,30 @@ class Caller:
         probs = self.calibrate(z)
         return probs if target is None else reweight(probs, self.kind, self.train_priors, np.asarray(target))
 
-    def calls(self, ids, probs: np.ndarray, extra: np.ndarray | None = None) -> pd.DataFrame:
-        """The calls table of final probabilities, then each extra head's probability and call."""
-        table = calls_table(list(ids), probs, self.classes, self.kind, self.uncertain_below, *self.rule)
+    @property
+    def needs_logits(self) -> bool:
+        """Whether the calls read the class logits besides the probabilities: sigmoid heads whose
+        call ratio compares the logits' softmax (calibration.json ``call_ratio_on: logits``)."""
+        return self.kind == "multilabel" and self.calibration.call_ratio_on == "logits"
+
+    def rank_logits(self, z: np.ndarray | None, probs: np.ndarray) -> np.ndarray | None:
+        """What the call ratio compares, for final ``probs`` of class logits ``z``, when
+        :attr:`needs_logits`: ``z`` moved as prior correction moved the calibrated probabilities
+        (:func:`barloc.metrics.moved_logits`); else None."""
+        if not self.needs_logits:
+            return None
+        if z is None:
+            raise ValueError("this model's call ratio compares its logits: pass them")
+        return moved_logits(z, self.calibrate(z), probs)
+
+    def calls(
+        self, ids, probs: np.ndarray, extra: np.ndarray | None = None, z: np.ndarray | None = None
+    ) -> pd.DataFrame:
+        """The calls table of final probabilities (of class logits ``z``), then each extra head's
+        probability and call."""
+        table = calls_table(
+            list(ids), probs, self.classes, self.kind, self.uncertain_below, *self.rule, self.rank_logits(z, probs)
+        )
         if self.meta.heads:  # e.g. membrane_prob and membrane_call, after the class columns
             table = extra_heads.add_call_columns(
                 table, extra, self.calibration.extra_heads, self.meta.heads, self.source
@@ -236,4 +261,4 @@ class Caller:
         self, ids, z: np.ndarray, extra: np.ndarray | None = None, target: np.ndarray | None = None
     ) -> pd.DataFrame:
         """Logits to calls in one go: calibrate, correct to ``target`` priors if given, call."""
-        return self.calls(ids, self.probabilities(z, target), extra)
+        return self.calls(ids, self.probabilities(z, target), extra, z)

@@ -328,20 +328,25 @@ def predict_file(
     result = PredictResult(0, 0, "none", classes)
     em_probs: np.ndarray | None = None
     em_extra: np.ndarray | None = None
+    em_z: np.ndarray | None = None
     if estimate_priors:
         # Pass 1: calibrated probabilities of every record, kept as one float32 matrix (and
-        # the extra heads' float32 logits, as the model gives them, for pass 2's calls).
-        parts, extra_parts = [], []
+        # the extra heads' float32 logits, as the model gives them, and the class logits when the
+        # call ratio compares them, for pass 2's calls).
+        parts, extra_parts, z_parts = [], [], []
         for _, seqs in chunks("pass 1/2: predicting"):
             z, extra = class_and_extra_logits(pred, seqs, batch_size, device)
             parts.append(caller.calibrate(z).astype(np.float32))
             if extra is not None:
                 extra_parts.append(extra)
+            if caller.needs_logits:
+                z_parts.append(z.astype(np.float32))
         if not parts:
             raise InputError(input_path, "no records to classify")
         all_probs = np.concatenate(parts)
         em_extra = np.concatenate(extra_parts) if extra_parts else None
-        del parts, extra_parts
+        em_z = np.concatenate(z_parts).astype(np.float64) if z_parts else None
+        del parts, extra_parts, z_parts
         pcfg = {**task_default("prior_shift"), "method": "em", "bootstrap": 0}
         if prior_strength is not None:
             pcfg["prior_strength"] = prior_strength
@@ -364,10 +369,11 @@ def predict_file(
                         raise InputError(input_path, "the file changed between the two passes")
                     probs = em_probs[n : n + len(ids)]
                     extra = None if em_extra is None else em_extra[n : n + len(ids)]
+                    z = None if em_z is None else em_z[n : n + len(ids)]
                 else:
                     z, extra = class_and_extra_logits(pred, seqs, batch_size, device)
                     probs = caller.probabilities(z, target)
-                table = caller.calls(ids, probs, extra)
+                table = caller.calls(ids, probs, extra, z)
                 table.to_csv(fh, sep="\t", index=False, header=n == 0)
                 n += len(ids)
                 n_uncertain += int(table["uncertain"].sum())

@@ -50,44 +50,74 @@ def per_class_multiclass(probs: np.ndarray, y: np.ndarray, classes: list[str]) -
     return out
 
 
-def predict_multilabel(probs: np.ndarray, thresholds: np.ndarray, ratio: float = 0.0) -> np.ndarray:
+def predict_multilabel(
+    probs: np.ndarray, thresholds: np.ndarray, ratio: float = 0.0, logits: np.ndarray | None = None
+) -> np.ndarray:
     """Labels at or above their threshold and at least ``ratio`` times the protein's top label's
-    probability; every protein keeps at least its top label."""
+    probability; every protein keeps at least its top label.
+
+    With ``logits`` (sigmoid heads trained with the softmax term, ``loss.softmax_weight``) the
+    top label and the ratio are those of the logits' softmax, exp(z_j - z_max): the term trained
+    it to rank a protein's labels, which per-label calibration does not keep (each label's own
+    scale and bias). The calibrated probabilities still face the thresholds."""
     pred = probs >= thresholds
     if len(probs):
-        top = probs.argmax(axis=1)
+        rank = probs if logits is None else np.exp(logits - logits.max(axis=1, keepdims=True))
+        top = rank.argmax(axis=1)
         if ratio > 0:
-            pred &= probs >= ratio * probs[np.arange(len(probs)), top][:, None]
+            pred &= rank >= ratio * rank[np.arange(len(rank)), top][:, None]
         pred[np.arange(len(probs)), top] = True
     return pred
 
 
-def fit_call_ratio(probs: np.ndarray, Y: np.ndarray, thresholds: np.ndarray, grid: np.ndarray = RATIO_GRID) -> float:
+def moved_logits(logits: np.ndarray, before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """``logits`` moved by what a correction did to each label's calibrated logit (probabilities
+    ``before`` -> ``after``), so that :func:`predict_multilabel`'s ratio of them ranks as the
+    prior-corrected probabilities do."""
+
+    def logit(p: np.ndarray) -> np.ndarray:
+        p = np.clip(p, 1e-12, 1 - 1e-12)
+        return np.log(p) - np.log1p(-p)
+
+    return logits + logit(after) - logit(before)
+
+
+def fit_call_ratio(
+    probs: np.ndarray,
+    Y: np.ndarray,
+    thresholds: np.ndarray,
+    grid: np.ndarray = RATIO_GRID,
+    logits: np.ndarray | None = None,
+) -> float:
     """The ``ratio`` of :func:`predict_multilabel` that maximises the mean of micro- and
     macro-F1 on validation data (the smallest such, so 0, plain per-label thresholds, wins ties).
 
     Per-label MCC-optimal thresholds are each right for their label alone, but a weak model's
     low thresholds add up: it called 2.5 locations per protein for 1.2 true ones
-    (benchmarks/README.md). The ratio keeps a call only when its probability is not far below
-    the protein's strongest; the probabilities themselves stay independent per label.
+    (benchmarks/README.md). The ratio keeps a call only when its probability (or, with
+    ``logits``, its softmax share) is not far below the protein's strongest; the probabilities
+    themselves stay independent per label.
     """
     Y = np.asarray(Y, dtype=bool)
     if not len(Y):
         return 0.0
 
     def score(r: float) -> float:
-        pred = predict_multilabel(probs, thresholds, r)
+        pred = predict_multilabel(probs, thresholds, r, logits)
         return f1_score(Y, pred, average="micro", zero_division=0) + f1_score(Y, pred, average="macro", zero_division=0)
 
     scores = [score(float(r)) for r in grid]
     return float(grid[int(np.argmax(scores))])
 
 
-def fit_calls(probs: np.ndarray, Y: np.ndarray, call_ratio: float | str = "auto") -> dict:
+def fit_calls(
+    probs: np.ndarray, Y: np.ndarray, call_ratio: float | str = "auto", logits: np.ndarray | None = None
+) -> dict:
     """A sigmoid model's calling rule, fitted on calibrated validation probabilities: per-label
-    MCC-optimal ``thresholds`` and the ``call_ratio`` (``"auto"``: :func:`fit_call_ratio`)."""
+    MCC-optimal ``thresholds`` and the ``call_ratio`` (``"auto"``: :func:`fit_call_ratio`), of
+    the probabilities or, with ``logits``, of their softmax (:func:`predict_multilabel`)."""
     thresholds = mcc_thresholds(probs, Y)
-    ratio = fit_call_ratio(probs, Y, thresholds) if call_ratio == "auto" else float(call_ratio)
+    ratio = fit_call_ratio(probs, Y, thresholds, logits=logits) if call_ratio == "auto" else float(call_ratio)
     return {"thresholds": thresholds, "call_ratio": ratio}
 
 
@@ -113,12 +143,18 @@ def _mcc(y: np.ndarray, p: np.ndarray) -> float:
 
 
 def multilabel_metrics(
-    probs: np.ndarray, Y: np.ndarray, thresholds: np.ndarray, n_bins: int = 15, ratio: float = 0.0
+    probs: np.ndarray,
+    Y: np.ndarray,
+    thresholds: np.ndarray,
+    n_bins: int = 15,
+    ratio: float = 0.0,
+    logits: np.ndarray | None = None,
 ) -> dict:
     """DeepLoc 2.0 definitions: exact-match accuracy (all labels right), sample-averaged
-    Jaccard, micro- and macro-F1 over labels; plus NLL and ECE of the per-label probabilities."""
+    Jaccard, micro- and macro-F1 over labels; plus NLL and ECE of the per-label probabilities.
+    The calls are :func:`predict_multilabel`'s (``logits``: the ratio of their softmax)."""
     Y = Y.astype(bool)
-    pred = predict_multilabel(probs, thresholds, ratio)
+    pred = predict_multilabel(probs, thresholds, ratio, logits)
     inter = (pred & Y).sum(axis=1)
     union = (pred | Y).sum(axis=1)
     jacc = np.where(union > 0, inter / np.maximum(union, 1), 1.0)
@@ -133,9 +169,14 @@ def multilabel_metrics(
 
 
 def per_label_mcc(
-    probs: np.ndarray, Y: np.ndarray, thresholds: np.ndarray, labels: list[str], ratio: float = 0.0
+    probs: np.ndarray,
+    Y: np.ndarray,
+    thresholds: np.ndarray,
+    labels: list[str],
+    ratio: float = 0.0,
+    logits: np.ndarray | None = None,
 ) -> dict:
-    pred = predict_multilabel(probs, thresholds, ratio)
+    pred = predict_multilabel(probs, thresholds, ratio, logits)
     return {
         lab: {
             "mcc": float(matthews_corrcoef(Y[:, j], pred[:, j])) if len(Y) else float("nan"),

@@ -19,6 +19,7 @@ from barloc.artifacts import FOLD, OOF, SPLIT
 from barloc.calibrate import (
     BIAS_METHODS,
     apply,
+    call_ratio_on,
     class_offset,
     ece_from_bins,
     fit_calibration,
@@ -27,7 +28,7 @@ from barloc.calibrate import (
     reliability_of,
 )
 from barloc.calling import correct, reweight, split_arrays, target_vector
-from barloc.metrics import fit_calls, predict_multilabel
+from barloc.metrics import fit_calls, moved_logits, predict_multilabel
 from barloc.soft import hard_mask
 
 #: the methods ``calibration.method: auto`` chooses among; sigmoid heads' bcts is Platt scaling
@@ -63,13 +64,20 @@ def crossfitted(
     return out
 
 
-def call_hits(kind: str, probs: np.ndarray, y: np.ndarray, rule: tuple[np.ndarray, float] | None = None) -> np.ndarray:
+def call_hits(
+    kind: str,
+    probs: np.ndarray,
+    y: np.ndarray,
+    rule: tuple[np.ndarray, float] | None = None,
+    logits: np.ndarray | None = None,
+) -> np.ndarray:
     """Per record, what the calls' figure sums: multiclass, whether the top class is right;
-    multilabel, (true positives, false positives, false negatives) of the calls by ``rule``."""
+    multilabel, (true positives, false positives, false negatives) of the calls by ``rule``
+    (``logits``: its ratio is theirs, :func:`barloc.metrics.predict_multilabel`)."""
     if kind == "multiclass":
         return (probs.argmax(axis=1) == y).astype(np.float64)
     thresholds, ratio = rule
-    pred, truth = predict_multilabel(probs, thresholds, ratio), np.asarray(y, dtype=bool)
+    pred, truth = predict_multilabel(probs, thresholds, ratio, logits), np.asarray(y, dtype=bool)
     return np.stack([(pred & truth).sum(1), (pred & ~truth).sum(1), (~pred & truth).sum(1)], axis=1).astype(float)
 
 
@@ -93,10 +101,11 @@ def hits_score(kind: str, hits: np.ndarray, y: np.ndarray | None = None, target:
 
 
 def calls_score(
-    kind: str, probs: np.ndarray, y: np.ndarray, folds: np.ndarray, call_ratio
+    kind: str, probs: np.ndarray, y: np.ndarray, folds: np.ndarray, call_ratio, logits: np.ndarray | None = None
 ) -> tuple[float, list[float]]:
     """(pooled, per fold) balanced accuracy of the top-class calls, or micro-F1 of sigmoid
-    heads' calls by a rule (thresholds, call ratio) fitted on the other folds."""
+    heads' calls by a rule (thresholds, call ratio; ``logits``: the ratio of theirs) fitted on
+    the other folds."""
     order = np.unique(folds)
     if kind == "multiclass":
         hits, even = (probs.argmax(axis=1) == y).astype(np.float64), np.ones(probs.shape[1])
@@ -104,8 +113,9 @@ def calls_score(
     hits = np.zeros((len(y), 3))
     for f in order:
         held = folds == f
-        rule = fit_calls(probs[~held], y[~held], call_ratio)
-        hits[held] = call_hits(kind, probs[held], y[held], (rule["thresholds"], rule["call_ratio"]))
+        z_fit, z_held = (None, None) if logits is None else (logits[~held], logits[held])
+        rule = fit_calls(probs[~held], y[~held], call_ratio, z_fit)
+        hits[held] = call_hits(kind, probs[held], y[held], (rule["thresholds"], rule["call_ratio"]), z_held)
     return hits_score(kind, hits), [hits_score(kind, hits[folds == f]) for f in order]
 
 
@@ -137,7 +147,8 @@ def choose_calibration(
     taken as given. The choice records every candidate's cross-validated NLL, ECE and calls.
     ``bias_refit``: the weighting offset does not make the logits posteriors (the softmax term
     of sigmoid heads), so ``auto`` takes only a method of :data:`BIAS_METHODS`; the others are
-    still scored, as the guards' references.
+    still scored, as the guards' references; the calls' ratio compares the logits' softmax
+    (:func:`barloc.metrics.predict_multilabel`), as :func:`calibration_fit`'s rule does.
     ``target``: the known query priors a softmax task calls under (``prior_shift.method:
     known``), so that calls and ECE are those of the probabilities the task reports."""
     candidates = METHODS[kind] if method == "auto" else tuple(dict.fromkeys(("temperature", method)))
@@ -146,7 +157,7 @@ def choose_calibration(
     for m in candidates:
         p = probs[m] = crossfitted(kind, m, z, y, folds, offset, priors)
         shown = p if target is None or kind != "multiclass" else reweight(p, kind, priors, np.asarray(target))
-        pooled, per_fold = calls_score(kind, shown, y, folds, call_ratio)
+        pooled, per_fold = calls_score(kind, shown, y, folds, call_ratio, z if bias_refit else None)
         table[m] = {
             "nll": nll_of(kind, p, y),
             "ece": _ece(kind, shown, y, ece_bins),
@@ -225,11 +236,13 @@ def heldout_shift(
     redraws: int = 50,
     n_boot: int = 1000,
     target: np.ndarray | None = None,
+    logits: np.ndarray | None = None,
 ) -> dict:
     """What ``pcfg``'s prior correction does to the calls on cross-fitted calibrated
     out-of-fold ``probs``: accuracy (multiclass) or micro-F1 (multilabel, calls by ``rule``)
     before and after. ``target``: known softmax priors the calls are made for (``known``), which
-    the accuracy is weighted to (:func:`hits_score`).
+    the accuracy is weighted to (:func:`hits_score`). ``logits``: the rule's ratio is theirs,
+    moved as the correction moves the probabilities (:func:`barloc.metrics.moved_logits`).
 
     ``folds``: each group fold is a query whose class mix and records differ from the rest as a
     real query's would; the pooled change gets a 95% bootstrap interval (records resampled
@@ -251,12 +264,17 @@ def heldout_shift(
         corrected, _ = correct(kind, probs[idx], train, quiet, classes, seed, val, thresholds)
         return corrected
 
-    before = call_hits(kind, probs, y, rule)
+    def hits_after(idx: np.ndarray, val_idx: np.ndarray) -> np.ndarray:
+        corrected = run(idx, val_idx)
+        z = None if logits is None else moved_logits(logits[idx], probs[idx], corrected)
+        return call_hits(kind, corrected, y[idx], rule, z)
+
+    before = call_hits(kind, probs, y, rule, logits)
     after = np.empty_like(before)
     per_fold = []
     for f in np.unique(folds):
         held = np.flatnonzero(folds == f)
-        after[held] = call_hits(kind, run(held, np.flatnonzero(folds != f)), y[held], rule)
+        after[held] = hits_after(held, np.flatnonzero(folds != f))
         per_fold.append(
             {
                 "fold": int(f),
@@ -276,7 +294,7 @@ def heldout_shift(
     everything = np.arange(len(y))
     for _ in range(redraws):
         idx = _redraw(rng, strata, len(classes) + 1)
-        sample_hits = call_hits(kind, run(idx, everything), y[idx], rule)
+        sample_hits = hits_after(idx, everything)
         changes.append(score(sample_hits, idx) - score(before[idx], idx))
     if kind == "multilabel":
         metric = "micro_f1"
@@ -350,8 +368,11 @@ def calibration_fit(
     )
     out = {**fitted, "choice": choice}
     if meta.kind == "multilabel":
-        rule = fit_calls(apply(z, meta.kind, fitted), y, ccfg["call_ratio"])
+        on = call_ratio_on(meta.kind, meta.loss)
+        rule = fit_calls(apply(z, meta.kind, fitted), y, ccfg["call_ratio"], z if on else None)
         out |= {"thresholds": rule["thresholds"], "call_ratio": rule["call_ratio"]}
+        if on:
+            out["call_ratio_on"] = on
     return out, probs
 
 
@@ -380,6 +401,7 @@ def shift_check(meta, calibration, z, y, folds, pcfg: dict, seed: int, probs: np
         rule,
         redraws,
         target=_known_target(meta, pcfg),
+        logits=z if calibration.call_ratio_on == "logits" else None,
     )
 
 

@@ -528,6 +528,7 @@ def _calibration_section(cal: dict | None, kind: str, classes: list[str], path: 
             else None
         ),
         "call_ratio": fmt_pct(cal["call_ratio"]) if cal.get("call_ratio") else None,
+        "call_ratio_on_logits": cal.get("call_ratio_on") == "logits",
     }
 
 

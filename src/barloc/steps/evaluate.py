@@ -45,9 +45,12 @@ def run(inputs, outputs, params, threads: int = 1) -> None:
         # Thresholds were tuned on calibrated val probabilities; raw probabilities use 0.5.
         thr, ratio = caller.rule
         out["uncalibrated"] = metrics.multilabel_metrics(raw, yt, np.full(len(classes), 0.5), bins)
-        out["calibrated"] = metrics.multilabel_metrics(cal, yt, thr, bins, ratio)
-        out["prior_corrected"] = metrics.multilabel_metrics(shifted, yt, thr, bins, ratio)
-        out["per_class"] = metrics.per_label_mcc(cal, yt, thr, classes, ratio)
+        rank = caller.rank_logits(zt, cal)
+        out["calibrated"] = metrics.multilabel_metrics(cal, yt, thr, bins, ratio, rank)
+        out["prior_corrected"] = metrics.multilabel_metrics(
+            shifted, yt, thr, bins, ratio, caller.rank_logits(zt, shifted)
+        )
+        out["per_class"] = metrics.per_label_mcc(cal, yt, thr, classes, ratio, rank)
     if calib.extra_heads:  # scored on their own, never mixed into the classes' metrics
         out["extra_heads"] = extra_heads.evaluate(df, calib.extra_heads)
     write_json(out, outputs.metrics)

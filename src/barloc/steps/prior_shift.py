@@ -27,7 +27,8 @@ def run(inputs, outputs, params, threads: int = 1) -> None:
     # BBSE's confusion matrix comes from the out-of-fold rows
     val = (caller.calibrate(zv), yv) if method == "bbse" else None
     q = (df[SPLIT] == QUERY).to_numpy()
-    calibrated = caller.calibrate(class_logits(df.loc[q], classes))
+    zq = class_logits(df.loc[q], classes)
+    calibrated = caller.calibrate(zq)
     corrected, info = correct(kind, calibrated, train, pcfg, classes, seed, val, thresholds)
 
     # What the correction does to the calls on held-out data decides; the test split is only
@@ -54,7 +55,7 @@ def run(inputs, outputs, params, threads: int = 1) -> None:
         test=test,
         **info,
     )
-    calls = caller.calls(df.loc[q, ID], corrected if applied else calibrated, extra_logits(df.loc[q], meta))
+    calls = caller.calls(df.loc[q, ID], corrected if applied else calibrated, extra_logits(df.loc[q], meta), zq)
     log.info("%d query calls, %d uncertain", len(calls), int(calls["uncertain"].sum()))
     write_json(priors, outputs.priors)
     write_tsv(calls, outputs.calls)
