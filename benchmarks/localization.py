@@ -205,7 +205,7 @@ def scores(probs: np.ndarray, Y: np.ndarray, rule: dict, classes: list[str], log
         "mcc": {c: v["mcc"] for c, v in mcc.items()},
         "thresholds": {c: v["threshold"] for c, v in mcc.items()},
         "call_ratio": ratio,
-        "call_ratio_on": "probabilities" if logits is None else "logits",
+        "call_ratio_on": None if logits is None else "logits",  # as calibration.json says it
         "mean_true_locations": float(Y.sum(axis=1).mean()) if len(Y) else float("nan"),
         "mean_predicted_locations": float(predict_multilabel(probs, thresholds, ratio, logits).sum(axis=1).mean())
         if len(Y)
@@ -294,7 +294,7 @@ def run_partition(
     rule = fit_calls(pv, Yv, call_ratio, rv)
     out["barloc"] = scores(pt, Yt, rule, classes, rt)
     # the same probabilities called by the per-label thresholds alone (DeepLoc 2.0's rule)
-    out["barloc_thresholds_only"] = scores(pt, Yt, {**rule, "call_ratio": 0.0}, classes, rt)
+    out["barloc_thresholds_only"] = scores(pt, Yt, {**rule, "call_ratio": 0.0}, classes)
     if save_model is not None:
         export_model(save_model, model, meta, calib, {**rule, "call_ratio_on": on})
     out["timing"] = {
@@ -399,13 +399,15 @@ def write_model_card(out: Path, result: dict, command: str) -> None:
     per_label = f"focal loss (γ = {loss['gamma']:g})" if loss["type"] == "focal" else "binary cross-entropy"
     weighted = ",\npositives weighted by negatives / positives" if loss["pos_weight"] else ""
     lam = loss.get("softmax_weight", 0.0)
+    cal = Calibration.load(out / "calibration.json")
+    ratio_on = " of the logits' softmax" if cal.ratio_on_logits else ""
     term = f",\nplus {lam:g} × a softmax cross-entropy over the same logits (`loss.softmax_weight`)" if lam else ""
     text = f"""# barloc protein localization model
 
 Ten independent sigmoid heads (one per subcellular location) over a convolutional encoder of the
 amino-acid sequence, trained with per-location {per_label}{weighted}{term}.
-It is calibrated (`{Calibration.load(out / "calibration.json").method}`) and called by per-location
-MCC thresholds and a call ratio fitted on a held-out partition. Eukaryotic proteins; the model
+It is calibrated (`{cal.method}`) and called by per-location
+MCC thresholds and a call ratio{ratio_on} fitted on a held-out partition. Eukaryotic proteins; the model
 sees the sequence alone (no language model, no homology search).
 
     barloc predict --model {model_ref(out)} --input my_proteins.fasta --out calls.tsv
@@ -485,6 +487,7 @@ def _mean_scores(rows: list[dict]) -> dict:
     out["mean_true_locations"] = round(float(np.mean([r["mean_true_locations"] for r in rows])), 3)
     out["n_test"] = int(sum(r["n"] for r in rows))
     out["call_ratio"] = [r.get("call_ratio", 0.0) for r in rows]  # per test partition
+    out["call_ratio_on"] = rows[0].get("call_ratio_on")  # one rule for every partition: the config's loss
     return out
 
 

@@ -230,6 +230,9 @@ def test_saved_model_predicts_the_scored_calls(tiny, tmp_path):
     assert f"--save-model {model_dir}" in card and f"| {result['barloc']['micro_f1']:.3f} |" in card
     assert "`bcts`" in card and str(recipe) in card and "plus 1 × a softmax cross-entropy" in card
     assert meta["loss"]["softmax_weight"] == 1.0
+    # the term's model calls by its logits' softmax ratio, as scored
+    assert json.loads((model_dir / "calibration.json").read_text())["call_ratio_on"] == "logits"
+    assert result["barloc"]["call_ratio_on"] == "logits" and "call ratio of the logits' softmax" in card
     data = pd.read_csv(where / "deeploc_120.csv", dtype=str, keep_default_na=False)
     test = data[data["Partition"] == "4"]
     fasta = tmp_path / "test.fasta"

@@ -72,7 +72,11 @@ def test_a_call_ratio_on_logits_reads_them_and_follows_prior_correction():
     assert by_probs.call(["a"], z)["call"].tolist() == ["Atlantic"]  # probabilities 0.88, 0.38, 0.02
     by_logits = Caller(meta("multilabel"), dataclasses.replace(calib, call_ratio_on="logits"), 0.5)
     assert by_logits.needs_logits and not by_probs.needs_logits
-    assert by_logits.call(["a"], z)["call"].tolist() == ["Indian"]  # shares 0.61, 1, 0
+    table = by_logits.call(["a"], z)
+    assert table["call"].tolist() == ["Indian"]  # shares 0.61, 1, 0
+    # the row lists the rule's top label with its probability, the others after it
+    assert table["probability"][0] == pytest.approx(table["p::Indian"][0]) and table["p::Atlantic"][0] > 0.8
+    assert table["alternatives"][0].startswith("Atlantic (0.88)")
     with pytest.raises(ValueError, match="logits"):
         by_logits.calls(["a"], by_logits.calibrate(z))
     # correcting Atlantic's prior up moves its logit by the same amount as its calibrated one

@@ -242,8 +242,9 @@ def test_the_softmax_term_fits_and_checks_the_call_ratio_on_the_logits():
     from sklearn.metrics import f1_score
 
     from barloc.artifacts import Calibration, ModelMeta
+    from barloc.calling import correct
     from barloc.config import task_default
-    from barloc.metrics import fit_calls, predict_multilabel
+    from barloc.metrics import fit_calls, moved_logits, predict_multilabel
 
     rng = np.random.default_rng(5)
     n = 1200
@@ -272,9 +273,24 @@ def test_the_softmax_term_fits_and_checks_the_call_ratio_on_the_logits():
     probs = posthoc.apply(z, "multilabel", calib.params())
     want = fit_calls(probs, Y, ccfg["call_ratio"], z)
     assert got["call_ratio"] == want["call_ratio"]
+    # the method was chosen on the calls the rule makes
+    crossfit = posthoc.crossfitted("multilabel", "bcts", z, Y, folds, np.zeros(3), meta.priors)
+    scored = got["choice"]["candidates"]["bcts"]["micro_f1"]
+    assert scored == pytest.approx(posthoc.calls_score("multilabel", crossfit, Y, folds, "auto", z)[0])
+    assert scored != pytest.approx(posthoc.calls_score("multilabel", crossfit, Y, folds, "auto")[0])
+    # the held-out prior-shift check scores them too, before and after EM, the logits moved with it
     pcfg = {**task_default("prior_shift"), "method": "em", "check_redraws": 2}
     check = posthoc.shift_check(meta, calib, z, Y, folds, pcfg, 0, probs)
-    calls = predict_multilabel(probs, *calib.call_rule(3), z)
-    assert check["before"] == pytest.approx(f1_score(Y, calls, average="micro"))
-    by_probs = predict_multilabel(probs, *calib.call_rule(3))  # not the same calls
+    rule = calib.call_rule(3)
+    assert check["before"] == pytest.approx(f1_score(Y, predict_multilabel(probs, *rule, z), average="micro"))
+    by_probs = predict_multilabel(probs, *rule)  # not the same calls
     assert check["before"] != pytest.approx(f1_score(Y, by_probs, average="micro"))
+    after, unmoved = np.zeros_like(Y), np.zeros_like(Y)
+    quiet = {**pcfg, "bootstrap": 0}
+    for f in range(4):
+        held = folds == f
+        corrected = correct("multilabel", probs[held], meta.priors, quiet, meta.classes, 0, None, rule[0])[0]
+        after[held] = predict_multilabel(corrected, *rule, moved_logits(z[held], probs[held], corrected))
+        unmoved[held] = predict_multilabel(corrected, *rule, z[held])
+    assert check["after"] == pytest.approx(f1_score(Y, after, average="micro"))
+    assert check["after"] != pytest.approx(f1_score(Y, unmoved, average="micro"))

@@ -257,8 +257,8 @@ class Calibration(_Artifact):
     bias: Any = None
     thresholds: list[float] | None = None
     call_ratio: float | None = None
-    #: "logits": the call ratio compares the logits' softmax (sigmoid heads trained with the
-    #: softmax term); absent: the calibrated probabilities (barloc.metrics.predict_multilabel)
+    #: "logits": the call ratio compares the logits' softmax; absent: the calibrated
+    #: probabilities (docs/method.md#calls)
     call_ratio_on: str | None = None
     extra_heads: dict | None = None
     #: how the method was chosen: every candidate's cross-validated NLL and calls (barloc.posthoc)
@@ -278,6 +278,10 @@ class Calibration(_Artifact):
             )
             if v is not None
         }
+
+    @property
+    def ratio_on_logits(self) -> bool:
+        return self.call_ratio_on == "logits"
 
     def call_rule(self, n_labels: int) -> tuple[np.ndarray, float]:
         """(thresholds, call_ratio); files from before the ratio call with 0, without thresholds at 0.5."""

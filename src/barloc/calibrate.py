@@ -319,9 +319,8 @@ def offset_undoes_loss(kind: str, loss: dict) -> bool:
 
 def call_ratio_on(kind: str, loss: dict) -> str | None:
     """calibration.json's ``call_ratio_on``: ``"logits"`` for sigmoid heads trained with the
-    softmax term, which trained the logits' softmax to rank a protein's labels and which
-    per-label calibration does not keep (:func:`barloc.metrics.predict_multilabel`); else None,
-    the calibrated probabilities."""
+    softmax term, which trained the logits' softmax to rank a sample's labels
+    (docs/method.md#calls); else None, the calibrated probabilities."""
     return None if offset_undoes_loss(kind, loss) else "logits"
 
 

@@ -159,10 +159,12 @@ def calls_table(
     """One row a sample: the call, its probability, the runners-up and the uncertain flag.
 
     Multiclass: the top class, uncertain below ``threshold``. Multilabel: every label at or
-    above its threshold and at least ``call_ratio`` of the top label's probability (with
-    ``logits``, of their softmax: :func:`barloc.metrics.predict_multilabel`; the top label
-    always), uncertain when no label reaches its threshold."""
-    order = np.argsort(-probs, axis=1)
+    above its threshold and at least ``call_ratio`` of the top label's probability (the top
+    label always; with ``logits``, top and ratio are theirs: :func:`barloc.metrics.predict_multilabel`),
+    uncertain when no label reaches its threshold."""
+    # labels in the rule's order: by the logits when its ratio compares them, so that the top
+    # label, listed first with its probability, is the one the rule always calls
+    order = np.argsort(-(probs if logits is None or kind == "multiclass" else logits), axis=1, kind="stable")
     if kind != "multiclass":
         called_all = predict_multilabel(probs, label_thresholds, call_ratio, logits)
     rows = []
@@ -231,26 +233,33 @@ class Caller:
     def needs_logits(self) -> bool:
         """Whether the calls read the class logits besides the probabilities: sigmoid heads whose
         call ratio compares the logits' softmax (calibration.json ``call_ratio_on: logits``)."""
-        return self.kind == "multilabel" and self.calibration.call_ratio_on == "logits"
+        return self.kind == "multilabel" and self.calibration.ratio_on_logits
 
-    def rank_logits(self, z: np.ndarray | None, probs: np.ndarray) -> np.ndarray | None:
+    def rank_logits(
+        self, z: np.ndarray | None, probs: np.ndarray, calibrated: np.ndarray | None = None
+    ) -> np.ndarray | None:
         """What the call ratio compares, for final ``probs`` of class logits ``z``, when
-        :attr:`needs_logits`: ``z`` moved as prior correction moved the calibrated probabilities
-        (:func:`barloc.metrics.moved_logits`); else None."""
+        :attr:`needs_logits`: ``z`` moved as prior correction moved the ``calibrated``
+        probabilities (default: ``z`` calibrated) to ``probs`` (:func:`barloc.metrics.moved_logits`);
+        else None."""
         if not self.needs_logits:
             return None
         if z is None:
             raise ValueError("this model's call ratio compares its logits: pass them")
-        return moved_logits(z, self.calibrate(z), probs)
+        return moved_logits(z, self.calibrate(z) if calibrated is None else calibrated, probs)
 
     def calls(
-        self, ids, probs: np.ndarray, extra: np.ndarray | None = None, z: np.ndarray | None = None
+        self,
+        ids,
+        probs: np.ndarray,
+        extra: np.ndarray | None = None,
+        z: np.ndarray | None = None,
+        calibrated: np.ndarray | None = None,
     ) -> pd.DataFrame:
-        """The calls table of final probabilities (of class logits ``z``), then each extra head's
-        probability and call."""
-        table = calls_table(
-            list(ids), probs, self.classes, self.kind, self.uncertain_below, *self.rule, self.rank_logits(z, probs)
-        )
+        """The calls table of final probabilities (of class logits ``z``, see :meth:`rank_logits`),
+        then each extra head's probability and call."""
+        rank = self.rank_logits(z, probs, calibrated)
+        table = calls_table(list(ids), probs, self.classes, self.kind, self.uncertain_below, *self.rule, rank)
         if self.meta.heads:  # e.g. membrane_prob and membrane_call, after the class columns
             table = extra_heads.add_call_columns(
                 table, extra, self.calibration.extra_heads, self.meta.heads, self.source

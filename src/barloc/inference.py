@@ -329,6 +329,7 @@ def predict_file(
     em_probs: np.ndarray | None = None
     em_extra: np.ndarray | None = None
     em_z: np.ndarray | None = None
+    em_before: np.ndarray | None = None
     if estimate_priors:
         # Pass 1: calibrated probabilities of every record, kept as one float32 matrix (and
         # the extra heads' float32 logits, as the model gives them, and the class logits when the
@@ -351,6 +352,7 @@ def predict_file(
         if prior_strength is not None:
             pcfg["prior_strength"] = prior_strength
         em_probs, info = correct(kind, all_probs.astype(np.float64), train, pcfg, classes, seed)
+        em_before = all_probs if em_z is not None else None  # what EM moved, for the logits' move
         del all_probs
         result = PredictResult(0, 0, "em", classes, np.asarray(info["query_priors"]), bool(info.get("converged")))
         if pred.priors_info and decision_of(pred.priors_info.to_dict())["code"] in ("check_failed", "not_applied"):
@@ -370,10 +372,11 @@ def predict_file(
                     probs = em_probs[n : n + len(ids)]
                     extra = None if em_extra is None else em_extra[n : n + len(ids)]
                     z = None if em_z is None else em_z[n : n + len(ids)]
+                    before = None if em_before is None else em_before[n : n + len(ids)].astype(np.float64)
                 else:
                     z, extra = class_and_extra_logits(pred, seqs, batch_size, device)
-                    probs = caller.probabilities(z, target)
-                table = caller.calls(ids, probs, extra, z)
+                    probs, before = caller.probabilities(z, target), None
+                table = caller.calls(ids, probs, extra, z, before)
                 table.to_csv(fh, sep="\t", index=False, header=n == 0)
                 n += len(ids)
                 n_uncertain += int(table["uncertain"].sum())

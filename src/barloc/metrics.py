@@ -12,6 +12,7 @@ from sklearn.metrics import (
 )
 
 from barloc.calibrate import binary_nll, brier, ece_from_bins, multiclass_reliability, multilabel_reliability
+from barloc.shift import EPS
 
 THRESHOLD_GRID = np.round(np.arange(0.02, 0.99, 0.01), 2)
 RATIO_GRID = np.round(np.arange(0.0, 1.0001, 0.05), 2)
@@ -56,10 +57,9 @@ def predict_multilabel(
     """Labels at or above their threshold and at least ``ratio`` times the protein's top label's
     probability; every protein keeps at least its top label.
 
-    With ``logits`` (sigmoid heads trained with the softmax term, ``loss.softmax_weight``) the
-    top label and the ratio are those of the logits' softmax, exp(z_j - z_max): the term trained
-    it to rank a protein's labels, which per-label calibration does not keep (each label's own
-    scale and bias). The calibrated probabilities still face the thresholds."""
+    With ``logits`` (calibration.json ``call_ratio_on: logits``, docs/method.md#calls) the top
+    label and the ratio are those of the logits' softmax, exp(z_j - z_max); the calibrated
+    probabilities still face the thresholds."""
     pred = probs >= thresholds
     if len(probs):
         rank = probs if logits is None else np.exp(logits - logits.max(axis=1, keepdims=True))
@@ -76,7 +76,7 @@ def moved_logits(logits: np.ndarray, before: np.ndarray, after: np.ndarray) -> n
     prior-corrected probabilities do."""
 
     def logit(p: np.ndarray) -> np.ndarray:
-        p = np.clip(p, 1e-12, 1 - 1e-12)
+        p = np.clip(p, EPS, 1 - EPS)
         return np.log(p) - np.log1p(-p)
 
     return logits + logit(after) - logit(before)

@@ -131,6 +131,7 @@ def choose_calibration(
     target: np.ndarray | None = None,
     ece_bins: int = 15,
     bias_refit: bool = False,
+    ratio_on_logits: bool = False,
 ) -> tuple[dict, dict, np.ndarray]:
     """(calibration parameters fitted on all rows, the choice, the chosen method's
     :func:`crossfitted` probabilities).
@@ -147,8 +148,8 @@ def choose_calibration(
     taken as given. The choice records every candidate's cross-validated NLL, ECE and calls.
     ``bias_refit``: the weighting offset does not make the logits posteriors (the softmax term
     of sigmoid heads), so ``auto`` takes only a method of :data:`BIAS_METHODS`; the others are
-    still scored, as the guards' references; the calls' ratio compares the logits' softmax
-    (:func:`barloc.metrics.predict_multilabel`), as :func:`calibration_fit`'s rule does.
+    still scored, as the guards' references. ``ratio_on_logits``: the calls' ratio compares the
+    logits' softmax (docs/method.md#calls), as :func:`calibration_fit`'s rule will.
     ``target``: the known query priors a softmax task calls under (``prior_shift.method:
     known``), so that calls and ECE are those of the probabilities the task reports."""
     candidates = METHODS[kind] if method == "auto" else tuple(dict.fromkeys(("temperature", method)))
@@ -157,7 +158,7 @@ def choose_calibration(
     for m in candidates:
         p = probs[m] = crossfitted(kind, m, z, y, folds, offset, priors)
         shown = p if target is None or kind != "multiclass" else reweight(p, kind, priors, np.asarray(target))
-        pooled, per_fold = calls_score(kind, shown, y, folds, call_ratio, z if bias_refit else None)
+        pooled, per_fold = calls_score(kind, shown, y, folds, call_ratio, z if ratio_on_logits else None)
         table[m] = {
             "nll": nll_of(kind, p, y),
             "ece": _ece(kind, shown, y, ece_bins),
@@ -353,6 +354,7 @@ def calibration_fit(
     offset = class_offset(meta)
     target = _known_target(meta, pcfg)
     refit = not offset_undoes_loss(meta.kind, meta.loss)
+    on = call_ratio_on(meta.kind, meta.loss)
     fitted, choice, probs = choose_calibration(
         meta.kind,
         ccfg["method"],
@@ -365,10 +367,10 @@ def calibration_fit(
         target,
         int(ccfg["ece_bins"]),
         refit,
+        on is not None,
     )
     out = {**fitted, "choice": choice}
     if meta.kind == "multilabel":
-        on = call_ratio_on(meta.kind, meta.loss)
         rule = fit_calls(apply(z, meta.kind, fitted), y, ccfg["call_ratio"], z if on else None)
         out |= {"thresholds": rule["thresholds"], "call_ratio": rule["call_ratio"]}
         if on:
@@ -401,7 +403,7 @@ def shift_check(meta, calibration, z, y, folds, pcfg: dict, seed: int, probs: np
         rule,
         redraws,
         target=_known_target(meta, pcfg),
-        logits=z if calibration.call_ratio_on == "logits" else None,
+        logits=z if meta.kind == "multilabel" and calibration.ratio_on_logits else None,
     )
 
 
