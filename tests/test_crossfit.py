@@ -230,3 +230,56 @@ def test_workflow_steps_fit_post_hoc_on_out_of_fold_logits(tmp_path):
             NS(logits=str(tmp_path / "out.parquet")),
             NS(task="fish_origin", cfg={"train": {"batch_size": 32}}),
         )
+
+
+def test_workflow_steps_call_by_the_logits_with_the_softmax_term(tmp_path):
+    """Real proteins through the steps with loss.softmax_weight: calibration.json says the call
+    ratio compares the logits; calls.tsv holds the calls that rule makes of the query's logits
+    and metrics.json scores the same rule (prior correction's move: tests/test_calling.py).
+    The tiny model's probabilities and logits rank alike, so its calibration is then given a
+    bias that puts the commonest location last, and the steps rerun: the two rules now differ."""
+    from conftest import STEP_FILES, run_small_pipeline, small_localization_inputs
+
+    from barloc.artifacts import Calibration
+    from barloc.calibrate import apply
+    from barloc.calling import Caller, split_arrays
+    from barloc.config import rule_config, with_defaults
+    from barloc.metrics import multilabel_metrics
+    from barloc.steps import evaluate, prior_shift
+
+    task = small_localization_inputs(tmp_path / "in")
+    task["loss"] = {**task["loss"], "softmax_weight": 1.0}
+    task["prior_shift"] = {"method": "none"}
+    run_small_pipeline(task, tmp_path, to_evaluate=True)
+    meta, calib = ModelMeta.load(tmp_path / "model.json"), Calibration.load(tmp_path / "calibration.json")
+    assert calib.call_ratio_on == "logits" and calib.method == "bcts"
+    common = int(np.argmax(meta.priors))
+    bias = np.asarray(calib.bias, dtype=float)
+    bias[common] -= 4.0
+    calib = dataclasses.replace(calib, bias=bias.tolist(), call_ratio=0.5)
+    calib.save(tmp_path / "calibration.json")
+    f = {name: str(tmp_path / name) for name in STEP_FILES}
+    full = with_defaults(task)
+    ins = NS(
+        meta=f["model.json"], calibration=f["calibration.json"], logits=f["logits.parquet"], priors=f["priors.json"]
+    )
+    prior_shift.run(
+        ins,
+        NS(priors=f["priors.json"], calls=f["calls.tsv"]),
+        NS(task="localization", cfg=rule_config(full, "prior_shift"), seed=1),
+    )
+    evaluate.run(ins, NS(metrics=f["metrics.json"]), NS(task="localization", cfg=rule_config(full, "evaluate"), seed=1))
+
+    logits = pd.read_parquet(tmp_path / "logits.parquet")
+    query = logits[logits["split"] == "query"]
+    zq = query[[f"logit::{c}" for c in meta.classes]].to_numpy()
+    got = pd.read_csv(tmp_path / "calls.tsv", sep="\t", keep_default_na=False)["call"].tolist()
+    assert got == Caller(meta, calib, 0.5).call(query["id"], zq)["call"].tolist()
+    by_probs = Caller(meta, dataclasses.replace(calib, call_ratio_on=None), 0.5)
+    assert got != by_probs.call(query["id"], zq)["call"].tolist()
+    zt, yt = split_arrays(logits, meta, "test")
+    cal = apply(zt, "multilabel", calib.params())
+    scored = json.loads((tmp_path / "metrics.json").read_text())["calibrated"]["micro_f1"]
+    thr, ratio = calib.call_rule(len(meta.classes))
+    assert scored == pytest.approx(multilabel_metrics(cal, yt, thr, 15, ratio, zt)["micro_f1"])
+    assert scored != pytest.approx(multilabel_metrics(cal, yt, thr, 15, ratio)["micro_f1"])
