@@ -262,7 +262,7 @@ def prior_anchor(kind: str, probs_val: np.ndarray, train_priors: np.ndarray) -> 
     if kind == "multiclass":
         shift = np.log(t / t.sum()) - np.log(p / p.sum())
         return shift - shift.mean()  # softmax ignores a common shift
-    return (np.log(t) - np.log1p(-t)) - (np.log(p) - np.log1p(-p))
+    return logit(t) - logit(p)
 
 
 def apply(logits: np.ndarray, kind: str, calib: dict | None = None) -> np.ndarray:
@@ -300,6 +300,12 @@ def weighting_offset(kind: str, loss: dict, train_counts: np.ndarray, n_train: i
     if not loss["pos_weight"]:
         return np.zeros(len(counts))
     return -np.log(np.maximum(pos_weights(counts, n_train, loss["pos_weight_cap"]), 1e-12))
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    """log(p / (1 - p)), with p clipped to [EPS, 1 - EPS] so that 0 and 1 stay finite."""
+    p = np.clip(p, EPS, 1 - EPS)
+    return np.log(p) - np.log1p(-p)
 
 
 #: the calibration methods that fit a bias per class or label: the only ones that calibrate
@@ -377,7 +383,7 @@ def prior_logits(meta) -> np.ndarray:
     """log training prior per class (multiclass) or logit of each label's training rate: what
     a model's unweighted logits carry of its training mix."""
     p = np.clip(np.asarray(meta.train_priors, dtype=np.float64), EPS, 1 - EPS)
-    return np.log(p) if meta.kind == "multiclass" else np.log(p) - np.log1p(-p)
+    return np.log(p) if meta.kind == "multiclass" else logit(p)
 
 
 def class_offset(meta) -> np.ndarray:

@@ -226,8 +226,11 @@ class Caller:
 
     def probabilities(self, z: np.ndarray, target: np.ndarray | None = None) -> np.ndarray:
         """Calibrated and, with ``target`` priors, prior-corrected probabilities of class logits."""
-        probs = self.calibrate(z)
-        return probs if target is None else reweight(probs, self.kind, self.train_priors, np.asarray(target))
+        return self.corrected(self.calibrate(z), target)
+
+    def corrected(self, calibrated: np.ndarray, target: np.ndarray | None = None) -> np.ndarray:
+        """``calibrated`` probabilities corrected to ``target`` priors (unchanged without)."""
+        return calibrated if target is None else reweight(calibrated, self.kind, self.train_priors, np.asarray(target))
 
     @property
     def needs_logits(self) -> bool:
@@ -270,4 +273,5 @@ class Caller:
         self, ids, z: np.ndarray, extra: np.ndarray | None = None, target: np.ndarray | None = None
     ) -> pd.DataFrame:
         """Logits to calls in one go: calibrate, correct to ``target`` priors if given, call."""
-        return self.calls(ids, self.probabilities(z, target), extra, z)
+        calibrated = self.calibrate(z)
+        return self.calls(ids, self.corrected(calibrated, target), extra, z, calibrated)

@@ -375,7 +375,8 @@ def predict_file(
                     before = None if em_before is None else em_before[n : n + len(ids)].astype(np.float64)
                 else:
                     z, extra = class_and_extra_logits(pred, seqs, batch_size, device)
-                    probs, before = caller.probabilities(z, target), None
+                    before = caller.calibrate(z)
+                    probs = caller.corrected(before, target)
                 table = caller.calls(ids, probs, extra, z, before)
                 table.to_csv(fh, sep="\t", index=False, header=n == 0)
                 n += len(ids)

@@ -11,8 +11,14 @@ from sklearn.metrics import (
     matthews_corrcoef,
 )
 
-from barloc.calibrate import binary_nll, brier, ece_from_bins, multiclass_reliability, multilabel_reliability
-from barloc.shift import EPS
+from barloc.calibrate import (
+    binary_nll,
+    brier,
+    ece_from_bins,
+    logit,
+    multiclass_reliability,
+    multilabel_reliability,
+)
 
 THRESHOLD_GRID = np.round(np.arange(0.02, 0.99, 0.01), 2)
 RATIO_GRID = np.round(np.arange(0.0, 1.0001, 0.05), 2)
@@ -74,11 +80,6 @@ def moved_logits(logits: np.ndarray, before: np.ndarray, after: np.ndarray) -> n
     """``logits`` moved by what a correction did to each label's calibrated logit (probabilities
     ``before`` -> ``after``), so that :func:`predict_multilabel`'s ratio of them ranks as the
     prior-corrected probabilities do."""
-
-    def logit(p: np.ndarray) -> np.ndarray:
-        p = np.clip(p, EPS, 1 - EPS)
-        return np.log(p) - np.log1p(-p)
-
     return logits + logit(after) - logit(before)
 
 

@@ -25,7 +25,7 @@ def run(inputs, outputs, params, threads: int = 1) -> None:
     # Prior correction: to the known target priors, the ones the query's calls use; else to
     # the priors EM or BBSE estimated on the test split as if it were a query.
     est = priors.query_priors if priors.method == "known" else (priors.test or {}).get("estimated_priors")
-    shifted = cal if est is None else caller.probabilities(zt, np.asarray(est, dtype=np.float64))
+    shifted = cal if est is None else caller.corrected(cal, np.asarray(est, dtype=np.float64))
     out = {"task": params.task, "kind": kind, "classes": classes, "n_test": int(len(zt))}
     # The row whose probabilities make the query's calls: what the report states first.
     out["calls_row"] = "prior_corrected" if priors.applied and est is not None else "calibrated"
@@ -45,10 +45,10 @@ def run(inputs, outputs, params, threads: int = 1) -> None:
         # Thresholds were tuned on calibrated val probabilities; raw probabilities use 0.5.
         thr, ratio = caller.rule
         out["uncalibrated"] = metrics.multilabel_metrics(raw, yt, np.full(len(classes), 0.5), bins)
-        rank = caller.rank_logits(zt, cal)
+        rank = caller.rank_logits(zt, cal, cal)
         out["calibrated"] = metrics.multilabel_metrics(cal, yt, thr, bins, ratio, rank)
         out["prior_corrected"] = metrics.multilabel_metrics(
-            shifted, yt, thr, bins, ratio, caller.rank_logits(zt, shifted)
+            shifted, yt, thr, bins, ratio, caller.rank_logits(zt, shifted, cal)
         )
         out["per_class"] = metrics.per_label_mcc(cal, yt, thr, classes, ratio, rank)
     if calib.extra_heads:  # scored on their own, never mixed into the classes' metrics

@@ -55,7 +55,9 @@ def run(inputs, outputs, params, threads: int = 1) -> None:
         test=test,
         **info,
     )
-    calls = caller.calls(df.loc[q, ID], corrected if applied else calibrated, extra_logits(df.loc[q], meta), zq)
+    calls = caller.calls(
+        df.loc[q, ID], corrected if applied else calibrated, extra_logits(df.loc[q], meta), zq, calibrated
+    )
     log.info("%d query calls, %d uncertain", len(calls), int(calls["uncertain"].sum()))
     write_json(priors, outputs.priors)
     write_tsv(calls, outputs.calls)
